@@ -1,0 +1,426 @@
+"""The site description, `devices.yaml`: schema, loading and cross-checks.
+
+Validated once at start-up; every error names file, line and field. Secrets never live in the
+file: the broker credentials are the *names* of environment variables.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+from shapely.geometry import Polygon
+from shapely.validation import explain_validity
+
+from ingest.readings import Stream
+from ingest.yamlsource import ConfigError, load_yaml, validate
+
+SAFE_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
+_SAFE_ID = re.compile(SAFE_ID)
+
+
+def _safe_id(value: str) -> str:
+    if not _SAFE_ID.match(value):
+        raise ValueError(
+            "ids are 1-64 letters, digits, '-' or '_', starting with a letter or digit "
+            "(they become file names and topic levels)"
+        )
+    return value
+
+
+SafeId = Annotated[str, AfterValidator(_safe_id)]
+"""Ids that end up in file paths and topics: no '/', '.', '..', spaces, '+', '#'."""
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DeviceKind(StrEnum):
+    CAMERA = "camera"
+    DRONE = "drone"
+    GPS = "gps"
+    GEOMAGNETIC = "geomagnetic"
+
+
+class Crs(StrEnum):
+    WGS84 = "wgs84"
+    GCJ02 = "gcj02"
+    BD09 = "bd09"
+
+
+STREAMS_OF_KIND: dict[DeviceKind, tuple[Stream, ...]] = {
+    DeviceKind.GPS: (Stream.GPS,),
+    DeviceKind.GEOMAGNETIC: (Stream.GEOMAG,),
+    DeviceKind.DRONE: (Stream.TELEMETRY, Stream.SNAPSHOT),
+    DeviceKind.CAMERA: (Stream.SNAPSHOT,),
+}
+FORMATS: dict[Stream, tuple[str, ...]] = {
+    Stream.GPS: ("json", "nmea"),
+    Stream.GEOMAG: ("json",),
+    Stream.TELEMETRY: ("json",),
+    Stream.SNAPSHOT: ("jpeg",),
+}
+
+
+class Site(Strict):
+    id: SafeId
+    name: str = ""
+    timezone: str = "UTC"
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown IANA timezone {value!r} (e.g. 'Asia/Shanghai')") from None
+        return value
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+
+class Tls(Strict):
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+    insecure: bool = False
+    """Skip hostname verification. For lab brokers with self-signed certificates only."""
+
+    @model_validator(mode="after")
+    def _pairs(self) -> Tls:
+        if (self.cert_file is None) != (self.key_file is None):
+            raise ValueError("cert_file and key_file go together (client certificate and its key)")
+        return self
+
+
+class Reconnect(Strict):
+    min_delay_s: float = Field(1.0, gt=0)
+    max_delay_s: float = Field(60.0, gt=0)
+
+
+class Broker(Strict):
+    url: str = "mqtt://127.0.0.1:1883"
+    """`mqtt://host:port`, `mqtts://host:port` (TLS), or `embedded` for the in-process broker."""
+    client_id: SafeId = "streetwatch"
+    username_env: str | None = None
+    password_env: str | None = None
+    tls: Tls | None = None
+    keepalive_s: int = Field(30, ge=5, le=3600)
+    session_expiry_s: int = Field(7 * 24 * 3600, ge=0)
+    """How long the broker keeps our subscriptions and queued QoS 1 messages while we are away."""
+    shared_group: SafeId | None = None
+    """Join an MQTT v5 shared subscription group (`$share/<group>/...`) to split load."""
+    receive_maximum: int = Field(1000, ge=1, le=65535)
+    reconnect: Reconnect = Reconnect()
+
+    username: Any = Field(None, exclude=True, repr=False)
+    password: Any = Field(None, exclude=True, repr=False)
+
+    @field_validator("username", "password")
+    @classmethod
+    def _no_secrets_in_file(cls, value: Any, info: ValidationInfo) -> None:
+        if value is not None:
+            raise ValueError(
+                f"secrets are not read from the file; export the {info.field_name} in an "
+                f"environment variable and name that variable in '{info.field_name}_env'"
+            )
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, value: str) -> str:
+        if value == "embedded":
+            return value
+        parts = urlsplit(value)
+        if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
+            raise ValueError("expected 'embedded' or mqtt://host:port or mqtts://host:port")
+        try:
+            parts.port  # noqa: B018 - raises on a bad port
+        except ValueError:
+            raise ValueError("port is not a number in 0-65535") from None
+        return value
+
+    @property
+    def embedded(self) -> bool:
+        return self.url == "embedded"
+
+    @property
+    def uses_tls(self) -> bool:
+        return self.tls is not None or urlsplit(self.url).scheme in ("mqtts", "ssl")
+
+    @property
+    def host(self) -> str:
+        return urlsplit(self.url).hostname or "127.0.0.1"
+
+    @property
+    def port(self) -> int:
+        parts = urlsplit(self.url)
+        return parts.port or (8883 if self.uses_tls else 1883)
+
+    def credentials(self) -> tuple[str | None, str | None]:
+        """Username and password from the environment; a named but unset variable is an error."""
+        values = []
+        for name in (self.username_env, self.password_env):
+            if name is None:
+                values.append(None)
+                continue
+            value = os.environ.get(name)
+            if value is None:
+                raise ConfigError([f"broker: environment variable {name} is named but not set"])
+            values.append(value)
+        return values[0], values[1]
+
+
+class Ingest(Strict):
+    max_payload_bytes: int = Field(256 * 1024, ge=1024)
+    max_snapshot_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_image_pixels: int = Field(40_000_000, ge=1)
+    max_clock_future_s: float = Field(300.0, ge=0)
+    max_clock_past_s: float = Field(7 * 24 * 3600.0, ge=0)
+    batch_size: int = Field(500, ge=1, le=50_000)
+    flush_interval_ms: int = Field(50, ge=1, le=10_000)
+    dead_letter_payload_bytes: int = Field(4096, ge=0, le=1024 * 1024)
+
+
+class Storage(Strict):
+    root: Path = Path("var")
+    journal: Path | None = None
+    evidence: Path | None = None
+
+    def resolved(self, base: Path) -> Storage:
+        root = self.root if self.root.is_absolute() else base / self.root
+        return Storage(
+            root=root,
+            journal=_under(base, self.journal, root / "journal.sqlite"),
+            evidence=_under(base, self.evidence, root / "evidence"),
+        )
+
+
+def _under(base: Path, value: Path | None, default: Path) -> Path:
+    if value is None:
+        return default
+    return value if value.is_absolute() else base / value
+
+
+Point = tuple[float, float]
+
+
+def _check_polygon(points: list[Point], what: str) -> list[Point]:
+    if len(points) < 3:
+        raise ValueError(f"{what} needs at least 3 points, got {len(points)}")
+    polygon = Polygon(points)
+    if not polygon.is_valid:
+        raise ValueError(f"{what} is not a valid polygon: {explain_validity(polygon)}")
+    if polygon.area <= 0:
+        raise ValueError(f"{what} has zero area")
+    return points
+
+
+def _check_lonlat(points: list[Point]) -> None:
+    for lon, lat in points:
+        if not (-180 <= lon <= 180 and -90 <= lat <= 90):
+            raise ValueError(f"point [{lon}, {lat}] is not [lon, lat] in degrees")
+
+
+class Merchant(Strict):
+    id: SafeId
+    name: str
+    licence_no: str
+    address: str = ""
+    contact: str = ""
+    shopfront: list[Point]
+    """The shop's frontage as a WGS-84 [lon, lat] polygon (the door line and what lies in front)."""
+
+    @field_validator("shopfront")
+    @classmethod
+    def _polygon(cls, value: list[Point]) -> list[Point]:
+        _check_lonlat(value)
+        return _check_polygon(value, "shopfront")
+
+
+class ZoneKind(StrEnum):
+    SHOPFRONT = "shopfront"
+    NO_PARKING = "no_parking"
+    FIRE_LANE = "fire_lane"
+    SIDEWALK = "sidewalk"
+    RESTRICTED = "restricted"
+    GEOFENCE = "geofence"
+
+
+class Zone(Strict):
+    id: SafeId
+    kind: ZoneKind
+    polygon: list[Point]
+    """Pixel [x, y] for cameras; WGS-84 [lon, lat] for GPS and drone geofences."""
+    merchant: SafeId | None = None
+
+    @field_validator("polygon")
+    @classmethod
+    def _polygon(cls, value: list[Point]) -> list[Point]:
+        return _check_polygon(value, "polygon")
+
+    @model_validator(mode="after")
+    def _merchant(self) -> Zone:
+        if self.kind is ZoneKind.SHOPFRONT and self.merchant is None:
+            raise ValueError("a shopfront zone names its merchant (merchant: <merchant id>)")
+        return self
+
+
+class Location(Strict):
+    lat: float = Field(ge=-90, le=90)
+    lon: float = Field(ge=-180, le=180)
+
+
+_WILDCARD = re.compile(r"[+#]")
+
+
+class Device(Strict):
+    id: SafeId
+    kind: DeviceKind
+    name: str = ""
+    format: str | None = None
+    """Payload format of the device's main MQTT stream (gps: json | nmea; others: json)."""
+    crs: Crs = Crs.WGS84
+    topic: str | None = None
+    """Own MQTT topic filter (wildcards allowed) instead of streetwatch/{site}/{id}/{stream}."""
+    stream: str | None = None
+    """Video source of a camera or drone: file path, rtsp://, http(s)://, or webrtc."""
+    location: Location | None = None
+    bay: str | None = None
+    """Parking bay a geomagnetic sensor watches."""
+    zones: list[Zone] = []
+
+    @field_validator("topic")
+    @classmethod
+    def _topic(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        if not value or "\0" in value or len(value.encode()) > 1024:
+            raise ValueError("topic must be 1-1024 bytes without NUL")
+        levels = value.split("/")
+        for index, level in enumerate(levels):
+            if "#" in level and (level != "#" or index != len(levels) - 1):
+                raise ValueError("'#' must be a whole level and the last one")
+            if "+" in level and level != "+":
+                raise ValueError("'+' must be a whole level")
+        if value.startswith("$"):
+            raise ValueError("topics starting with '$' are reserved by the broker")
+        return value
+
+    @model_validator(mode="after")
+    def _format(self) -> Device:
+        main = self.streams[0]
+        allowed = FORMATS[main]
+        if self.format is None:
+            object.__setattr__(self, "format", allowed[0])
+        elif self.format not in allowed:
+            raise ValueError(
+                f"format {self.format!r} does not fit a {self.kind.value} device; "
+                f"expected one of: {', '.join(allowed)}"
+            )
+        return self
+
+    @property
+    def streams(self) -> tuple[Stream, ...]:
+        return STREAMS_OF_KIND[self.kind]
+
+    def format_of(self, stream: Stream) -> str:
+        return self.format if stream is self.streams[0] and self.format else FORMATS[stream][0]
+
+    @property
+    def has_wildcard_topic(self) -> bool:
+        return self.topic is not None and bool(_WILDCARD.search(self.topic))
+
+
+class SiteConfig(Strict):
+    site: Site
+    broker: Broker = Broker()
+    ingest: Ingest = Ingest()
+    storage: Storage = Storage()
+    merchants: list[Merchant] = []
+    devices: list[Device]
+
+    @model_validator(mode="after")
+    def _cross_checks(self) -> SiteConfig:
+        _unique([m.id for m in self.merchants], "merchants", "merchant id")
+        _unique([d.id for d in self.devices], "devices", "device id")
+        merchant_ids = {m.id for m in self.merchants}
+        for device in self.devices:
+            _unique([z.id for z in device.zones], f"device {device.id} zones", "zone id")
+            for zone in device.zones:
+                if zone.merchant is not None and zone.merchant not in merchant_ids:
+                    raise ValueError(
+                        f"device {device.id} zone {zone.id}: merchant {zone.merchant!r} is not "
+                        f"in merchants ({', '.join(sorted(merchant_ids)) or 'none defined'})"
+                    )
+                if device.kind in (DeviceKind.GPS, DeviceKind.DRONE):
+                    _check_lonlat(zone.polygon)
+        topics = [d.topic for d in self.devices if d.topic]
+        _unique(topics, "devices", "topic")
+        return self
+
+    def device(self, device_id: str) -> Device | None:
+        return self._by_id.get(device_id)
+
+    @property
+    def _by_id(self) -> dict[str, Device]:
+        cache = self.__dict__.get("_device_index")
+        if cache is None:
+            cache = {d.id: d for d in self.devices}
+            self.__dict__["_device_index"] = cache
+        return cache
+
+    def default_topic(self, device_id: str, stream: Stream) -> str:
+        return f"streetwatch/{self.site.id}/{device_id}/{stream.value}"
+
+    def merchant(self, merchant_id: str) -> Merchant | None:
+        return next((m for m in self.merchants if m.id == merchant_id), None)
+
+
+def _unique(values: list[str], where: str, what: str) -> None:
+    seen: set[str] = set()
+    for value in values:
+        if value in seen:
+            raise ValueError(f"{where}: {what} {value!r} appears twice")
+        seen.add(value)
+
+
+def load_config(path: str | Path) -> SiteConfig:
+    """Load and validate devices.yaml; storage paths are resolved against the file's folder."""
+    path = Path(path)
+    doc = load_yaml(path)
+    if doc.data is not None and not isinstance(doc.data, dict):
+        raise ConfigError([f"{path}:1: expected a mapping with site, broker, devices, ..."])
+    config: SiteConfig = validate(doc, SiteConfig)
+    storage = config.storage.resolved(path.resolve().parent)
+    return config.model_copy(update={"storage": storage})
+
+
+__all__ = [
+    "Broker",
+    "ConfigError",
+    "Crs",
+    "Device",
+    "DeviceKind",
+    "Merchant",
+    "SiteConfig",
+    "Zone",
+    "ZoneKind",
+    "load_config",
+]

@@ -1,0 +1,207 @@
+"""The local journal: every reading and every dead letter, in SQLite (WAL), before the MQTT ack.
+
+Readings are keyed (see `reading_key`), so a redelivered message is stored once. `seq` is a
+monotonically increasing cursor that later stages (detectors, the TimescaleDB sink) read from.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from ingest.readings import PAYLOAD_KINDS, Reading, Snapshot, Stream, TimeFlag
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS readings (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    key         TEXT NOT NULL UNIQUE,
+    device_id   TEXT NOT NULL,
+    stream      TEXT NOT NULL,
+    kind        TEXT NOT NULL,
+    device_ts   REAL,
+    received_ts REAL NOT NULL,
+    time_flag   TEXT NOT NULL,
+    data        TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS readings_device_time ON readings (device_id, received_ts);
+CREATE TABLE IF NOT EXISTS snapshots (
+    key  TEXT PRIMARY KEY,
+    jpeg BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS dead_letters (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    received_ts  REAL NOT NULL,
+    topic        TEXT NOT NULL,
+    reason       TEXT NOT NULL,
+    detail       TEXT NOT NULL,
+    payload      BLOB NOT NULL,
+    payload_size INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS dead_letters_reason ON dead_letters (reason);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    received_ts: datetime
+    topic: str
+    reason: str
+    detail: str
+    payload: bytes
+    payload_size: int
+
+    @classmethod
+    def of(
+        cls, topic: str, payload: bytes, reason: str, detail: str, received_ts: datetime, limit: int
+    ) -> DeadLetter:
+        return cls(received_ts, topic, reason, detail, payload[:limit], len(payload))
+
+
+@dataclass(frozen=True, slots=True)
+class WriteResult:
+    inserted: int
+    duplicates: int
+    dead_letters: int
+
+
+def _epoch(ts: datetime | None) -> float | None:
+    return None if ts is None else ts.timestamp()
+
+
+def _from_epoch(value: float | None) -> datetime | None:
+    return None if value is None else datetime.fromtimestamp(value, UTC)
+
+
+class Journal:
+    """One SQLite file; safe to share between threads (one connection, serialised by a lock)."""
+
+    def __init__(self, path: str | Path, *, synchronous: str = "FULL") -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute(f"PRAGMA synchronous={synchronous}")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def write(self, readings: Iterable[Reading], dead: Iterable[DeadLetter] = ()) -> WriteResult:
+        """Store a batch in one transaction; returns how many readings were new."""
+        rows = []
+        images = []
+        for r in readings:
+            rows.append(
+                (
+                    r.key,
+                    r.device_id,
+                    r.stream.value,
+                    r.kind,
+                    _epoch(r.device_ts),
+                    r.received_ts.timestamp(),
+                    r.time_flag.value,
+                    json.dumps(r.payload_dict(), separators=(",", ":")),
+                )
+            )
+            if isinstance(r.payload, Snapshot):
+                images.append((r.key, r.payload.jpeg))
+        letters = [
+            (d.received_ts.timestamp(), d.topic, d.reason, d.detail, d.payload, d.payload_size)
+            for d in dead
+        ]
+        with self._lock:
+            db = self._db
+            before = db.total_changes
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    "INSERT OR IGNORE INTO readings (key, device_id, stream, kind, device_ts,"
+                    " received_ts, time_flag, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    rows,
+                )
+                inserted = db.total_changes - before
+                if images:
+                    db.executemany(
+                        "INSERT OR IGNORE INTO snapshots (key, jpeg) VALUES (?, ?)", images
+                    )
+                if letters:
+                    db.executemany(
+                        "INSERT INTO dead_letters (received_ts, topic, reason, detail, payload,"
+                        " payload_size) VALUES (?, ?, ?, ?, ?, ?)",
+                        letters,
+                    )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+        return WriteResult(inserted, len(rows) - inserted, len(letters))
+
+    def count(self, table: str = "readings") -> int:
+        if table not in ("readings", "dead_letters", "snapshots"):
+            raise ValueError(f"unknown table {table!r}")
+        with self._lock:
+            return self._db.execute(f"SELECT count(*) FROM {table}").fetchone()[0]
+
+    def dead_letter_counts(self) -> dict[str, int]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT reason, count(*) FROM dead_letters GROUP BY reason"
+            ).fetchall()
+        return dict(rows)
+
+    def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT received_ts, topic, reason, detail, payload, payload_size"
+                " FROM dead_letters ORDER BY id DESC LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            DeadLetter(_from_epoch(ts), topic, reason, detail, bytes(payload), size)  # type: ignore[arg-type]
+            for ts, topic, reason, detail, payload, size in rows
+        ]
+
+    def readings(self, after_seq: int = 0, limit: int = 10_000) -> list[tuple[int, Reading]]:
+        """Readings past a cursor, in journal order (snapshot JPEGs included)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT r.seq, r.key, r.device_id, r.stream, r.kind, r.device_ts, r.received_ts,"
+                " r.time_flag, r.data, s.jpeg FROM readings r"
+                " LEFT JOIN snapshots s ON s.key = r.key WHERE r.seq > ? ORDER BY r.seq LIMIT ?",
+                (after_seq, limit),
+            ).fetchall()
+        return [(row[0], _reading_of(row[1:])) for row in rows]
+
+    def iter_readings(
+        self, after_seq: int = 0, batch: int = 10_000
+    ) -> Iterator[tuple[int, Reading]]:
+        while True:
+            chunk = self.readings(after_seq, batch)
+            if not chunk:
+                return
+            yield from chunk
+            after_seq = chunk[-1][0]
+
+
+def _reading_of(row: tuple) -> Reading:
+    key, device_id, stream, kind, device_ts, received_ts, time_flag, data, jpeg = row
+    fields = json.loads(data)
+    if kind == "snapshot":
+        fields["jpeg"] = bytes(jpeg or b"")
+    return Reading(
+        key=key,
+        device_id=device_id,
+        stream=Stream(stream),
+        device_ts=_from_epoch(device_ts),
+        received_ts=_from_epoch(received_ts),  # type: ignore[arg-type]
+        time_flag=TimeFlag(time_flag),
+        payload=PAYLOAD_KINDS[kind](**fields),
+    )

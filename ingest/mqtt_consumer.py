@@ -1,0 +1,356 @@
+"""MQTT v5 ingestion: QoS 1, persistent session, and the ack only after the journal commit.
+
+Flow: paho's network thread decodes each message into readings (or a dead letter) and queues
+it; a writer thread commits queued messages to the journal in batches and only then sends the
+PUBACKs (paho's manual ack). A crash before the commit means no ack, so the broker redelivers
+the message when we reconnect (the session outlives us), and the keyed journal stores it once.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import paho.mqtt.client as mqtt
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
+from paho.mqtt.reasoncodes import ReasonCode
+from paho.mqtt.subscribeoptions import SubscribeOptions
+
+from ingest.config import SiteConfig
+from ingest.decoders import decode
+from ingest.decoders.base import DecodeContext, DecodeError, Reason
+from ingest.journal import DeadLetter, Journal
+from ingest.readings import Reading, Stream
+from ingest.registry import DeviceRegistry, UnknownTopic
+from ingest.stats import IngestStats
+
+log = logging.getLogger("streetwatch.ingest")
+
+BatchListener = Callable[[list[Reading]], None]
+
+
+class BrokerRefused(ConnectionError):
+    """The broker could not be reached or refused us (TLS, credentials, ACL)."""
+
+
+@dataclass(slots=True)
+class _Pending:
+    mid: int
+    qos: int
+    readings: list[Reading]
+    dead: DeadLetter | None
+    received_monotonic: float
+
+
+class _DeadLetterLog:
+    """Log each dead letter with its reason, at most `per_minute` lines per reason."""
+
+    def __init__(self, per_minute: int = 20) -> None:
+        self.per_minute = per_minute
+        self._window: dict[str, tuple[float, int]] = {}
+
+    def __call__(self, letter: DeadLetter) -> None:
+        now = time.monotonic()
+        start, count = self._window.get(letter.reason, (now, 0))
+        if now - start > 60:
+            if count > self.per_minute:
+                log.warning(
+                    "%d more dead letters (%s) in the last minute",
+                    count - self.per_minute,
+                    letter.reason,
+                )
+            start, count = now, 0
+        count += 1
+        self._window[letter.reason] = (start, count)
+        if count <= self.per_minute:
+            log.warning("dead letter on %s: %s: %s", letter.topic, letter.reason, letter.detail)
+
+
+class MqttIngestor:
+    """Subscribes to the site's topics and journals every message before acknowledging it."""
+
+    def __init__(
+        self,
+        config: SiteConfig,
+        journal: Journal,
+        *,
+        stats: IngestStats | None = None,
+        on_batch: BatchListener | None = None,
+        client_id: str | None = None,
+    ) -> None:
+        self.config = config
+        self.journal = journal
+        self.stats = stats or IngestStats()
+        self.on_batch = on_batch
+        self.registry = DeviceRegistry(config)
+        self.limits = config.ingest
+        self.client_id = client_id or config.broker.client_id
+        self.connected = threading.Event()
+        self.last_error: str | None = None
+        self._refused = threading.Event()
+        self._pending: list[_Pending] = []
+        self._cond = threading.Condition()
+        self._stopping = False
+        self._writer: threading.Thread | None = None
+        self._log_dead = _DeadLetterLog()
+        self._client = self._make_client()
+
+    def _make_client(self) -> mqtt.Client:
+        broker = self.config.broker
+        client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2,
+            client_id=self.client_id,
+            protocol=mqtt.MQTTv5,
+            manual_ack=True,
+        )
+        client.reconnect_delay_set(
+            int(broker.reconnect.min_delay_s), int(broker.reconnect.max_delay_s)
+        )
+        username, password = broker.credentials()
+        if username is not None or password is not None:
+            client.username_pw_set(username, password)
+        if broker.uses_tls:
+            tls = broker.tls
+            client.tls_set(
+                ca_certs=str(tls.ca_file) if tls and tls.ca_file else None,
+                certfile=str(tls.cert_file) if tls and tls.cert_file else None,
+                keyfile=str(tls.key_file) if tls and tls.key_file else None,
+                cert_reqs=ssl.CERT_REQUIRED,
+            )
+            if tls and tls.insecure:
+                client.tls_insecure_set(True)
+        client.on_connect = self._on_connect
+        client.on_disconnect = self._on_disconnect
+        client.on_connect_fail = self._on_connect_fail
+        client.on_subscribe = self._on_subscribe
+        client.on_message = self._on_message
+        return client
+
+    # ---- life cycle -------------------------------------------------------------------
+
+    def start(self, wait_s: float | None = 10.0) -> None:
+        """Connect and start consuming. With `wait_s`, raise BrokerRefused if not up by then."""
+        self._writer = threading.Thread(target=self._write_loop, name="ingest-writer", daemon=True)
+        self._writer.start()
+        broker = self.config.broker
+        props = Properties(PacketTypes.CONNECT)
+        props.SessionExpiryInterval = broker.session_expiry_s
+        props.ReceiveMaximum = broker.receive_maximum
+        try:
+            self._client.connect(
+                broker.host,
+                broker.port,
+                keepalive=broker.keepalive_s,
+                clean_start=False,
+                properties=props,
+            )
+        except (OSError, ssl.SSLError) as exc:
+            self.last_error = f"cannot connect to {broker.host}:{broker.port}: {exc}"
+            log.error("%s; retrying with backoff", self.last_error)
+            self._client.connect_async(
+                broker.host,
+                broker.port,
+                keepalive=broker.keepalive_s,
+                clean_start=False,
+                properties=props,
+            )
+        self._client.loop_start()
+        if wait_s is not None:
+            self.wait_connected(wait_s)
+
+    def wait_connected(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            if self.connected.wait(0.05):
+                return
+            if self._refused.is_set():
+                break
+        raise BrokerRefused(self.last_error or f"no connection to the broker within {timeout_s} s")
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """Commit and acknowledge what was received, then disconnect."""
+        with self._cond:
+            self._stopping = True
+            self._cond.notify_all()
+        if self._writer is not None:
+            self._writer.join(timeout_s)
+        try:
+            self._client.disconnect()
+        finally:
+            self._client.loop_stop()
+
+    def kill_connection(self) -> None:
+        """Drop the TCP connection without committing or acking (for crash tests)."""
+        with self._cond:
+            self._stopping = True
+            self._pending.clear()
+            self._cond.notify_all()
+        self._client.loop_stop()
+        sock = self._client.socket()
+        if sock is not None:
+            sock.close()
+
+    # ---- paho callbacks (network thread) ----------------------------------------------
+
+    def _on_connect(self, client, userdata, flags, reason_code: ReasonCode, properties) -> None:
+        if reason_code.is_failure:
+            self.last_error = f"broker refused the connection: {reason_code.getName()}"
+            log.error(
+                "%s (client id %s at %s); check credentials, TLS and ACL",
+                self.last_error,
+                self.client_id,
+                self.config.broker.url,
+            )
+            self.stats.inc("connect_refused")
+            self._refused.set()
+            return
+        self._refused.clear()
+        self.last_error = None
+        self.stats.inc("connects")
+        filters = self.registry.subscriptions(self.config.broker.shared_group)
+        client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
+        log.info(
+            "connected to %s (session present: %s); subscribing to %s",
+            self.config.broker.url,
+            flags.session_present,
+            ", ".join(filters),
+        )
+        self.connected.set()
+
+    def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
+        for code in reason_codes:
+            if code.is_failure:
+                self.last_error = f"broker refused a subscription: {code.getName()}"
+                log.error("%s (check the ACL for %s)", self.last_error, self.client_id)
+                self.stats.inc("subscribe_refused")
+
+    def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self.connected.clear()
+        if not self._stopping:
+            self.stats.inc("disconnects")
+            log.warning("disconnected from broker (%s); reconnecting", reason_code)
+
+    def _on_connect_fail(self, client, userdata) -> None:
+        self.stats.inc("connect_failures")
+        log.warning("reconnect to %s failed; retrying with backoff", self.config.broker.url)
+
+    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        arrived = time.monotonic()
+        received_ts = datetime.now(UTC)
+        self.stats.inc("received")
+        readings: list[Reading] = []
+        dead: DeadLetter | None = None
+        payload = message.payload
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            topic = repr(message._topic)
+            dead = self._dead(
+                topic, payload, Reason.BAD_ENCODING, "topic is not UTF-8", received_ts
+            )
+        if dead is None:
+            try:
+                readings = self._decode(topic, payload, message.properties, received_ts)
+            except (DecodeError, UnknownTopic) as exc:
+                dead = self._dead(topic, payload, exc.reason, exc.detail, received_ts)
+            except Exception as exc:  # a decoder bug must not stop ingestion
+                log.exception("decoder failed on %s", topic)
+                dead = self._dead(topic, payload, "internal_error", repr(exc)[:500], received_ts)
+        with self._cond:
+            self._pending.append(_Pending(message.mid, message.qos, readings, dead, arrived))
+            if len(self._pending) >= self.limits.batch_size:
+                self._cond.notify()
+
+    def _decode(
+        self, topic: str, payload: bytes, properties: Properties | None, received_ts: datetime
+    ) -> list[Reading]:
+        if len(payload) > self.limits.max_snapshot_bytes:
+            raise DecodeError(Reason.OVERSIZED, f"{len(payload)} bytes is over every limit")
+        route = self.registry.route(topic)
+        limit = (
+            self.limits.max_snapshot_bytes
+            if route.stream is Stream.SNAPSHOT
+            else self.limits.max_payload_bytes
+        )
+        if len(payload) > limit:
+            raise DecodeError(
+                Reason.OVERSIZED, f"{len(payload)} bytes is over the {limit}-byte limit"
+            )
+        user_properties = ()
+        if properties is not None and hasattr(properties, "UserProperty"):
+            user_properties = tuple(properties.UserProperty)
+        device = route.device
+        ctx = DecodeContext(
+            device_id=device.id,
+            stream=route.stream,
+            fmt=device.format_of(route.stream),
+            crs=device.crs.value,
+            topic=topic,
+            received_ts=received_ts,
+            user_properties=user_properties,
+            max_future_s=self.limits.max_clock_future_s,
+            max_past_s=self.limits.max_clock_past_s,
+            max_image_pixels=self.limits.max_image_pixels,
+        )
+        return decode(ctx, payload)
+
+    def _dead(
+        self, topic: str, payload: bytes, reason: str, detail: str, received_ts: datetime
+    ) -> DeadLetter:
+        letter = DeadLetter.of(
+            topic, payload, str(reason), detail, received_ts, self.limits.dead_letter_payload_bytes
+        )
+        self.stats.dead_letter(letter.reason)
+        self._log_dead(letter)
+        return letter
+
+    # ---- writer thread ----------------------------------------------------------------
+
+    def _write_loop(self) -> None:
+        interval = self.limits.flush_interval_ms / 1000
+        while True:
+            with self._cond:
+                deadline = time.monotonic() + interval
+                while len(self._pending) < self.limits.batch_size and not self._stopping:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        break
+                    self._cond.wait(remaining)
+                batch, self._pending = self._pending, []
+                stopping = self._stopping
+            if batch:
+                self._commit(batch)
+            if stopping and not batch:
+                return
+
+    def _commit(self, batch: list[_Pending]) -> None:
+        readings = [r for p in batch for r in p.readings]
+        dead = [p.dead for p in batch if p.dead is not None]
+        while True:
+            try:
+                result = self.journal.write(readings, dead)
+                break
+            except Exception:
+                log.exception(
+                    "journal write failed; holding %d messages unacknowledged", len(batch)
+                )
+                self.stats.inc("journal_errors")
+                time.sleep(1.0)
+        for pending in batch:
+            if pending.qos > 0:
+                self._client.ack(pending.mid, pending.qos)
+        self.stats.inc("messages_committed", len(batch))
+        self.stats.inc("readings_journaled", result.inserted)
+        self.stats.inc("duplicates", result.duplicates)
+        self.stats.committed([p.received_monotonic for p in batch])
+        if self.on_batch is not None and readings:
+            try:
+                self.on_batch(readings)
+            except Exception:
+                log.exception("batch listener failed")

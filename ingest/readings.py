@@ -1,0 +1,115 @@
+"""The records ingestion emits: one Reading per decoded sensor sample.
+
+Every reading keeps two clocks: `device_ts` (what the device says, possibly wrong) and
+`received_ts` (the box's clock at receipt). `time_flag` says when the device clock is not
+plausible; downstream stages decide whether to fall back to `received_ts`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+
+class Stream(StrEnum):
+    GPS = "gps"
+    GEOMAG = "geomag"
+    TELEMETRY = "telemetry"
+    SNAPSHOT = "snapshot"
+
+
+class TimeFlag(StrEnum):
+    OK = "ok"
+    FUTURE = "future"
+    PAST = "past"
+    MISSING = "missing"
+
+
+@dataclass(frozen=True, slots=True)
+class GpsFix:
+    lat: float
+    lon: float
+    speed_kmh: float | None = None
+    heading: float | None = None
+    hdop: float | None = None
+    sats: int | None = None
+    valid: bool = True
+    source: str = "json"  # "json", "nmea-rmc", "nmea-gga"
+
+
+@dataclass(frozen=True, slots=True)
+class GeomagField:
+    x: float
+    y: float
+    z: float
+
+
+@dataclass(frozen=True, slots=True)
+class GeomagState:
+    occupied: bool
+
+
+@dataclass(frozen=True, slots=True)
+class DroneTelemetry:
+    lat: float
+    lon: float
+    alt_m: float
+    heading: float | None = None
+    gimbal_pitch: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    jpeg: bytes = field(repr=False)
+    width: int
+    height: int
+
+
+Payload = GpsFix | GeomagField | GeomagState | DroneTelemetry | Snapshot
+
+PAYLOAD_KINDS: dict[str, type] = {
+    "gps": GpsFix,
+    "geomag_field": GeomagField,
+    "geomag_state": GeomagState,
+    "telemetry": DroneTelemetry,
+    "snapshot": Snapshot,
+}
+_KIND_OF: dict[type, str] = {cls: kind for kind, cls in PAYLOAD_KINDS.items()}
+
+
+@dataclass(frozen=True, slots=True)
+class Reading:
+    """One decoded sample from one device.
+
+    `key` identifies the reading across redeliveries: it is derived from the MQTT topic, the
+    payload bytes and the reading's index inside the message, so the same message delivered
+    twice yields the same keys and the journal stores it once.
+    """
+
+    key: str
+    device_id: str
+    stream: Stream
+    device_ts: datetime | None
+    received_ts: datetime
+    time_flag: TimeFlag
+    payload: Payload
+
+    @property
+    def kind(self) -> str:
+        return _KIND_OF[type(self.payload)]
+
+    @property
+    def event_ts(self) -> datetime:
+        """The time to use for event-time processing: device time when plausible."""
+        if self.time_flag is TimeFlag.OK and self.device_ts is not None:
+            return self.device_ts
+        return self.received_ts
+
+    def payload_dict(self) -> dict[str, Any]:
+        """The payload as plain data (JPEG bytes excluded), for the journal and sinks."""
+        data = dataclasses.asdict(self.payload)
+        data.pop("jpeg", None)
+        return data

@@ -1,0 +1,207 @@
+"""Load operator-written YAML with the position of every value, safely.
+
+Config errors must name file, line and field, so the loader keeps a map from each value's path
+(keys and list indices) to its line. It walks PyYAML's node graph itself instead of calling
+`safe_load`, which also bounds alias expansion ("billion laughs") and nesting depth.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+Path_ = tuple[str | int, ...]
+
+MAX_FILE_BYTES = 2 * 1024 * 1024
+MAX_NODES = 200_000
+MAX_DEPTH = 64
+
+
+class ConfigError(ValueError):
+    """A config file that cannot be used. Each line of `problems` reads `file:line: field: why`."""
+
+    def __init__(self, problems: list[str]) -> None:
+        super().__init__("\n".join(problems))
+        self.problems = problems
+
+
+@dataclass
+class YamlDocument:
+    source: str
+    data: Any
+    lines: dict[Path_, int] = field(default_factory=dict)
+
+    def line_of(self, path: Iterable[str | int]) -> int | None:
+        """Line of the deepest existing value on `path` (pydantic locations may go deeper)."""
+        path = tuple(path)
+        while path:
+            if path in self.lines:
+                return self.lines[path]
+            path = path[:-1]
+        return self.lines.get((), None)
+
+    def where(self, path: Iterable[str | int]) -> str:
+        line = self.line_of(path)
+        return f"{self.source}:{line}" if line is not None else self.source
+
+
+class _Walker:
+    def __init__(self, source: str) -> None:
+        self.source = source
+        self.lines: dict[Path_, int] = {}
+        self.nodes = 0
+        self.scalars = yaml.constructor.SafeConstructor()
+
+    def fail(self, node: yaml.Node, why: str) -> ConfigError:
+        return ConfigError([f"{self.source}:{node.start_mark.line + 1}: {why}"])
+
+    def build(self, node: yaml.Node, path: Path_, depth: int) -> Any:
+        self.nodes += 1
+        if self.nodes > MAX_NODES:
+            raise self.fail(node, f"document expands to more than {MAX_NODES} values (alias bomb?)")
+        if depth > MAX_DEPTH:
+            raise self.fail(node, f"nesting deeper than {MAX_DEPTH} levels")
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            result: dict[Any, Any] = {}
+            for key_node, value_node in node.value:
+                if key_node.tag == "tag:yaml.org,2002:merge":
+                    raise self.fail(key_node, "merge keys (<<) are not supported; write keys out")
+                key = self.scalar(key_node)
+                if not isinstance(key, str | int | float | bool) and key is not None:
+                    raise self.fail(key_node, "mapping keys must be plain scalars")
+                if key in result:
+                    raise self.fail(key_node, f"duplicate key {key!r}")
+                result[key] = self.build(value_node, (*path, key), depth + 1)
+            return result
+        if isinstance(node, yaml.SequenceNode):
+            return [
+                self.build(item, (*path, index), depth + 1) for index, item in enumerate(node.value)
+            ]
+        return self.scalar(node)
+
+    def scalar(self, node: yaml.Node) -> Any:
+        if not isinstance(node, yaml.ScalarNode):
+            raise self.fail(node, "expected a plain value here")
+        try:
+            return self.scalars.construct_object(node)
+        except yaml.constructor.ConstructorError as exc:
+            raise self.fail(node, f"cannot read value: {exc.problem}") from None
+
+
+def load_yaml(path: str | Path) -> YamlDocument:
+    path = Path(path)
+    source = str(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise ConfigError([f"{source}: cannot read: {exc.strerror}"]) from None
+    if len(raw) > MAX_FILE_BYTES:
+        raise ConfigError([f"{source}: file is {len(raw)} bytes, over the {MAX_FILE_BYTES} limit"])
+    return parse_yaml(raw, source)
+
+
+def parse_yaml(raw: bytes | str, source: str) -> YamlDocument:
+    try:
+        text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as exc:
+        raise ConfigError([f"{source}: not UTF-8 text (byte {exc.start})"]) from None
+    try:
+        node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        line = f":{mark.line + 1}" if mark else ""
+        raise ConfigError([f"{source}{line}: YAML syntax: {exc.problem}"]) from None
+    except yaml.YAMLError as exc:
+        raise ConfigError([f"{source}: YAML: {exc}"]) from None
+    if node is None:
+        return YamlDocument(source, None, {(): 1})
+    walker = _Walker(source)
+    data = walker.build(node, (), 0)
+    return YamlDocument(source, data, walker.lines)
+
+
+def format_loc(loc: Iterable[str | int]) -> str:
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        else:
+            out += f".{part}" if out else str(part)
+    return out or "(document)"
+
+
+def _clean_loc(loc: tuple[Any, ...]) -> tuple[str | int, ...]:
+    """Drop pydantic's union-branch and validator tags, which are not part of the file."""
+    return tuple(
+        p for p in loc if isinstance(p, int) or not str(p).startswith(("function-", "tagged-union"))
+    )
+
+
+def explain(doc: YamlDocument, error: ValidationError, model: type[BaseModel]) -> ConfigError:
+    problems = []
+    for item in error.errors(include_url=False):
+        loc = _clean_loc(tuple(item["loc"]))
+        message = item["msg"].removeprefix("Value error, ")
+        if item["type"] == "extra_forbidden":
+            message = f"unknown field {loc[-1]!r}"
+            known = _known_fields(model, loc[:-1], doc.data)
+            close = difflib.get_close_matches(str(loc[-1]), known, n=1)
+            if close:
+                message += f"; did you mean {close[0]!r}?"
+            elif known:
+                message += f"; expected one of: {', '.join(sorted(known))}"
+        elif item["type"] != "missing" and item.get("input") is not None and not _secret(loc):
+            shown = repr(item["input"])
+            if len(shown) <= 80 and not isinstance(item["input"], dict | list):
+                message += f" (got {shown})"
+        problems.append(f"{doc.where(loc)}: {format_loc(loc)}: {message}")
+    return ConfigError(problems)
+
+
+def _secret(loc: tuple[str | int, ...]) -> bool:
+    """Never echo what might be a secret back into a log."""
+    return any(word in str(part).lower() for part in loc for word in _SECRET_WORDS)
+
+
+_SECRET_WORDS = ("password", "passwd", "secret", "token", "username", "key")
+
+
+def _known_fields(model: type[BaseModel], loc: tuple[str | int, ...], data: Any) -> list[str]:
+    """Field names (and aliases) valid at `loc`, for a did-you-mean hint."""
+    current: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        if not (isinstance(current, type) and issubclass(current, BaseModel)):
+            return []
+        info = current.model_fields.get(str(part))
+        if info is None:
+            return []
+        current = _model_in(info.annotation)
+    if isinstance(current, type) and issubclass(current, BaseModel):
+        return [info.alias or name for name, info in current.model_fields.items()]
+    return []
+
+
+def _model_in(annotation: Any) -> Any:
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _model_in(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def validate(doc: YamlDocument, model: type[BaseModel], **context: Any) -> Any:
+    try:
+        return model.model_validate(doc.data if doc.data is not None else {}, context=context)
+    except ValidationError as exc:
+        raise explain(doc, exc, model) from None

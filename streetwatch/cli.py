@@ -1,0 +1,139 @@
+"""The `streetwatch` command line. Exit 0 on success, non-zero with a one-line reason on failure."""
+
+from __future__ import annotations
+
+import json
+import logging
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from ingest.config import SiteConfig, load_config
+from ingest.yamlsource import ConfigError
+from streetwatch.logs import setup_logging
+
+CONFIG_OPTION = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=Path("devices.yaml"),
+    show_default=True,
+    help="The site description.",
+)
+
+
+def _load(config_path: Path) -> SiteConfig:
+    try:
+        return load_config(config_path)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        raise click.ClickException(
+            f"{config_path}: {len(exc.problems)} problem(s), see above"
+        ) from None
+
+
+@click.group()
+@click.option("--log-level", default="INFO", show_default=True, help="DEBUG, INFO, WARNING, ...")
+@click.option("--log-json", is_flag=True, help="Log one JSON object per line.")
+def cli(log_level: str, log_json: bool) -> None:
+    """streetwatch: sensors and video in, signed enforcement evidence out."""
+    setup_logging(log_level, json_lines=log_json)
+
+
+@cli.command()
+@CONFIG_OPTION
+@click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
+def check(config_path: Path, as_json: bool) -> None:
+    """Validate devices.yaml; errors name file:line and field."""
+    config = _load(config_path)
+    kinds: dict[str, int] = {}
+    for device in config.devices:
+        kinds[device.kind.value] = kinds.get(device.kind.value, 0) + 1
+    zones = sum(len(d.zones) for d in config.devices)
+    summary = {
+        "file": str(config_path),
+        "site": config.site.id,
+        "devices": kinds,
+        "zones": zones,
+        "merchants": len(config.merchants),
+        "broker": config.broker.url,
+    }
+    if as_json:
+        click.echo(json.dumps(summary))
+    else:
+        devices = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
+        click.echo(
+            f"{config_path}: ok — site {config.site.id}, {len(config.devices)} devices "
+            f"({devices}), {zones} zones, {len(config.merchants)} merchants"
+        )
+
+
+@cli.command()
+@CONFIG_OPTION
+@click.option("--broker", "broker_url", help="Override the broker URL from the config.")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@click.option("--status-every", type=float, default=5.0, show_default=True)
+def run(
+    config_path: Path, broker_url: str | None, duration: float | None, status_every: float
+) -> None:
+    """Run the pipeline (today: MQTT ingestion into the journal) until SIGINT/SIGTERM."""
+    from ingest.journal import Journal
+    from ingest.mqtt_consumer import BrokerRefused, MqttIngestor
+
+    config = _load(config_path)
+    if broker_url:
+        config = config.model_copy(
+            update={"broker": config.broker.model_copy(update={"url": broker_url})}
+        )
+    if config.broker.embedded:
+        raise click.ClickException(
+            "broker: embedded is not available yet; name a broker with --broker mqtt://host:port"
+        )
+    assert config.storage.journal is not None
+    journal = Journal(config.storage.journal)
+    ingestor = MqttIngestor(config, journal)
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        ingestor.start(wait_s=15)
+    except (BrokerRefused, ConfigError) as exc:
+        ingestor.stop(timeout_s=1)
+        raise click.ClickException(str(exc)) from None
+    log = logging.getLogger("streetwatch")
+    log.info("running; journal at %s", config.storage.journal)
+    started = time.monotonic()
+    last = 0
+    while not stop.wait(status_every):
+        counts = ingestor.stats.snapshot()
+        done = counts.get("messages_committed", 0)
+        click.echo(
+            f"messages/s {(done - last) / status_every:.0f} · journaled "
+            f"{counts.get('readings_journaled', 0)} · dead letters {counts.get('dead_letters', 0)}",
+            err=True,
+        )
+        last = done
+        if duration is not None and time.monotonic() - started >= duration:
+            break
+    ingestor.stop()
+    journal.close()
+    counts = ingestor.stats.snapshot()
+    click.echo(json.dumps({k: counts[k] for k in sorted(counts)}))
+
+
+from streetwatch.simulate import simulate  # noqa: E402
+
+cli.add_command(simulate)
+
+
+def main() -> None:
+    try:
+        cli(standalone_mode=True)
+    except KeyboardInterrupt:
+        sys.exit(130)

@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from streetwatch.localbroker import Mosquitto
+
+REPO = Path(__file__).resolve().parent.parent
+
+
+@pytest.fixture
+def mosquitto(tmp_path: Path) -> Iterator[Mosquitto]:
+    """A private Mosquitto on a free loopback port (MQTT v5, persistence on)."""
+    broker = Mosquitto(tmp_path / "mosquitto").start()
+    try:
+        yield broker
+    finally:
+        broker.stop()
+
+
+def site_dict(tmp_path: Path, broker_url: str, **broker: object) -> dict:
+    """A small site: one JSON GPS, one NMEA GPS (GCJ-02), two geomagnetic, a drone, a camera."""
+    return {
+        "site": {"id": "test-site", "timezone": "Asia/Shanghai"},
+        "broker": {"url": broker_url, "client_id": "sw-test", "session_expiry_s": 3600, **broker},
+        "ingest": {"flush_interval_ms": 20},
+        "storage": {"root": str(tmp_path / "var")},
+        "devices": [
+            {"id": "gps-1", "kind": "gps", "format": "json"},
+            {"id": "gps-nmea", "kind": "gps", "format": "nmea", "crs": "gcj02"},
+            {"id": "mag-1", "kind": "geomagnetic"},
+            {"id": "mag-2", "kind": "geomagnetic"},
+            {"id": "drone-1", "kind": "drone"},
+            {"id": "cam-1", "kind": "camera"},
+            {"id": "legacy-gps", "kind": "gps", "topic": "fleet/+/position"},
+        ],
+    }
+
+
+def write_site(tmp_path: Path, broker_url: str, **broker: object) -> Path:
+    import yaml
+
+    path = tmp_path / "devices.yaml"
+    path.write_text(yaml.safe_dump(site_dict(tmp_path, broker_url, **broker), sort_keys=False))
+    return path

@@ -1,0 +1,301 @@
+"""MQTT ingestion against a real Mosquitto, fed by paho and by mosquitto_pub."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import paho.mqtt.client as mqtt
+import pytest
+
+from ingest.config import SiteConfig, load_config
+from ingest.journal import Journal
+from ingest.mqtt_consumer import MqttIngestor
+from streetwatch.localbroker import Mosquitto
+from tests.conftest import REPO, write_site
+
+TOPIC = "streetwatch/test-site/{}/{}"
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float = 15.0, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what or predicate}")
+
+
+def mosquitto_pub(broker: Mosquitto, topic: str, message: str | bytes, *extra: str) -> None:
+    args = ["mosquitto_pub", "-V", "mqttv5", "-h", "127.0.0.1", "-p", str(broker.port), "-q", "1"]
+    args += ["-t", topic, *extra]
+    data = message.encode() if isinstance(message, str) else message
+    subprocess.run([*args, "-s"], input=data, check=True, timeout=10)
+
+
+def gps_json(seq: int, **overrides: object) -> str:
+    body = {
+        "ts": datetime.now(UTC).isoformat(),
+        "lat": 31.19 + seq * 1e-6,
+        "lon": 121.43,
+        "speed_kmh": 20.0,
+        "seq": seq,
+    }
+    body.update(overrides)
+    return json.dumps(body)
+
+
+class Publisher:
+    """A paho MQTT v5 publisher that keeps its own session so it survives broker restarts."""
+
+    def __init__(self, broker: Mosquitto, client_id: str = "test-publisher") -> None:
+        self.client = mqtt.Client(
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
+        )
+        self.client.max_inflight_messages_set(500)
+        self.client.reconnect_delay_set(0, 1)
+        self.client.connect("127.0.0.1", broker.port, clean_start=False)
+        self.client.loop_start()
+
+    def publish(self, topic: str, payload: str | bytes) -> mqtt.MQTTMessageInfo:
+        return self.client.publish(topic, payload, qos=1)
+
+    def close(self) -> None:
+        self.client.disconnect()
+        self.client.loop_stop()
+
+
+@pytest.fixture
+def site(tmp_path: Path, mosquitto: Mosquitto) -> SiteConfig:
+    return load_config(write_site(tmp_path, mosquitto.url))
+
+
+@pytest.fixture
+def ingestor(site: SiteConfig) -> Iterator[MqttIngestor]:
+    journal = Journal(site.storage.journal)
+    consumer = MqttIngestor(site, journal)
+    consumer.start(wait_s=10)
+    try:
+        yield consumer
+    finally:
+        consumer.stop()
+        journal.close()
+
+
+def test_readings_from_mosquitto_pub_and_paho_are_journaled(
+    mosquitto: Mosquitto, ingestor: MqttIngestor
+) -> None:
+    mosquitto_pub(mosquitto, TOPIC.format("gps-1", "gps"), gps_json(1))
+    mosquitto_pub(
+        mosquitto,
+        TOPIC.format("mag-1", "geomag"),
+        '{"ts": 1795380000, "x": 30.1, "y": -2.5, "z": 35.0}',
+    )
+    mosquitto_pub(mosquitto, "fleet/truck-9/position", gps_json(2, lat=31.2))
+    publisher = Publisher(mosquitto)
+    publisher.publish(
+        TOPIC.format("mag-2", "geomag"), '{"ts": 1795380000, "occupied": true}'
+    ).wait_for_publish(5)
+    publisher.close()
+
+    wait_until(lambda: ingestor.journal.count() == 4, what="4 readings")
+    by_device = {r.device_id: r for _, r in ingestor.journal.readings()}
+    assert by_device["gps-1"].payload.lat == pytest.approx(31.190001)
+    assert by_device["legacy-gps"].payload.lat == pytest.approx(31.2)
+    assert by_device["mag-1"].payload.z == pytest.approx(35.0)
+    assert by_device["mag-2"].payload.occupied is True
+    assert ingestor.stats.get("dead_letters") == 0
+
+
+def test_snapshot_capture_time_comes_from_user_property(
+    mosquitto: Mosquitto, ingestor: MqttIngestor, tmp_path: Path
+) -> None:
+    from PIL import Image
+
+    image = tmp_path / "snap.jpg"
+    Image.new("RGB", (64, 48), (120, 30, 30)).save(image, "JPEG")
+    ts = "2026-11-22T10:15:00+08:00"
+    args = [
+        "mosquitto_pub",
+        "-V",
+        "mqttv5",
+        "-h",
+        "127.0.0.1",
+        "-p",
+        str(mosquitto.port),
+        "-q",
+        "1",
+    ]
+    args += ["-t", TOPIC.format("cam-1", "snapshot"), "-f", str(image)]
+    args += ["-D", "publish", "user-property", "ts", ts]
+    subprocess.run(args, check=True, timeout=10)
+    wait_until(lambda: ingestor.journal.count() == 1, what="snapshot")
+    ((_, reading),) = ingestor.journal.readings()
+    assert (reading.payload.width, reading.payload.height) == (64, 48)
+    assert reading.payload.jpeg == image.read_bytes()
+    assert reading.device_ts == datetime.fromisoformat(ts)
+
+
+def test_redelivered_message_is_stored_once(mosquitto: Mosquitto, ingestor: MqttIngestor) -> None:
+    payload = gps_json(7)
+    for _ in range(3):
+        mosquitto_pub(mosquitto, TOPIC.format("gps-1", "gps"), payload)
+    wait_until(lambda: ingestor.stats.get("messages_committed") == 3, what="3 commits")
+    assert ingestor.journal.count() == 1
+    assert ingestor.stats.get("duplicates") == 2
+
+
+BAD_INPUTS = [
+    ("gps-1", "gps", b"this is not json", "not_json"),
+    ("gps-1", "gps", b'{"ts": 1795380000, "lat": "31.2", "lon": 121.4}', "wrong_type"),
+    ("gps-1", "gps", b'{"ts": 1795380000, "lat": NaN, "lon": 121.4}', "not_finite"),
+    ("gps-1", "gps", b'{"ts": 1795380000, "lat": 999, "lon": 121.4}', "out_of_range"),
+    ("ghost-7", "gps", b'{"ts": 1795380000, "lat": 31.2, "lon": 121.4}', "unknown_device"),
+    (
+        "gps-1",
+        "gps",
+        b'{"ts": 1, "lat": 31.2, "lon": 121.4, "pad": "' + b"x" * 300_000 + b'"}',
+        "oversized",
+    ),
+    ("gps-nmea", "gps", b"$GPRMC,123519,A,4807.038,N,01131.0", "truncated_nmea"),
+    (
+        "gps-nmea",
+        "gps",
+        b"$GPRMC,123519,A,4807.038,N,01131.000,E,022.4,084.4,230394,003.1,W*6B",
+        "bad_checksum",
+    ),
+    ("mag-1", "telemetry", b'{"ts": 1795380000, "x": 1, "y": 2, "z": 3}', "unknown_stream"),
+    ("cam-1", "snapshot", b"\x89PNG\r\n\x1a\n not a jpeg", "bad_image"),
+]
+
+
+def test_bad_input_goes_to_dead_letters_and_ingestion_continues(
+    mosquitto: Mosquitto, ingestor: MqttIngestor
+) -> None:
+    publisher = Publisher(mosquitto)
+    for device, stream, payload, _ in BAD_INPUTS:
+        publisher.publish(TOPIC.format(device, stream), payload)
+    publisher.publish(TOPIC.format("gps-1", "gps"), gps_json(99)).wait_for_publish(5)
+    publisher.close()
+
+    wait_until(lambda: ingestor.journal.count() == 1, what="the good reading after the bad ones")
+    wait_until(lambda: ingestor.stats.get("dead_letters") == len(BAD_INPUTS), what="dead letters")
+    expected: dict[str, int] = {}
+    for *_, reason in BAD_INPUTS:
+        expected[reason] = expected.get(reason, 0) + 1
+    assert ingestor.stats.dead_letters_by_reason() == expected
+    assert ingestor.journal.dead_letter_counts() == expected
+    oversized = next(d for d in ingestor.journal.dead_letters() if d.reason == "oversized")
+    assert oversized.payload_size > 300_000
+    assert len(oversized.payload) == ingestor.config.ingest.dead_letter_payload_bytes
+    for letter in ingestor.journal.dead_letters():
+        assert letter.detail, f"{letter.reason} has no explanation"
+
+
+def test_messages_published_while_consumer_is_away_arrive_after_restart(
+    mosquitto: Mosquitto, site: SiteConfig
+) -> None:
+    journal = Journal(site.storage.journal)
+    first = MqttIngestor(site, journal)
+    first.start(wait_s=10)
+    first.stop()
+    for seq in range(50):
+        mosquitto_pub(mosquitto, TOPIC.format("gps-1", "gps"), gps_json(seq))
+    second = MqttIngestor(site, journal)
+    second.start(wait_s=10)
+    try:
+        wait_until(lambda: journal.count() == 50, what="50 readings queued in the session")
+    finally:
+        second.stop()
+        journal.close()
+
+
+def test_broker_restart_mid_stream_loses_nothing(
+    mosquitto: Mosquitto, ingestor: MqttIngestor
+) -> None:
+    publisher = Publisher(mosquitto)
+    total = 3000
+    infos = []
+    for seq in range(total):
+        infos.append(publisher.publish(TOPIC.format("gps-1", "gps"), gps_json(seq)))
+        if seq == total // 2:
+            mosquitto.restart(pause_s=0.5)
+        if seq % 100 == 0:
+            time.sleep(0.01)
+    wait_until(lambda: all(i.is_published() for i in infos), timeout=60, what="publisher acks")
+    publisher.close()
+    wait_until(lambda: ingestor.journal.count() == total, timeout=60, what=f"{total} readings")
+    assert ingestor.stats.get("disconnects") >= 1
+    assert ingestor.journal.count() == total
+
+
+def _run_consumer(config_path: Path) -> subprocess.Popen:
+    return subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "streetwatch",
+            "run",
+            "-c",
+            str(config_path),
+            "--status-every",
+            "0.5",
+        ],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+
+
+def test_consumer_killed_between_receive_and_journal_gets_the_message_again(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    config_path = write_site(tmp_path, mosquitto.url)
+    journal_path = load_config(config_path).storage.journal
+    consumer = _run_consumer(config_path)
+    try:
+        wait_until(
+            lambda: "subscribing" in mosquitto.log() or journal_path.exists(), what="consumer up"
+        )
+        wait_until(lambda: "sw-test" in mosquitto.log(), what="consumer connected")
+        for seq in range(10):
+            mosquitto_pub(mosquitto, TOPIC.format("gps-1", "gps"), gps_json(seq))
+        wait_until(lambda: _count(journal_path) == 10, what="first 10 journaled")
+
+        blocker = sqlite3.connect(journal_path, isolation_level=None)
+        blocker.execute("BEGIN EXCLUSIVE")
+        for seq in range(10, 30):
+            mosquitto_pub(mosquitto, TOPIC.format("gps-1", "gps"), gps_json(seq))
+        time.sleep(1.0)
+        consumer.send_signal(signal.SIGKILL)
+        consumer.wait(10)
+        blocker.execute("ROLLBACK")
+        blocker.close()
+        assert _count(journal_path) == 10
+
+        consumer = _run_consumer(config_path)
+        wait_until(lambda: _count(journal_path) == 30, timeout=30, what="redelivered 20")
+        time.sleep(0.5)
+        assert _count(journal_path) == 30
+    finally:
+        consumer.kill()
+        consumer.wait(10)
+
+
+def _count(path: Path) -> int:
+    if not path.exists():
+        return 0
+    with sqlite3.connect(path, timeout=10) as db:
+        try:
+            return db.execute("SELECT count(DISTINCT key) FROM readings").fetchone()[0]
+        except sqlite3.OperationalError:
+            return 0
