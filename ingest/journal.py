@@ -14,6 +14,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import orjson
+
 from ingest.readings import PAYLOAD_KINDS, Reading, Snapshot, Stream, TimeFlag
 
 SCHEMA = """
@@ -28,7 +30,6 @@ CREATE TABLE IF NOT EXISTS readings (
     time_flag   TEXT NOT NULL,
     data        TEXT NOT NULL
 );
-CREATE INDEX IF NOT EXISTS readings_device_time ON readings (device_id, received_ts);
 CREATE TABLE IF NOT EXISTS snapshots (
     key  TEXT PRIMARY KEY,
     jpeg BLOB NOT NULL
@@ -108,7 +109,7 @@ class Journal:
                     _epoch(r.device_ts),
                     r.received_ts.timestamp(),
                     r.time_flag.value,
-                    json.dumps(r.payload_dict(), separators=(",", ":")),
+                    orjson.dumps(r.payload_dict()).decode(),
                 )
             )
             if isinstance(r.payload, Snapshot):

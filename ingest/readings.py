@@ -7,7 +7,6 @@ plausible; downstream stages decide whether to fall back to `received_ts`.
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
@@ -110,6 +109,5 @@ class Reading:
 
     def payload_dict(self) -> dict[str, Any]:
         """The payload as plain data (JPEG bytes excluded), for the journal and sinks."""
-        data = dataclasses.asdict(self.payload)
-        data.pop("jpeg", None)
-        return data
+        payload = self.payload
+        return {name: getattr(payload, name) for name in payload.__slots__ if name != "jpeg"}

@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 @dataclass
 class IngestStats:
     counters: Counter[str] = field(default_factory=Counter)
+    received: int = 0
+    """Messages received; written only by the MQTT network thread, so no lock."""
     latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
     """Receive-to-journal-commit latency of recent messages, in seconds."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
@@ -30,12 +32,14 @@ class IngestStats:
             self.latencies_s.extend(now - t for t in received_monotonic)
 
     def get(self, name: str) -> int:
+        if name == "received":
+            return self.received
         with self._lock:
             return self.counters[name]
 
     def snapshot(self) -> dict[str, int]:
         with self._lock:
-            return dict(self.counters)
+            return {**self.counters, "received": self.received}
 
     def dead_letters_by_reason(self) -> dict[str, int]:
         prefix = "dead_letters."

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import os
+import random
 import shutil
 import signal
 import socket
@@ -22,10 +23,32 @@ def mosquitto_binary() -> str:
     return found
 
 
+def _ephemeral_range() -> tuple[int, int]:
+    try:
+        low, high = Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()
+        return int(low), int(high)
+    except (OSError, ValueError):
+        return 32768, 60999
+
+
 def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+    """A free port *below* the ephemeral range.
+
+    A client reconnecting to a stopped broker on loopback can be given the broker's own port
+    as its source port and connect to itself (TCP self-connect), holding the port so the
+    restarted broker cannot bind it. Ports outside the ephemeral range are never handed out.
+    """
+    low, _ = _ephemeral_range()
+    candidates = list(range(max(1024, low - 12000), low))
+    random.shuffle(candidates)
+    for port in candidates:
+        with socket.socket() as sock:
+            try:
+                sock.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
+    raise RuntimeError("no free port below the ephemeral range")
 
 
 @dataclass
@@ -85,28 +108,34 @@ class Mosquitto:
         return path
 
     def start(self) -> Mosquitto:
+        """Start and wait for the port. A port still held by the previous run is retried."""
         config = self.write_config()
-        self.process = subprocess.Popen(
-            [mosquitto_binary(), "-c", str(config)],
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.PIPE,
-        )
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                err = (
-                    self.process.stderr.read().decode(errors="replace")
-                    if self.process.stderr
-                    else ""
-                )
-                log = self.log_path.read_text() if self.log_path.exists() else ""
+            log_size = self.log_path.stat().st_size if self.log_path.exists() else 0
+            self.process = subprocess.Popen(
+                [mosquitto_binary(), "-c", str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.PIPE,
+            )
+            while time.monotonic() < deadline:
+                if self.process.poll() is not None:
+                    break
+                try:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
+                        return self
+                except OSError:
+                    time.sleep(0.05)
+            else:
+                break
+            err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+            self.process.stderr.close() if self.process.stderr else None
+            log = self.log()[log_size:]
+            if "Address already in use" not in log + err:
                 raise RuntimeError(f"mosquitto exited: {err}\n{log}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not open its port within 10 s")
+            time.sleep(0.2)
+        self.stop()
+        raise RuntimeError(f"mosquitto did not open port {self.port} within 15 s")
 
     def stop(self, sig: int = signal.SIGTERM) -> None:
         if self.process is None:
