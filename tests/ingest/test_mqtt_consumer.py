@@ -299,3 +299,31 @@ def _count(path: Path) -> int:
             return db.execute("SELECT count(DISTINCT key) FROM readings").fetchone()[0]
         except sqlite3.OperationalError:
             return 0
+
+
+def test_shared_subscription_splits_the_stream_between_two_workers(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    workers = []
+    for name in ("w1", "w2"):
+        (tmp_path / name).mkdir()
+        config = load_config(write_site(tmp_path / name, mosquitto.url, shared_group="sensors"))
+        journal = Journal(config.storage.journal)
+        worker = MqttIngestor(config, journal, client_id=f"sw-{name}")
+        worker.start(wait_s=10)
+        workers.append(worker)
+    try:
+        publisher = Publisher(mosquitto)
+        infos = [publisher.publish(TOPIC.format("gps-1", "gps"), gps_json(i)) for i in range(400)]
+        wait_until(lambda: all(i.is_published() for i in infos), what="publisher acks")
+        publisher.close()
+        wait_until(
+            lambda: sum(w.journal.count() for w in workers) == 400, what="400 readings in total"
+        )
+        keys = [{r.key for _, r in w.journal.readings(limit=1000)} for w in workers]
+        assert all(keys), "each worker got a share"
+        assert not keys[0] & keys[1], "no message was handled by both workers"
+    finally:
+        for worker in workers:
+            worker.stop()
+            worker.journal.close()
