@@ -27,14 +27,14 @@ from shapely.geometry import Polygon
 from shapely.validation import explain_validity
 
 from ingest.readings import Stream
-from ingest.yamlsource import ConfigError, load_yaml, validate
+from ingest.yamlsource import ConfigError, format_loc, load_yaml, validate
 
 SAFE_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
 _SAFE_ID = re.compile(SAFE_ID)
 
 
 def _safe_id(value: str) -> str:
-    if not _SAFE_ID.match(value):
+    if not _SAFE_ID.fullmatch(value):
         raise ValueError(
             "ids are 1-64 letters, digits, '-' or '_', starting with a letter or digit "
             "(they become file names and topic levels)"
@@ -148,6 +148,11 @@ class Broker(Strict):
         if value == "embedded":
             return value
         parts = urlsplit(value)
+        if parts.username is not None or parts.password is not None:
+            raise ValueError(
+                "credentials are not read from the url; name environment variables in "
+                "username_env and password_env"
+            )
         if parts.scheme not in ("mqtt", "mqtts", "tcp", "ssl") or not parts.hostname:
             raise ValueError("expected 'embedded' or mqtt://host:port or mqtts://host:port")
         try:
@@ -323,17 +328,24 @@ class Device(Strict):
             raise ValueError("topics starting with '$' are reserved by the broker")
         return value
 
-    @model_validator(mode="after")
-    def _format(self) -> Device:
-        main = self.streams[0]
-        allowed = FORMATS[main]
-        if self.format is None:
-            object.__setattr__(self, "format", allowed[0])
-        elif self.format not in allowed:
+    @field_validator("format")
+    @classmethod
+    def _format_fits_kind(cls, value: str | None, info: ValidationInfo) -> str | None:
+        kind = info.data.get("kind")
+        if value is None or kind is None:
+            return value
+        allowed = FORMATS[STREAMS_OF_KIND[kind][0]]
+        if value not in allowed:
             raise ValueError(
-                f"format {self.format!r} does not fit a {self.kind.value} device; "
+                f"format {value!r} does not fit a {kind.value} device; "
                 f"expected one of: {', '.join(allowed)}"
             )
+        return value
+
+    @model_validator(mode="after")
+    def _default_format(self) -> Device:
+        if self.format is None:
+            object.__setattr__(self, "format", FORMATS[self.streams[0]][0])
         return self
 
     @property
@@ -357,23 +369,51 @@ class SiteConfig(Strict):
     devices: list[Device]
 
     @model_validator(mode="after")
-    def _cross_checks(self) -> SiteConfig:
-        _unique([m.id for m in self.merchants], "merchants", "merchant id")
-        _unique([d.id for d in self.devices], "devices", "device id")
+    def _cross_checks(self, info: ValidationInfo) -> SiteConfig:
+        if (info.context or {}).get("defer_cross_checks"):
+            return self
+        problems = self.cross_check_problems()
+        if problems:
+            raise ValueError("; ".join(f"{format_loc(loc)}: {why}" for loc, why in problems))
+        return self
+
+    def cross_check_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Checks across sections (unique ids, merchants that exist), each with its location."""
+        problems = _duplicates([m.id for m in self.merchants], ("merchants",), "merchant id")
+        problems += _duplicates([d.id for d in self.devices], ("devices",), "device id")
         merchant_ids = {m.id for m in self.merchants}
-        for device in self.devices:
-            _unique([z.id for z in device.zones], f"device {device.id} zones", "zone id")
-            for zone in device.zones:
+        for index, device in enumerate(self.devices):
+            where = ("devices", index, "zones")
+            problems += _duplicates([z.id for z in device.zones], where, "zone id")
+            for z_index, zone in enumerate(device.zones):
                 if zone.merchant is not None and zone.merchant not in merchant_ids:
-                    raise ValueError(
-                        f"device {device.id} zone {zone.id}: merchant {zone.merchant!r} is not "
-                        f"in merchants ({', '.join(sorted(merchant_ids)) or 'none defined'})"
+                    known = ", ".join(sorted(merchant_ids)) or "none defined"
+                    problems.append(
+                        (
+                            (*where, z_index, "merchant"),
+                            f"zone {zone.id}: merchant {zone.merchant!r} is not in merchants"
+                            f" ({known})",
+                        )
                     )
                 if device.kind in (DeviceKind.GPS, DeviceKind.DRONE):
-                    _check_lonlat(zone.polygon)
-        topics = [d.topic for d in self.devices if d.topic]
-        _unique(topics, "devices", "topic")
-        return self
+                    try:
+                        _check_lonlat(zone.polygon)
+                    except ValueError as exc:
+                        problems.append(
+                            ((*where, z_index, "polygon"), f"{exc} (geofences are WGS-84)")
+                        )
+        topics = [(i, d.topic) for i, d in enumerate(self.devices) if d.topic]
+        seen: dict[str, int] = {}
+        for index, topic in topics:
+            if topic in seen:
+                problems.append(
+                    (
+                        ("devices", index, "topic"),
+                        f"topic {topic!r} appears twice (first at devices[{seen[topic]}])",
+                    )
+                )
+            seen.setdefault(topic, index)
+        return problems
 
     def device(self, device_id: str) -> Device | None:
         return self._by_id.get(device_id)
@@ -393,12 +433,21 @@ class SiteConfig(Strict):
         return next((m for m in self.merchants if m.id == merchant_id), None)
 
 
-def _unique(values: list[str], where: str, what: str) -> None:
-    seen: set[str] = set()
-    for value in values:
-        if value in seen:
-            raise ValueError(f"{where}: {what} {value!r} appears twice")
-        seen.add(value)
+def _duplicates(
+    values: list[str], where: tuple[str | int, ...], what: str
+) -> list[tuple[tuple[str | int, ...], str]]:
+    first: dict[str, int] = {}
+    problems = []
+    for index, value in enumerate(values):
+        if value in first:
+            problems.append(
+                (
+                    (*where, index, "id"),
+                    f"{what} {value!r} appears twice (first at [{first[value]}])",
+                )
+            )
+        first.setdefault(value, index)
+    return problems
 
 
 def load_config(path: str | Path) -> SiteConfig:
@@ -407,7 +456,10 @@ def load_config(path: str | Path) -> SiteConfig:
     doc = load_yaml(path)
     if doc.data is not None and not isinstance(doc.data, dict):
         raise ConfigError([f"{path}:1: expected a mapping with site, broker, devices, ..."])
-    config: SiteConfig = validate(doc, SiteConfig)
+    config: SiteConfig = validate(doc, SiteConfig, defer_cross_checks=True)
+    problems = config.cross_check_problems()
+    if problems:
+        raise ConfigError([f"{doc.where(loc)}: {format_loc(loc)}: {why}" for loc, why in problems])
     storage = config.storage.resolved(path.resolve().parent)
     return config.model_copy(update={"storage": storage})
 

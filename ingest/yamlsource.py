@@ -93,6 +93,8 @@ class _Walker:
             return self.scalars.construct_object(node)
         except yaml.constructor.ConstructorError as exc:
             raise self.fail(node, f"cannot read value: {exc.problem}") from None
+        except Exception as exc:  # SafeConstructor raises plain errors on bad tagged values
+            raise self.fail(node, f"cannot read {node.tag} value {node.value!r}: {exc}") from None
 
 
 def load_yaml(path: str | Path) -> YamlDocument:
@@ -112,8 +114,19 @@ def parse_yaml(raw: bytes | str, source: str) -> YamlDocument:
         text = raw.decode("utf-8") if isinstance(raw, bytes) else raw
     except UnicodeDecodeError as exc:
         raise ConfigError([f"{source}: not UTF-8 text (byte {exc.start})"]) from None
+    too_deep = _line_too_deep(text)
+    if too_deep is not None:
+        raise ConfigError([f"{source}:{too_deep}: nesting deeper than {MAX_DEPTH} levels"])
     try:
         node = yaml.compose(text, Loader=yaml.SafeLoader)
+    except RecursionError:
+        raise ConfigError([f"{source}: nesting too deep to read"]) from None
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, max(exc.position, 0)) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or "\0")
+        raise ConfigError(
+            [f"{source}:{line}: character U+{code:04X} is not allowed in YAML"]
+        ) from None
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         line = f":{mark.line + 1}" if mark else ""
@@ -125,6 +138,22 @@ def parse_yaml(raw: bytes | str, source: str) -> YamlDocument:
     walker = _Walker(source)
     data = walker.build(node, (), 0)
     return YamlDocument(source, data, walker.lines)
+
+
+def _line_too_deep(text: str) -> int | None:
+    """Line where bracket nesting passes MAX_DEPTH, found before PyYAML's recursive composer
+    can overflow the stack on it (brackets inside strings count too; that errs on the safe side)."""
+    depth, line = 0, 1
+    for char in text:
+        if char == "\n":
+            line += 1
+        elif char in "[{":
+            depth += 1
+            if depth > MAX_DEPTH:
+                return line
+        elif char in "]}":
+            depth = max(0, depth - 1)
+    return None
 
 
 def format_loc(loc: Iterable[str | int]) -> str:
@@ -170,7 +199,8 @@ def _secret(loc: tuple[str | int, ...]) -> bool:
     return any(word in str(part).lower() for part in loc for word in _SECRET_WORDS)
 
 
-_SECRET_WORDS = ("password", "passwd", "secret", "token", "username", "key")
+_SECRET_WORDS = ("password", "passwd", "secret", "token", "username", "key", "url")
+"""`url` too: a URL may carry user:password@, and the error must not repeat it."""
 
 
 def _known_fields(model: type[BaseModel], loc: tuple[str | int, ...], data: Any) -> list[str]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ingest.decoders.base import DecodeContext, DecodeError, Reason
-from ingest.decoders.gps import (
+from ingest.decoders.fields import (
     check_range,
     device_time,
     json_kind,

@@ -21,7 +21,7 @@ from datetime import UTC, date, datetime, time, timedelta
 import pynmea2
 
 from ingest.decoders.base import DecodeContext, DecodeError, Reason
-from ingest.decoders.gps import check_not_negative, check_range, make_reading, wgs84_position
+from ingest.decoders.fields import check_not_negative, check_range, make_reading, wgs84_position
 from ingest.readings import GpsFix, Reading
 from ingest.timeparse import time_flag
 

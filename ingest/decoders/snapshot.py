@@ -8,7 +8,7 @@ from datetime import datetime
 from PIL import Image
 
 from ingest.decoders.base import DecodeContext, DecodeError, Reason
-from ingest.decoders.gps import make_reading
+from ingest.decoders.fields import make_reading
 from ingest.readings import Reading, Snapshot, TimeFlag
 from ingest.timeparse import TimeParseError, parse_ts_text, time_flag
 

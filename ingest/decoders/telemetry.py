@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from ingest.decoders.base import DecodeContext
-from ingest.decoders.gps import (
+from ingest.decoders.fields import (
     check_range,
     device_time,
     json_object,
