@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import os
+import shutil
 import statistics
 import subprocess
 import sys
@@ -146,6 +147,7 @@ def main() -> None:
     stored = journal.count()
     journal.close()
     broker.stop()
+    shutil.rmtree(work, ignore_errors=True)
 
     total = sum(n for _, n in flood_commits)
     cumulative, t_lo, t_hi, n_lo, n_hi = 0, None, None, 0, 0
