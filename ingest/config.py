@@ -19,6 +19,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictFloat,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -111,8 +112,14 @@ class Tls(Strict):
 
 
 class Reconnect(Strict):
-    min_delay_s: float = Field(1.0, gt=0)
-    max_delay_s: float = Field(60.0, gt=0)
+    min_delay_s: float = Field(1.0, gt=0, allow_inf_nan=False)
+    max_delay_s: float = Field(60.0, gt=0, allow_inf_nan=False)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> Reconnect:
+        if self.min_delay_s > self.max_delay_s:
+            raise ValueError("min_delay_s is larger than max_delay_s")
+        return self
 
 
 class Broker(Strict):
@@ -223,7 +230,9 @@ def _under(base: Path, value: Path | None, default: Path) -> Path:
     return value if value.is_absolute() else base / value
 
 
-Point = tuple[float, float]
+Coordinate = Annotated[StrictFloat, Field(allow_inf_nan=False)]
+Point = tuple[Coordinate, Coordinate]
+"""Strict numbers: a quoted '12' or a `true` in a polygon is a typo, not a coordinate."""
 
 
 def _check_polygon(points: list[Point], what: str) -> list[Point]:

@@ -413,7 +413,7 @@ SIDEWALK = zone_field("sidewalk-east", "polygon")
         ("[[500, 250], [768, 250]]", "needs at least 3 points, got 2"),
         ("[]", "needs at least 3 points, got 0"),
         ("[[0, 0], [1, 1], [2, 2]]", "not a valid polygon"),
-        ("[[0, 0], [.inf, 0], [1, 1]]", "not a valid polygon"),
+        ("[[0, 0], [.inf, 0], [1, 1]]", "finite number"),
         ("[[0, 0, 0], [1, 0, 0], [1, 1, 0]]", "Tuple should have at most 2 items"),
     ],
 )
@@ -724,3 +724,24 @@ def test_site_config_validates_directly_without_a_file(tmp_path: Path) -> None:
     )
     assert config.device("g") is not None
     assert config.default_topic("g", config.device("g").streams[0]) == "streetwatch/s1/g/gps"
+
+
+@pytest.mark.parametrize("point", ["['0', '0']", "[true, 1]"])
+def test_polygon_points_must_be_numbers(tmp_path: Path, point: str) -> None:
+    text = DEMO_TEXT.replace("[[0, 300], [250, 300]", f"[{point}, [250, 300]", 1)
+    path = tmp_path / "devices.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    assert "zones[0].polygon[0]" in str(caught.value)
+
+
+def test_reconnect_delays_must_be_ordered(tmp_path: Path) -> None:
+    text = DEMO_TEXT.replace(
+        "  session_expiry_s: 604800",
+        "  reconnect: {min_delay_s: 30, max_delay_s: 5}\n  session_expiry_s: 604800",
+    )
+    path = tmp_path / "devices.yaml"
+    path.write_text(text)
+    with pytest.raises(ConfigError, match="min_delay_s is larger than max_delay_s"):
+        load_config(path)
