@@ -290,6 +290,8 @@ class MqttIngestor:
         arrived = time.monotonic()
         try:
             readings, dead = self._readings_of(message, datetime.now(UTC)), None
+            if not readings:
+                self.stats.inc("messages_without_fix")  # e.g. NMEA from a receiver in a tunnel
         except _Dead as exc:
             readings, dead = [], exc.letter
         pending = _Pending(message.mid, message.qos, readings, dead, arrived)
