@@ -276,10 +276,20 @@ class MqttIngestor:
                 self.stats.inc("subscribe_refused")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        was_connected = self.connected.is_set()
         self.connected.clear()
-        if not self._stopping:
-            self.stats.inc("disconnects")
+        if self._stopping:
+            return
+        self.stats.inc("disconnects")
+        if was_connected or self._refused.is_set():
             log.warning("disconnected from broker (%s); reconnecting", reason_code)
+            return
+        hint = " (a TLS broker that wants a trusted client certificate does this)"
+        self.last_error = (
+            f"broker {self.config.broker.url} closed the connection before accepting it"
+            f" ({reason_code}){hint if self.config.broker.uses_tls else ''}"
+        )
+        log.error("%s; retrying with backoff", self.last_error)
 
     def _on_connect_fail(self, client, userdata) -> None:
         self.stats.inc("connect_failures")
