@@ -187,24 +187,19 @@ class MqttIngestor:
         props = Properties(PacketTypes.CONNECT)
         props.SessionExpiryInterval = broker.session_expiry_s
         props.ReceiveMaximum = broker.receive_maximum
+        target = {
+            "host": broker.host,
+            "port": broker.port,
+            "keepalive": broker.keepalive_s,
+            "clean_start": False,
+            "properties": props,
+        }
         try:
-            self._client.connect(
-                broker.host,
-                broker.port,
-                keepalive=broker.keepalive_s,
-                clean_start=False,
-                properties=props,
-            )
+            self._client.connect(**target)
         except (OSError, ssl.SSLError) as exc:
             self.last_error = f"cannot connect to {broker.host}:{broker.port}: {exc}"
             log.error("%s; retrying with backoff", self.last_error)
-            self._client.connect_async(
-                broker.host,
-                broker.port,
-                keepalive=broker.keepalive_s,
-                clean_start=False,
-                properties=props,
-            )
+            self._client.connect_async(**target)
         self._client.loop_start()
         if wait_s is not None:
             self.wait_connected(wait_s)

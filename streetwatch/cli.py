@@ -12,8 +12,8 @@ from pathlib import Path
 
 import click
 
-from ingest.config import SiteConfig, load_config
 from ingest.yamlsource import ConfigError
+from streetwatch.cliconfig import load_or_fail
 from streetwatch.logs import setup_logging
 
 CONFIG_OPTION = click.option(
@@ -25,17 +25,6 @@ CONFIG_OPTION = click.option(
     show_default=True,
     help="The site description.",
 )
-
-
-def _load(config_path: Path) -> SiteConfig:
-    try:
-        return load_config(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        raise click.ClickException(
-            f"{config_path}: {len(exc.problems)} problem(s), see above"
-        ) from None
 
 
 @click.group()
@@ -51,7 +40,7 @@ def cli(log_level: str, log_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
 def check(config_path: Path, as_json: bool) -> None:
     """Validate devices.yaml; errors name file:line and field."""
-    config = _load(config_path)
+    config = load_or_fail(config_path)
     kinds: dict[str, int] = {}
     for device in config.devices:
         kinds[device.kind.value] = kinds.get(device.kind.value, 0) + 1
@@ -86,7 +75,7 @@ def run(
     from ingest.journal import Journal
     from ingest.mqtt_consumer import BrokerRefused, MqttIngestor
 
-    config = _load(config_path)
+    config = load_or_fail(config_path)
     if broker_url:
         config = config.model_copy(
             update={"broker": config.broker.model_copy(update={"url": broker_url})}

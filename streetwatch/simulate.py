@@ -19,8 +19,9 @@ from paho.mqtt.packettypes import PacketTypes
 from paho.mqtt.properties import Properties
 from paho.mqtt.reasoncodes import ReasonCode
 
-from ingest.config import SiteConfig, load_config
+from ingest.config import SiteConfig
 from ingest.yamlsource import ConfigError
+from streetwatch.cliconfig import load_or_fail
 from streetwatch.scenario import SimMessage, build_scenario
 
 CONNECT_TIMEOUT_S = 10.0
@@ -209,17 +210,6 @@ def _pace(
 # ---- command line -------------------------------------------------------------------------
 
 
-def _load(config_path: Path) -> SiteConfig:
-    try:
-        return load_config(config_path)
-    except ConfigError as exc:
-        for problem in exc.problems:
-            click.echo(problem, err=True)
-        raise click.ClickException(
-            f"{config_path}: {len(exc.problems)} problem(s), see above"
-        ) from None
-
-
 def _tls_of(config: SiteConfig) -> TlsFiles | None:
     tls = config.broker.tls
     if tls is None:
@@ -291,7 +281,7 @@ def simulate(
     dry_run: bool,
 ) -> None:
     """Publish a realistic, seeded scenario for every device of the site."""
-    config = _load(config_path)
+    config = load_or_fail(config_path)
     start = scenario_start(duration, speed)
     messages = build_scenario(config, duration_s=duration, seed=seed, start=start, faults=faults)
     n_faults = sum(1 for m in messages if m.fault)
