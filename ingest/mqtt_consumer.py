@@ -139,6 +139,7 @@ class MqttIngestor:
         self.connected = threading.Event()
         self.last_error: str | None = None
         self._refused = threading.Event()
+        self._subscribing: dict[int, list[str]] = {}
         self._pending: list[_Pending] = []
         self._cond = threading.Condition()
         self._stopping = False
@@ -154,9 +155,7 @@ class MqttIngestor:
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
-        client.reconnect_delay_set(
-            int(broker.reconnect.min_delay_s), int(broker.reconnect.max_delay_s)
-        )
+        client.reconnect_delay_set(broker.reconnect.min_delay_s, broker.reconnect.max_delay_s)
         username, password = broker.credentials()
         if username is not None or password is not None:
             client.username_pw_set(username, password)
@@ -199,6 +198,8 @@ class MqttIngestor:
         except (OSError, ssl.SSLError) as exc:
             self.last_error = f"cannot connect to {broker.host}:{broker.port}: {exc}"
             log.error("%s; retrying with backoff", self.last_error)
+            if isinstance(exc, ssl.SSLCertVerificationError):
+                self._refused.set()  # permanent until the certificates change: fail start() now
             self._client.connect_async(**target)
         self._client.loop_start()
         if wait_s is not None:
@@ -254,7 +255,8 @@ class MqttIngestor:
         self.last_error = None
         self.stats.inc("connects")
         filters = self.registry.subscriptions(self.config.broker.shared_group)
-        client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
+        _, mid = client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
+        self._subscribing[mid] = filters
         log.info(
             "connected to %s (session present: %s); subscribing to %s",
             self.config.broker.url,
@@ -264,9 +266,11 @@ class MqttIngestor:
         self.connected.set()
 
     def _on_subscribe(self, client, userdata, mid, reason_codes, properties) -> None:
-        for code in reason_codes:
+        filters = self._subscribing.pop(mid, [])
+        for index, code in enumerate(reason_codes):
             if code.is_failure:
-                self.last_error = f"broker refused a subscription: {code.getName()}"
+                what = filters[index] if index < len(filters) else "?"
+                self.last_error = f"broker refused a subscription to {what}: {code.getName()}"
                 log.error("%s (check the ACL for %s)", self.last_error, self.client_id)
                 self.stats.inc("subscribe_refused")
 
@@ -282,7 +286,7 @@ class MqttIngestor:
         hint = " (a TLS broker that wants a trusted client certificate does this)"
         self.last_error = (
             f"broker {self.config.broker.url} closed the connection before accepting it"
-            f" ({reason_code}){hint if self.config.broker.uses_tls else ''}"
+            f"{hint if self.config.broker.uses_tls else ''}"
         )
         log.error("%s; retrying with backoff", self.last_error)
 
