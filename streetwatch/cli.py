@@ -13,18 +13,8 @@ from pathlib import Path
 import click
 
 from ingest.yamlsource import ConfigError
-from streetwatch.cliconfig import load_or_fail
+from streetwatch.cliconfig import CONFIG_OPTION, load_or_fail
 from streetwatch.logs import setup_logging
-
-CONFIG_OPTION = click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    default=Path("devices.yaml"),
-    show_default=True,
-    help="The site description.",
-)
 
 
 @click.group()

@@ -1,4 +1,5 @@
-"""Loading devices.yaml for a command: every problem on stderr, then a one-line reason."""
+"""The `-c devices.yaml` option, and loading it for a command: problems on stderr, then a
+one-line reason."""
 
 from __future__ import annotations
 
@@ -8,6 +9,16 @@ import click
 
 from ingest.config import SiteConfig, load_config
 from ingest.yamlsource import ConfigError
+
+CONFIG_OPTION = click.option(
+    "-c",
+    "--config",
+    "config_path",
+    type=click.Path(path_type=Path),
+    default=Path("devices.yaml"),
+    show_default=True,
+    help="The site description.",
+)
 
 
 def load_or_fail(config_path: Path) -> SiteConfig:

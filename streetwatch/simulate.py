@@ -21,7 +21,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from ingest.config import SiteConfig
 from ingest.yamlsource import ConfigError
-from streetwatch.cliconfig import load_or_fail
+from streetwatch.cliconfig import CONFIG_OPTION, load_or_fail
 from streetwatch.scenario import SimMessage, build_scenario
 
 CONNECT_TIMEOUT_S = 10.0
@@ -244,15 +244,7 @@ def _on_sigint(stop: threading.Event) -> Callable[[], None]:
 
 
 @click.command("simulate")
-@click.option(
-    "-c",
-    "--config",
-    "config_path",
-    type=click.Path(path_type=Path),
-    default=Path("devices.yaml"),
-    show_default=True,
-    help="The site description.",
-)
+@CONFIG_OPTION
 @click.option("--broker", "broker_url", help="Broker URL (default: the config's).")
 @click.option(
     "--duration",
