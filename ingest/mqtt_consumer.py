@@ -47,7 +47,6 @@ class _Pending:
     qos: int
     readings: list[Reading]
     dead: DeadLetter | None
-    received_monotonic: float
 
 
 class _Dead(Exception):
@@ -226,17 +225,6 @@ class MqttIngestor:
         finally:
             self._client.loop_stop()
 
-    def kill_connection(self) -> None:
-        """Drop the TCP connection without committing or acking (for crash tests)."""
-        with self._cond:
-            self._stopping = True
-            self._pending.clear()
-            self._cond.notify_all()
-        self._client.loop_stop()
-        sock = self._client.socket()
-        if sock is not None:
-            sock.close()
-
     # ---- paho callbacks (network thread) ----------------------------------------------
 
     def _on_connect(self, client, userdata, flags, reason_code: ReasonCode, properties) -> None:
@@ -296,14 +284,13 @@ class MqttIngestor:
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         self.stats.received += 1
-        arrived = time.monotonic()
         try:
             readings, dead = self._readings_of(message, datetime.now(UTC)), None
             if not readings:
                 self.stats.inc("messages_without_fix")  # e.g. NMEA from a receiver in a tunnel
         except _Dead as exc:
             readings, dead = [], exc.letter
-        pending = _Pending(message.mid, message.qos, readings, dead, arrived)
+        pending = _Pending(message.mid, message.qos, readings, dead)
         with self._cond:
             self._pending.append(pending)
             if len(self._pending) >= self.limits.batch_size:
@@ -414,7 +401,6 @@ class MqttIngestor:
         self.stats.inc("messages_committed", len(batch))
         self.stats.inc("readings_journaled", result.inserted)
         self.stats.inc("duplicates", result.duplicates)
-        self.stats.committed([p.received_monotonic for p in batch])
         if self.on_batch is not None and readings:
             try:
                 self.on_batch(readings)

@@ -1,10 +1,9 @@
-"""Counters and latency samples of the ingestion stage, readable by metrics and benchmarks."""
+"""Counters of the ingestion stage, readable by metrics, the demo and benchmarks."""
 
 from __future__ import annotations
 
 import threading
-import time
-from collections import Counter, deque
+from collections import Counter
 from dataclasses import dataclass, field
 
 
@@ -13,8 +12,6 @@ class IngestStats:
     counters: Counter[str] = field(default_factory=Counter)
     received: int = 0
     """Messages received; written only by the MQTT network thread, so no lock."""
-    latencies_s: deque[float] = field(default_factory=lambda: deque(maxlen=200_000))
-    """Receive-to-journal-commit latency of recent messages, in seconds."""
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
     def inc(self, name: str, amount: int = 1) -> None:
@@ -25,11 +22,6 @@ class IngestStats:
         with self._lock:
             self.counters["dead_letters"] += 1
             self.counters[f"dead_letters.{reason}"] += 1
-
-    def committed(self, received_monotonic: list[float]) -> None:
-        now = time.monotonic()
-        with self._lock:
-            self.latencies_s.extend(now - t for t in received_monotonic)
 
     def get(self, name: str) -> int:
         if name == "received":
