@@ -44,6 +44,10 @@ CREATE TABLE IF NOT EXISTS dead_letters (
     payload_size INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS dead_letters_reason ON dead_letters (reason);
+CREATE TABLE IF NOT EXISTS cursors (
+    name TEXT PRIMARY KEY,
+    seq  INTEGER NOT NULL
+);
 """
 
 
@@ -144,6 +148,20 @@ class Journal:
                 db.execute("ROLLBACK")
                 raise
         return WriteResult(inserted, len(rows) - inserted, len(letters))
+
+    def cursor(self, name: str) -> int:
+        """Where the consumer `name` (a later stage) stopped reading; 0 when it never started."""
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM cursors WHERE name = ?", (name,)).fetchone()
+        return 0 if row is None else row[0]
+
+    def set_cursor(self, name: str, seq: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO cursors (name, seq) VALUES (?, ?)"
+                " ON CONFLICT (name) DO UPDATE SET seq = excluded.seq",
+                (name, seq),
+            )
 
     def count(self, table: str = "readings") -> int:
         if table not in ("readings", "dead_letters", "snapshots"):

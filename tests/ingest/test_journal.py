@@ -88,3 +88,14 @@ def test_a_failed_batch_leaves_nothing_behind(tmp_path: Path) -> None:
     assert journal.count() == 0
     journal.write([gps(1)])
     assert journal.count() == 1
+
+
+def test_cursors_start_at_zero_and_survive_reopening(tmp_path):
+    journal = Journal(tmp_path / "j.sqlite")
+    assert journal.cursor("analysis") == 0
+    journal.set_cursor("analysis", 41)
+    journal.set_cursor("analysis", 42)
+    journal.close()
+    reopened = Journal(tmp_path / "j.sqlite")
+    assert reopened.cursor("analysis") == 42
+    assert reopened.cursor("other") == 0
