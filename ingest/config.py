@@ -301,6 +301,76 @@ class Location(Strict):
     lon: float = Field(ge=-180, le=180)
 
 
+Finite = Annotated[float, Field(allow_inf_nan=False)]
+
+
+class GeomagSettings(Strict):
+    """Occupancy detection of a raw geomagnetic sensor (x/y/z in µT); see detectors/geomag.py."""
+
+    enter_ut: Finite = Field(10.0, gt=0)
+    """Deviation from the vacant baseline (vector magnitude, µT) at which a car may be there."""
+    exit_ut: Finite = Field(5.0, gt=0)
+    """Deviation below which the bay may be vacant again; below enter_ut (hysteresis)."""
+    min_occupied_s: Finite = Field(4.0, ge=0)
+    """How long the deviation stays above enter_ut before the bay counts as occupied."""
+    min_vacant_s: Finite = Field(6.0, ge=0)
+    """How long it stays below exit_ut before the bay counts as vacant again."""
+    drift_tau_s: Finite = Field(900.0, gt=0)
+    """Time constant of the baseline following slow drift (temperature), only while vacant."""
+    stale_after_s: Finite = Field(180.0, gt=0)
+    """No reading for this long: a `stale` device-health observation."""
+    flat_after_s: Finite = Field(120.0, gt=0)
+    """Identical readings for this long: a `flat_line` device-health observation."""
+    flat_epsilon_ut: Finite = Field(0.01, ge=0)
+    """Readings closer than this on every axis count as identical."""
+    baseline_ut: tuple[Finite, Finite, Finite] | None = None
+    """The empty bay's field measured at installation; else the first readings are taken."""
+
+    @model_validator(mode="after")
+    def _hysteresis(self) -> GeomagSettings:
+        if self.exit_ut >= self.enter_ut:
+            raise ValueError(
+                f"exit_ut ({self.exit_ut}) must be below enter_ut ({self.enter_ut}): "
+                "the gap between them is the hysteresis that stops flicker"
+            )
+        return self
+
+
+class GpsFilters(Strict):
+    """Fix filters applied before geofences and speed (as GPS trackers such as Traccar do)."""
+
+    max_hdop: Finite | None = Field(5.0, gt=0)
+    """Fixes with a larger horizontal dilution of precision are dropped (None: no check)."""
+    min_sats: int | None = Field(4, ge=0, le=99)
+    """Fixes from fewer satellites are dropped (None: no check)."""
+    max_speed_kmh: Finite = Field(180.0, gt=0)
+    """A jump from the last good fix implying a higher speed is dropped as an outlier."""
+    max_future_s: Finite = Field(10.0, ge=0)
+    """A fix timestamped further than this after its arrival is dropped."""
+    stale_after_s: Finite = Field(300.0, gt=0)
+    """No fix for this long: a `stale` device-health observation."""
+
+
+class Route(Strict):
+    """An approved route: the corridor within `buffer_m` metres of a WGS-84 [lon, lat] line."""
+
+    line: list[Point]
+    buffer_m: Finite = Field(30.0, gt=0, le=10_000)
+    """How far from the line (either side, metres) the vehicle may be and still be on route."""
+    min_off_s: Finite = Field(10.0, ge=0)
+    """How long the vehicle stays outside the corridor before it counts as off route."""
+
+    @field_validator("line")
+    @classmethod
+    def _line(cls, value: list[Point]) -> list[Point]:
+        if len(value) < 2:
+            raise ValueError(f"a route line needs at least 2 points, got {len(value)}")
+        _check_lonlat(value)
+        if len(set(value)) < 2:
+            raise ValueError("a route line has zero length (all points are the same)")
+        return value
+
+
 _WILDCARD = re.compile(r"[+#]")
 
 
@@ -319,6 +389,27 @@ class Device(Strict):
     bay: str | None = None
     """Parking bay a geomagnetic sensor watches."""
     zones: list[Zone] = []
+    geomag: GeomagSettings | None = None
+    """Occupancy tuning of a raw geomagnetic sensor (geomagnetic devices only)."""
+    filters: GpsFilters | None = None
+    """GPS fix filter thresholds (gps devices only)."""
+    speed_limit_kmh: Finite | None = Field(None, gt=0, le=300)
+    """Speeding above this (gps devices only)."""
+    speeding_min_s: Finite = Field(5.0, ge=0)
+    """How long the speed stays above the limit before it counts as speeding."""
+    route: Route | None = None
+    """The approved route corridor (gps devices only)."""
+
+    @field_validator("geomag", "filters", "speed_limit_kmh", "route")
+    @classmethod
+    def _settings_fit_kind(cls, value: Any, info: ValidationInfo) -> Any:
+        kind = info.data.get("kind")
+        wanted = DeviceKind.GEOMAGNETIC if info.field_name == "geomag" else DeviceKind.GPS
+        if value is not None and kind is not None and kind is not wanted:
+            raise ValueError(
+                f"{info.field_name} is for {wanted.value} devices, not a {kind.value} device"
+            )
+        return value
 
     @field_validator("topic")
     @classmethod
@@ -479,7 +570,10 @@ __all__ = [
     "Crs",
     "Device",
     "DeviceKind",
+    "GeomagSettings",
+    "GpsFilters",
     "Merchant",
+    "Route",
     "SiteConfig",
     "Zone",
     "ZoneKind",
