@@ -427,6 +427,78 @@ class Route(Strict):
         return value
 
 
+class MotionGate(Strict):
+    """Frame differencing in front of the detector (see detectors/motion.py)."""
+
+    enabled: bool = True
+    threshold: int = Field(25, ge=1, le=255)
+    """Grey-level change (0-255) for a pixel to count as moved."""
+    min_area_px: int = Field(400, ge=1)
+    """Smallest moved region worth running the detector on, in full-frame pixels."""
+    width: int = Field(320, ge=64, le=4096)
+    """Frames are compared downscaled to this width."""
+
+
+class CameraDetect(Strict):
+    """Detection, tracking and dwell of one camera or drone video stream (detectors/camera.py)."""
+
+    weights: Path
+    """YOLO weights ultralytics accepts: .pt, .onnx or an OpenVINO *_openvino_model folder."""
+    imgsz: int = Field(640, ge=32, le=4096, multiple_of=32)
+    conf: Finite = Field(0.35, gt=0, lt=1)
+    iou: Finite = Field(0.5, gt=0, lt=1)
+    classes: dict[str, str] = {}
+    """Model class name → subject (person, bicycle, car, goods, ...); unlisted classes are
+    ignored. Empty: every class, named as the model names it."""
+    fps: Finite | None = Field(None, gt=0, le=120)
+    """Frames analysed per second (None: every frame the source delivers)."""
+    redetect_s: Finite = Field(3.0, gt=0, le=600)
+    """Full-frame detection cadence that re-confirms stationary subjects."""
+    stationary_misses: int = Field(3, ge=1, le=100)
+    """Full-frame checks in a row that miss a stationary track before it ends."""
+    lost_s: Finite = Field(2.0, gt=0, le=600)
+    """A moving track unseen for this long has left."""
+    zone_margin_px: Finite = Field(12.0, ge=0)
+    """Hysteresis: a footprint must leave the polygon by this much before it has left."""
+    zone_exit_s: Finite = Field(1.0, ge=0)
+    """... and stay out this long."""
+    emit_interval_s: Finite = Field(1.0, gt=0)
+    """Observations per situation at most this often (and on every change)."""
+    preroll_s: Finite = Field(10.0, ge=0, le=600)
+    """Seconds of encoded frames kept for evidence clips."""
+    jpeg_quality: int = Field(80, ge=10, le=100)
+    motion: MotionGate = MotionGate()
+
+
+class HomographyPair(Strict):
+    """One image point and where it lies on the ground (WGS-84)."""
+
+    pixel: Point
+    geo: Point
+    """[lon, lat]"""
+
+    @field_validator("geo")
+    @classmethod
+    def _lonlat(cls, value: Point) -> Point:
+        _check_lonlat([value])
+        return value
+
+
+def _check_homography(pairs: list[HomographyPair]) -> list[HomographyPair]:
+    if len(pairs) < 4:
+        raise ValueError(f"a homography needs at least 4 pixel/geo pairs, got {len(pairs)}")
+    for what in ("pixel", "geo"):
+        points = [getattr(pair, what) for pair in pairs]
+        if len(set(points)) < len(points):
+            raise ValueError(f"two pairs share the same {what} point")
+        if Polygon(points).convex_hull.area <= 0:
+            raise ValueError(f"the {what} points lie on one line; spread them over the ground")
+    return pairs
+
+
+VIDEO_PUSH = ("webrtc", "mqtt")
+"""`stream` values for video the device pushes to us (WHIP offer, JPEG snapshots over MQTT)."""
+
 _WILDCARD = re.compile(r"[+#]")
 
 
@@ -440,11 +512,13 @@ class Device(Strict):
     topic: str | None = None
     """Own MQTT topic filter (wildcards allowed) instead of streetwatch/{site}/{id}/{stream}."""
     stream: str | None = None
-    """Video source of a camera or drone: file path, rtsp://, http(s)://, or webrtc."""
+    """Video source of a camera or drone: file path, rtsp://, http(s)://, webrtc or mqtt."""
     location: Location | None = None
     bay: str | None = None
     """Parking bay a geomagnetic sensor watches."""
     zones: list[Zone] = []
+    bay_kind: ZoneKind | None = None
+    """What the bay is (e.g. fire_lane): the zone kind of its occupancy observations."""
     geomag: GeomagSettings | None = None
     """Occupancy tuning of a raw geomagnetic sensor (geomagnetic devices only)."""
     filters: GpsFilters | None = None
@@ -455,12 +529,27 @@ class Device(Strict):
     """How long the speed stays above the limit before it counts as speeding."""
     route: Route | None = None
     """The approved route corridor (gps devices only)."""
+    detect: CameraDetect | None = None
+    """Video detection settings (cameras and drones with a `stream`)."""
+    homography: Annotated[
+        list[HomographyPair] | None, AfterValidator(lambda v: v and _check_homography(v))
+    ] = None
+    """Image↔ground point pairs (4 or more) mapping a footprint to lon/lat."""
 
-    @field_validator("geomag", "filters", "speed_limit_kmh", "route")
+    @field_validator("detect", "homography")
+    @classmethod
+    def _video_only(cls, value: Any, info: ValidationInfo) -> Any:
+        kind = info.data.get("kind")
+        if value is not None and kind not in (None, DeviceKind.CAMERA, DeviceKind.DRONE):
+            raise ValueError(f"{info.field_name} is for camera and drone devices, not {kind}")
+        return value
+
+    @field_validator("bay_kind", "geomag", "filters", "speed_limit_kmh", "route")
     @classmethod
     def _settings_fit_kind(cls, value: Any, info: ValidationInfo) -> Any:
         kind = info.data.get("kind")
-        wanted = DeviceKind.GEOMAGNETIC if info.field_name == "geomag" else DeviceKind.GPS
+        geomag = info.field_name in ("bay_kind", "geomag")
+        wanted = DeviceKind.GEOMAGNETIC if geomag else DeviceKind.GPS
         if value is not None and kind is not None and kind is not wanted:
             raise ValueError(
                 f"{info.field_name} is for {wanted.value} devices, not a {kind.value} device"
@@ -617,19 +706,47 @@ def load_config(path: str | Path) -> SiteConfig:
     problems = config.cross_check_problems()
     if problems:
         raise ConfigError([f"{doc.where(loc)}: {format_loc(loc)}: {why}" for loc, why in problems])
-    storage = config.storage.resolved(path.resolve().parent)
-    return config.model_copy(update={"storage": storage})
+    base = path.resolve().parent
+    storage = config.storage.resolved(base)
+    devices, problems = _resolve_video_paths(config.devices, base)
+    if problems:
+        raise ConfigError([f"{doc.where(loc)}: {format_loc(loc)}: {why}" for loc, why in problems])
+    return config.model_copy(update={"storage": storage, "devices": devices})
+
+
+def _resolve_video_paths(
+    devices: list[Device], base: Path
+) -> tuple[list[Device], list[tuple[tuple[str | int, ...], str]]]:
+    """Relative video files and weights are relative to devices.yaml; weights must exist."""
+    resolved, problems = [], []
+    for index, device in enumerate(devices):
+        update: dict[str, Any] = {}
+        stream = device.stream
+        if stream and stream not in VIDEO_PUSH and "://" not in stream and stream[0] != "/":
+            update["stream"] = str(base / device.stream)
+        if device.detect is not None:
+            weights = _under(base, device.detect.weights, device.detect.weights)
+            if not weights.exists():
+                problems.append(
+                    (("devices", index, "detect", "weights"), f"weights not found: {weights}")
+                )
+            update["detect"] = device.detect.model_copy(update={"weights": weights})
+        resolved.append(device.model_copy(update=update) if update else device)
+    return resolved, problems
 
 
 __all__ = [
     "Broker",
+    "CameraDetect",
     "ConfigError",
     "Crs",
     "Device",
     "DeviceKind",
     "GeomagSettings",
     "GpsFilters",
+    "HomographyPair",
     "Merchant",
+    "MotionGate",
     "Route",
     "SiteConfig",
     "Zone",

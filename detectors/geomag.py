@@ -1,0 +1,307 @@
+"""Parking-bay occupancy from a raw geomagnetic sensor (x/y/z in µT).
+
+A car's steel bends the Earth's field by some 10-100 µT over the sensor. The detector keeps the
+empty bay's field as a baseline, which follows slow drift (temperature, the Earth's own field)
+with a long time constant, and only while the bay is clearly vacant: a parked car must never be
+learnt into the baseline. The magnitude of the deviation from the baseline drives a hysteresis
+state machine: occupied once it has stayed above `enter_ut` for `min_occupied_s`, vacant again
+once it has stayed below `exit_ut` for `min_vacant_s`. Engine vibration while a car idles is
+noise around a large deviation, and a car in the next bay a small deviation below `enter_ut`.
+
+A dead sensor must not look like an empty bay. A sensor that stops reporting is `stale` (found by
+`tick`), one that repeats the same values is on a `flat_line`: both give a DEVICE_HEALTH
+observation and freeze the bay's state until real readings return. A reading identical to the
+previous one never moves the state machine either, so a sensor that dies with a stuck value does
+not flip the bay before the flat line is recognised.
+
+Each state is its own situation: `occupied` from the moment the deviation first crossed
+`enter_ut` (its start time), `vacant` from the moment it dropped below `exit_ut`. When a stay
+ends, the occupied situation gets a last update ending at the vacancy's start.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from detectors.observation import GeoPoint, Observation, ObservationKind
+from ingest.config import Device, GeomagSettings
+
+UPDATE_EVERY_S = 1.0
+BASELINE_SAMPLES = 3
+"""Readings averaged into the first baseline when none is configured or after recalibration."""
+
+
+class BayState(StrEnum):
+    VACANT = "vacant"
+    OCCUPIED = "occupied"
+
+
+Vector = tuple[float, float, float]
+
+
+@dataclass(slots=True)
+class _Span:
+    first_seen: datetime
+    last_seen: datetime
+    last_emitted: datetime | None = None
+
+
+class GeomagDetector:
+    """One raw geomagnetic sensor watching one bay."""
+
+    def __init__(self, device: Device, stats: Counter[str]) -> None:
+        self.device = device
+        self.settings = device.geomag or GeomagSettings()
+        self.stats = stats
+        self.bay = device.bay or device.id
+        self.location = (
+            None if device.location is None else GeoPoint(device.location.lon, device.location.lat)
+        )
+        configured = self.settings.baseline_ut
+        self.baseline: Vector | None = None if configured is None else tuple(configured)  # type: ignore[assignment]
+        self._warmup: list[Vector] = []
+        self.state = BayState.VACANT
+        self._span: _Span | None = None
+        self._pending_since: datetime | None = None
+        self._last_ts: datetime | None = None
+        self._last_received: datetime | None = None
+        self._last_value: Vector | None = None
+        self._flat_since: datetime | None = None
+        self._problem: tuple[str, _Span] | None = None
+        self._queued: list[Observation] = []
+        self.deviation_ut = 0.0
+
+    # ---- input ----------------------------------------------------------------------------
+
+    def process(self, ts: datetime, value: Vector, received_ts: datetime) -> list[Observation]:
+        out = self._drain()
+        self._last_received = max(self._last_received or received_ts, received_ts)
+        if self._last_ts is not None and ts <= self._last_ts:
+            self.stats["geomag_out_of_order"] += 1
+            return out
+        dt = 0.0 if self._last_ts is None else (ts - self._last_ts).total_seconds()
+        self._last_ts = ts
+        repeated = self._last_value is not None and _close(
+            value, self._last_value, self.settings.flat_epsilon_ut
+        )
+        self._last_value = value
+        out += self._flat_line(ts, repeated)
+        if repeated:
+            self.stats["geomag_repeated"] += 1
+            return out
+        if self._problem is not None:
+            out.append(self._health("recovered", self._problem[1], ts))
+            self._problem = None
+        if self.baseline is None:
+            self._warmup.append(value)
+            if len(self._warmup) >= BASELINE_SAMPLES:
+                self.baseline = _mean(self._warmup)
+                self._warmup.clear()
+                self.stats["geomag_baselines"] += 1
+            return out
+        out += self._step(ts, value, dt)
+        return out
+
+    def tick(self, now: datetime) -> list[Observation]:
+        out = self._drain()
+        if self._last_ts is None or self._last_received is None:
+            return out
+        last = max(self._last_ts, self._last_received)
+        if (now - last).total_seconds() <= self.settings.stale_after_s:
+            return out
+        if self._problem is None or self._problem[0] != "stale":
+            self._problem = ("stale", _Span(last, now))
+            self.stats["device_stale"] += 1
+        span = self._problem[1]
+        if span.last_emitted is None or (now - span.last_emitted).total_seconds() >= 60:
+            out.append(self._health("stale", span, now))
+        return out
+
+    def recalibrate(self) -> None:
+        """Take the next readings as the empty bay's field; an occupied bay becomes vacant."""
+        self.baseline = None
+        self._warmup.clear()
+        self._pending_since = None
+        self.stats["geomag_recalibrations"] += 1
+        when = self._last_ts
+        if self.state is BayState.OCCUPIED and self._span is not None and when is not None:
+            self._span.last_seen = max(self._span.last_seen, when)
+            self._queued.append(self._occupancy(BayState.OCCUPIED, self._span, recalibrated=True))
+            self.state = BayState.VACANT
+            self._span = _Span(when, when)
+            self._queued.append(self._occupancy(BayState.VACANT, self._span, recalibrated=True))
+
+    def _drain(self) -> list[Observation]:
+        out, self._queued = self._queued, []
+        return out
+
+    # ---- the state machine ----------------------------------------------------------------
+
+    def _step(self, ts: datetime, value: Vector, dt: float) -> list[Observation]:
+        s = self.settings
+        assert self.baseline is not None
+        deviation = math.dist(value, self.baseline)
+        self.deviation_ut = deviation
+        if self.state is BayState.VACANT:
+            if deviation >= s.enter_ut:
+                since = self._pending_since = self._pending_since or ts
+                if (ts - since).total_seconds() >= s.min_occupied_s:
+                    return self._change(BayState.OCCUPIED, since, ts)
+                return []
+            self._pending_since = None
+            if deviation < s.exit_ut:
+                self._follow_drift(value, dt)
+            return []
+        if deviation < s.exit_ut:
+            since = self._pending_since = self._pending_since or ts
+            if (ts - since).total_seconds() >= s.min_vacant_s:
+                return self._change(BayState.VACANT, since, ts)
+            return []
+        self._pending_since = None
+        span = self._span
+        assert span is not None
+        span.last_seen = ts
+        if span.last_emitted is None or (ts - span.last_emitted).total_seconds() >= UPDATE_EVERY_S:
+            return [self._occupancy(BayState.OCCUPIED, span)]
+        return []
+
+    def _change(self, state: BayState, since: datetime, ts: datetime) -> list[Observation]:
+        out = []
+        if self._span is not None and self.state is BayState.OCCUPIED:
+            self._span.last_seen = since
+            out.append(self._occupancy(BayState.OCCUPIED, self._span))
+        self.state = state
+        self._pending_since = None
+        self._span = _Span(since, ts)
+        self.stats[f"geomag_{state.value}"] += 1
+        out.append(self._occupancy(state, self._span))
+        return out
+
+    def _follow_drift(self, value: Vector, dt: float) -> None:
+        assert self.baseline is not None
+        alpha = 1.0 - math.exp(-max(0.0, dt) / self.settings.drift_tau_s)
+        self.baseline = (
+            self.baseline[0] + alpha * (value[0] - self.baseline[0]),
+            self.baseline[1] + alpha * (value[1] - self.baseline[1]),
+            self.baseline[2] + alpha * (value[2] - self.baseline[2]),
+        )
+
+    # ---- health ---------------------------------------------------------------------------
+
+    def _flat_line(self, ts: datetime, repeated: bool) -> list[Observation]:
+        if not repeated:
+            self._flat_since = ts
+            return []
+        since = self._flat_since = self._flat_since or ts
+        if (ts - since).total_seconds() < self.settings.flat_after_s:
+            return []
+        if self._problem is None or self._problem[0] != "flat_line":
+            self._problem = ("flat_line", _Span(since, ts))
+            self.stats["device_flat_line"] += 1
+            return [self._health("flat_line", self._problem[1], ts)]
+        span = self._problem[1]
+        span.last_seen = ts
+        if span.last_emitted is None or (ts - span.last_emitted).total_seconds() >= 60:
+            return [self._health("flat_line", span, ts)]
+        return []
+
+    def _health(self, state: str, span: _Span, ts: datetime) -> Observation:
+        span.last_seen = max(span.last_seen, ts)
+        span.last_emitted = span.last_seen
+        return Observation(
+            kind=ObservationKind.DEVICE_HEALTH,
+            device_id=self.device.id,
+            subject="device",
+            subject_id=self.device.id,
+            first_seen=span.first_seen,
+            last_seen=span.last_seen,
+            zone_id=self.bay,
+            zone_kind=self._zone_kind,
+            state=state,
+            location=self.location,
+            attributes={"bay_state": self.state.value},
+        )
+
+    # ---- output ---------------------------------------------------------------------------
+
+    @property
+    def _zone_kind(self) -> str | None:
+        kind = self.device.bay_kind
+        return None if kind is None else kind.value
+
+    def _occupancy(self, state: BayState, span: _Span, recalibrated: bool = False) -> Observation:
+        span.last_emitted = span.last_seen
+        attributes: dict[str, object] = {}
+        if self.baseline is not None:
+            attributes["deviation_ut"] = round(self.deviation_ut, 2)
+        if recalibrated:
+            attributes["recalibrated"] = True
+        return Observation(
+            kind=ObservationKind.OCCUPANCY,
+            device_id=self.device.id,
+            subject="car",
+            subject_id=self.bay,
+            first_seen=span.first_seen,
+            last_seen=span.last_seen,
+            zone_id=self.bay,
+            zone_kind=self._zone_kind,
+            state=state.value,
+            location=self.location,
+            attributes=attributes,
+        )
+
+
+class OnBoardBay:
+    """A sensor that decides on board (`{ts, occupied}`): its decisions go straight through."""
+
+    def __init__(self, device: Device, stats: Counter[str]) -> None:
+        self.inner = GeomagDetector(device, stats)
+
+    def process(self, ts: datetime, occupied: bool, received_ts: datetime) -> list[Observation]:
+        g = self.inner
+        out = g._drain()
+        g._last_received = max(g._last_received or received_ts, received_ts)
+        if g._last_ts is not None and ts <= g._last_ts:
+            g.stats["geomag_out_of_order"] += 1
+            return out
+        g._last_ts = ts
+        if g._problem is not None:
+            out.append(g._health("recovered", g._problem[1], ts))
+            g._problem = None
+        state = BayState.OCCUPIED if occupied else BayState.VACANT
+        if g._span is None or state is not g.state:
+            if g._span is None and state is BayState.VACANT:
+                g._span = _Span(ts, ts)
+                return out
+            return out + g._change(state, ts, ts)
+        g._span.last_seen = ts
+        if state is BayState.OCCUPIED:
+            out.append(g._occupancy(state, g._span))
+        return out
+
+    def tick(self, now: datetime) -> list[Observation]:
+        return self.inner.tick(now)
+
+    def recalibrate(self) -> None:
+        """Nothing to recalibrate on this side: the sensor keeps its own baseline."""
+        self.inner.stats["geomag_recalibrations_ignored"] += 1
+
+
+def _close(a: Vector, b: Vector, epsilon: float) -> bool:
+    return all(abs(p - q) <= epsilon for p, q in zip(a, b, strict=True))
+
+
+def _mean(values: list[Vector]) -> Vector:
+    n = len(values)
+    return (
+        sum(v[0] for v in values) / n,
+        sum(v[1] for v in values) / n,
+        sum(v[2] for v in values) / n,
+    )
+
+
+__all__ = ["BASELINE_SAMPLES", "BayState", "GeomagDetector", "OnBoardBay"]

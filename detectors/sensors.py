@@ -1,0 +1,133 @@
+"""SensorDetectors: every sensor reading of the site in, Observations out.
+
+Routes each Reading to the detector of its device: raw geomagnetic fields to the occupancy state
+machine, on-board occupancy decisions straight through, GPS fixes (and drone positions) to the
+fix filters, geofences, speed and route checks. Event time is the reading's `event_ts`.
+`tick(now)` lets time pass: stale devices and dwell inside geofences. `stats` counts what
+happened, including every rejected fix by reason.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime
+
+from detectors.geomag import GeomagDetector, OnBoardBay
+from detectors.gps import GpsDetector
+from detectors.gps_filters import Candidate
+from detectors.observation import Observation
+from ingest.config import DeviceKind, SiteConfig
+from ingest.readings import DroneTelemetry, GeomagField, GeomagState, GpsFix, Reading
+
+
+class SensorDetectors:
+    """All sensor detectors of one site, keyed by device id."""
+
+    def __init__(self, config: SiteConfig) -> None:
+        self.config = config
+        self.stats: Counter[str] = Counter()
+        self._geomag: dict[str, GeomagDetector] = {}
+        self._on_board: dict[str, OnBoardBay] = {}
+        self._gps: dict[str, GpsDetector] = {}
+
+    def process(self, reading: Reading) -> list[Observation]:
+        """The observations one reading causes (often none). Never raises on odd input."""
+        self.stats["readings"] += 1
+        device = self.config.device(reading.device_id)
+        if device is None:
+            self.stats["unknown_device"] += 1
+            return []
+        payload = reading.payload
+        ts = reading.event_ts
+        if isinstance(payload, GeomagField) and device.kind is DeviceKind.GEOMAGNETIC:
+            detector = self._geomag.get(device.id)
+            if detector is None:
+                detector = self._geomag[device.id] = GeomagDetector(device, self.stats)
+            out = detector.process(ts, (payload.x, payload.y, payload.z), reading.received_ts)
+        elif isinstance(payload, GeomagState) and device.kind is DeviceKind.GEOMAGNETIC:
+            bay = self._on_board.get(device.id)
+            if bay is None:
+                bay = self._on_board[device.id] = OnBoardBay(device, self.stats)
+            out = bay.process(ts, payload.occupied, reading.received_ts)
+        elif isinstance(payload, GpsFix) and device.kind is DeviceKind.GPS:
+            out = self._vehicle(device.id, "vehicle").process(
+                Candidate(
+                    ts=ts,
+                    lat=payload.lat,
+                    lon=payload.lon,
+                    valid=payload.valid,
+                    hdop=payload.hdop,
+                    sats=payload.sats,
+                    received_ts=reading.received_ts,
+                    time_flag=reading.time_flag,
+                ),
+                payload.speed_kmh,
+            )
+        elif isinstance(payload, DroneTelemetry) and device.kind is DeviceKind.DRONE:
+            out = self._vehicle(device.id, "drone").process(
+                Candidate(
+                    ts=ts,
+                    lat=payload.lat,
+                    lon=payload.lon,
+                    received_ts=reading.received_ts,
+                    time_flag=reading.time_flag,
+                )
+            )
+        else:
+            self.stats["not_for_sensors"] += 1
+            return []
+        self._count(out)
+        return out
+
+    def tick(self, now: datetime) -> list[Observation]:
+        """Time passing without readings: stale devices, dwell updates inside geofences."""
+        out: list[Observation] = []
+        for detector in (*self._geomag.values(), *self._on_board.values(), *self._gps.values()):
+            out += detector.tick(now)
+        self._count(out)
+        return out
+
+    def recalibrate(self, device_id: str) -> None:
+        """Re-learn a raw geomagnetic sensor's empty-bay field from its next readings.
+
+        Call it when the bay is known to be empty. If the bay was occupied, the next `process` or
+        `tick` reports the stay ended and the bay vacant. Unknown or non-geomagnetic devices raise
+        KeyError/ValueError with the reason.
+        """
+        device = self.config.device(device_id)
+        if device is None:
+            raise KeyError(f"no device {device_id!r} in the site config")
+        if device.kind is not DeviceKind.GEOMAGNETIC:
+            raise ValueError(f"device {device_id!r} is a {device.kind.value}, not geomagnetic")
+        if device_id in self._on_board:
+            self._on_board[device_id].recalibrate()
+            return
+        detector = self._geomag.get(device_id)
+        if detector is None:
+            detector = self._geomag[device_id] = GeomagDetector(device, self.stats)
+        detector.recalibrate()
+
+    def bay_state(self, device_id: str) -> str | None:
+        """Current state of a geomagnetic device's bay (`occupied`/`vacant`), None before data."""
+        if device_id in self._on_board:
+            inner = self._on_board[device_id].inner
+            return None if inner._span is None else inner.state.value
+        detector = self._geomag.get(device_id)
+        if detector is None or detector.baseline is None:
+            return None
+        return detector.state.value
+
+    def _vehicle(self, device_id: str, subject: str) -> GpsDetector:
+        detector = self._gps.get(device_id)
+        if detector is None:
+            device = self.config.device(device_id)
+            assert device is not None
+            detector = self._gps[device_id] = GpsDetector(device, self.stats, subject)
+        return detector
+
+    def _count(self, observations: list[Observation]) -> None:
+        for obs in observations:
+            self.stats[f"observations.{obs.kind.value}"] += 1
+
+
+__all__ = ["SensorDetectors"]
