@@ -13,6 +13,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any, Protocol
 
 import orjson
 
@@ -48,7 +49,28 @@ CREATE TABLE IF NOT EXISTS cursors (
     name TEXT PRIMARY KEY,
     seq  INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS observations (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    key       TEXT NOT NULL,
+    last_seen REAL NOT NULL,
+    kind      TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    data      TEXT NOT NULL,
+    UNIQUE (key, last_seen)
+);
 """
+
+
+class ObservationLike(Protocol):
+    """What `Journal.write_observations` needs (ingest may not import detectors)."""
+
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def last_seen(self) -> datetime: ...
+
+    def to_dict(self) -> dict[str, Any]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,6 +170,37 @@ class Journal:
                 db.execute("ROLLBACK")
                 raise
         return WriteResult(inserted, len(rows) - inserted, len(letters))
+
+    def write_observations(self, observations: Iterable[ObservationLike]) -> int:
+        """Store observation updates (one row per key and last_seen, idempotent); returns how
+        many were new. The TimescaleDB sink ships them by `seq`."""
+        rows = []
+        for o in observations:
+            data = o.to_dict()
+            rows.append(
+                (
+                    o.key,
+                    o.last_seen.timestamp(),
+                    data["kind"],
+                    data["device_id"],
+                    orjson.dumps(data).decode(),
+                )
+            )
+        with self._lock:
+            db = self._db
+            before = db.total_changes
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                db.executemany(
+                    "INSERT OR IGNORE INTO observations (key, last_seen, kind, device_id, data)"
+                    " VALUES (?, ?, ?, ?, ?)",
+                    rows,
+                )
+                db.execute("COMMIT")
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            return db.total_changes - before
 
     def cursor(self, name: str) -> int:
         """Where the consumer `name` (a later stage) stopped reading; 0 when it never started."""
