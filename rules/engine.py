@@ -1,0 +1,563 @@
+"""The rules engine: Observations in, Violations out, in event time.
+
+State is kept per (rule, clause, subject identity) where the identity is (device, subject id,
+zone). A clause holds for a subject from `first_seen + dwell` until the subject is gone: for
+state-driven kinds (occupancy, geofence, off route, speeding) until an observation in another
+state closes it, for re-reported kinds (camera presence) until its last report (and it is
+forgotten after `lost_after` of silence).
+
+Time is event time. Observations may arrive out of order by up to `tolerance_s`; the watermark
+is the newest event time seen (or given to `advance`) minus that tolerance. An observation older
+than the watermark is dropped, counted under `late_dropped`, with its reason kept in `dropped`.
+A violation opens at the first moment T its condition is met in full (and the schedule is
+active); it is emitted as soon as an observation covers T, or when the watermark passes T for a
+state that nothing has contradicted (so a bay occupied for 5 minutes fires without a new
+observation). `opened_at` is T itself, whatever the arrival order, so ids are reproducible.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import math
+from collections import Counter, deque
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Any, NamedTuple
+
+from detectors.observation import GeoPoint, Observation
+from ingest.config import SiteConfig
+from rules.schema import Clause, Dedup, LoadedRule, Party, RuleSet
+from rules.violation import Violation
+
+log = logging.getLogger("streetwatch.rules")
+
+CLOSING_STATES = frozenset({"vacant", "exit", "back", "ok", "gone", "left", "lost", "ended"})
+"""For clauses that accept any state: these states end the subject's situation."""
+
+MAX_KEPT_OBSERVATIONS = 8
+"""Per subject: the first observation and the latest ones go into the violation."""
+
+Identity = tuple[str, str, str]
+"""(device id, subject id, zone id or '-')."""
+
+
+class Dropped(NamedTuple):
+    observation: Observation
+    reason: str
+
+
+@dataclass(slots=True)
+class _Track:
+    """One subject under one clause of one rule."""
+
+    identity: Identity
+    subject: str
+    zone: str | None
+    zone_kind: str | None
+    place: Any
+    first_seen: float
+    last_seen: float
+    count: int
+    open: bool
+    ended_at: float = math.inf
+    fired: bool = False
+    dedup_key: tuple[str, str] | None = None
+    observations: list[Observation] = field(default_factory=list)
+
+    def add(self, obs: Observation) -> None:
+        kept = self.observations
+        if len(kept) >= MAX_KEPT_OBSERVATIONS:
+            del kept[1]
+        kept.append(obs)
+
+
+@dataclass(slots=True)
+class _DedupState:
+    active: set[tuple[int, Identity]] = field(default_factory=set)
+    last_opened: float = -math.inf
+
+
+class _Compiled:
+    """A rule with its clauses and runtime state."""
+
+    __slots__ = (
+        "all_mode",
+        "clauses",
+        "cooldown",
+        "dedup",
+        "dwell",
+        "gone_after",
+        "loaded",
+        "min_count",
+        "places",
+        "rule",
+        "states",
+        "tracks",
+        "within",
+    )
+
+    def __init__(self, loaded: LoadedRule) -> None:
+        self.loaded = loaded
+        self.rule = loaded.rule
+        condition = loaded.rule.condition
+        self.clauses: list[Clause] = condition.clauses()
+        self.all_mode = condition.all is not None
+        self.within = condition.within
+        self.places = loaded.places
+        self.cooldown = loaded.rule.cooldown
+        self.dedup: dict[tuple[str, str], _DedupState] = {}
+        self.tracks: list[dict[Identity, _Track]] = [{} for _ in self.clauses]
+        self.states = [c.states for c in self.clauses]
+        self.dwell = [c.dwell for c in self.clauses]
+        self.min_count = [c.min_count for c in self.clauses]
+        self.gone_after = [c.gone_after_s for c in self.clauses]
+
+    def place_of(self, zone: str | None) -> Any:
+        """Where clauses of `all` must meet: the zone's group in `places`, else the zone."""
+        found = self.places.get(zone or "-")
+        return ("zone", zone) if found is None else found
+
+
+def _static_match(
+    clause: Clause,
+    obs_kind: Any,
+    subject: str,
+    zone: str | None,
+    zone_kind: str | None,
+    device: str,
+) -> bool:
+    return (
+        clause.kind == obs_kind
+        and (not clause.subject or subject in clause.subject)
+        and (not clause.zone or zone in clause.zone)
+        and (not clause.zone_kind or zone_kind in clause.zone_kind)
+        and (not clause.device or device in clause.device)
+    )
+
+
+class Engine:
+    """`process(obs)` and `advance(now)` return the violations that open; `replace` reloads."""
+
+    def __init__(
+        self,
+        rules: RuleSet,
+        config: SiteConfig,
+        *,
+        tolerance_s: float = 10.0,
+        keep_dropped: int = 1000,
+    ) -> None:
+        self.config = config
+        self.site_id = config.site.id
+        self.tolerance_s = tolerance_s
+        self.stats: Counter[str] = Counter()
+        self.dropped: deque[Dropped] = deque(maxlen=keep_dropped)
+        self._clock = -math.inf
+        self._pending: list[tuple[float, int, int, int, Identity]] = []
+        self._seq = 0
+        self._closed: dict[tuple[int, int, Identity], float] = {}
+        self._bays: dict[str, str] = {}
+        self._zone_kinds: dict[str, str | None] = {}
+        self._merchants: dict[str, str | None] = {}
+        self._device_locations: dict[str, GeoPoint] = {}
+        for device in config.devices:
+            if device.location is not None:
+                self._device_locations[device.id] = GeoPoint(
+                    device.location.lon, device.location.lat
+                )
+            for zone in device.zones:
+                self._zone_kinds[zone.id] = zone.kind.value
+                self._merchants[zone.id] = zone.merchant
+            if device.bay:
+                self._bays[device.id] = device.bay
+                kind = getattr(device, "bay_kind", None)
+                self._zone_kinds.setdefault(device.bay, None if kind is None else str(kind.value))
+        self._rules: list[_Compiled] = []
+        self._index: dict[tuple[Any, ...], tuple[tuple[int, int], ...]] = {}
+        self.replace(rules)
+
+    # ---- rules ------------------------------------------------------------------------------
+
+    @property
+    def rules(self) -> RuleSet:
+        return RuleSet(tuple(c.loaded for c in self._rules))
+
+    def replace(self, rules: RuleSet) -> None:
+        """Swap in new rules; a rule whose definition did not change keeps its state."""
+        old = {c.rule.id: c for c in self._rules}
+        compiled = []
+        for loaded in rules.rules:
+            previous = old.get(loaded.id)
+            if previous is not None and previous.rule == loaded.rule:
+                previous.loaded = loaded
+                compiled.append(previous)
+            else:
+                compiled.append(_Compiled(loaded))
+        self._rules = compiled
+        self._index.clear()
+        self._pending.clear()
+        self._closed.clear()
+        for r_index, rule in enumerate(self._rules):
+            for c_index, tracks in enumerate(rule.tracks):
+                for track in tracks.values():
+                    if not track.fired and track.open:
+                        self._push(self._sat_from(rule, c_index, track), r_index, c_index, track)
+        self.stats["rules_loaded"] = len(self._rules)
+
+    def _candidates(
+        self, obs: Observation, zone: str | None, zone_kind: str | None
+    ) -> tuple[tuple[int, int], ...]:
+        key = (obs.kind, obs.subject, zone, zone_kind, obs.device_id)
+        found = self._index.get(key)
+        if found is None:
+            found = tuple(
+                (r_index, c_index)
+                for r_index, rule in enumerate(self._rules)
+                for c_index, clause in enumerate(rule.clauses)
+                if _static_match(clause, obs.kind, obs.subject, zone, zone_kind, obs.device_id)
+            )
+            if len(self._index) > 100_000:
+                self._index.clear()
+            self._index[key] = found
+        return found
+
+    # ---- input ------------------------------------------------------------------------------
+
+    @property
+    def watermark(self) -> datetime | None:
+        if self._clock == -math.inf:
+            return None
+        return datetime.fromtimestamp(self._clock - self.tolerance_s, UTC)
+
+    def process(self, obs: Observation) -> list[Violation]:
+        stats = self.stats
+        stats["observations"] += 1
+        t = obs.last_seen.timestamp()
+        clock = self._clock
+        if t < clock - self.tolerance_s:
+            late = clock - t
+            stats["late_dropped"] += 1
+            reason = (
+                f"late by {late:.1f} s behind the newest event time "
+                f"(tolerance {self.tolerance_s:g} s)"
+            )
+            self.dropped.append(Dropped(obs, reason))
+            log.debug("dropped observation %s: %s", obs.key, reason)
+            return []
+        if t > clock:
+            self._clock = clock = t
+        zone = obs.zone_id or self._bays.get(obs.device_id)
+        zone_kind = obs.zone_kind or (self._zone_kinds.get(zone) if zone else None)
+        candidates = self._candidates(obs, zone, zone_kind)
+        if not candidates:
+            stats["unmatched"] += 1
+            return []
+        stats["matched"] += 1
+        out: list[Violation] = []
+        watermark = clock - self.tolerance_s
+        for r_index, c_index in candidates:
+            rule = self._rules[r_index]
+            track = self._update(rule, r_index, c_index, obs, zone, zone_kind, t)
+            if track is not None and not track.fired:
+                out += self._evaluate(rule, r_index, c_index, track, watermark)
+        return out
+
+    def advance(self, now: datetime) -> list[Violation]:
+        """Event time has reached `now` (the pipeline's watermark over devices): dwell thresholds
+        crossed with no new observation fire; subjects silent past `lost_after` are forgotten."""
+        t = now.timestamp()
+        if t > self._clock:
+            self._clock = t
+        watermark = self._clock - self.tolerance_s
+        out: list[Violation] = []
+        pending = self._pending
+        while pending and pending[0][0] <= watermark:
+            _, _, r_index, c_index, identity = heapq.heappop(pending)
+            if r_index >= len(self._rules):
+                continue
+            rule = self._rules[r_index]
+            track = rule.tracks[c_index].get(identity)
+            if track is not None and not track.fired and track.open:
+                out += self._evaluate(rule, r_index, c_index, track, watermark)
+        self._collect(watermark)
+        return out
+
+    # ---- state ------------------------------------------------------------------------------
+
+    def _update(
+        self,
+        rule: _Compiled,
+        r_index: int,
+        c_index: int,
+        obs: Observation,
+        zone: str | None,
+        zone_kind: str | None,
+        t: float,
+    ) -> _Track | None:
+        identity = (obs.device_id, obs.subject_id, zone or "-")
+        tracks = rule.tracks[c_index]
+        track = tracks.get(identity)
+        states = rule.states[c_index]
+        state = obs.state
+        matches = state in states if states is not None else state not in CLOSING_STATES
+        first = obs.first_seen.timestamp()
+        if not matches:
+            if track is not None and t >= track.last_seen:
+                end = first if first >= track.first_seen else t
+                self._close(rule, r_index, c_index, track, end)
+            return None
+        closed_at = self._closed.get((r_index, c_index, identity))
+        if closed_at is not None and t <= closed_at:
+            self.stats["stale_after_close"] += 1
+            return None
+        gone_after = rule.gone_after[c_index]
+        if track is not None and gone_after is not None and first > track.last_seen + gone_after:
+            self._close(rule, r_index, c_index, track, track.last_seen)
+            track = None
+        if track is None:
+            track = _Track(
+                identity,
+                obs.subject,
+                zone,
+                zone_kind,
+                rule.place_of(zone),
+                first,
+                t,
+                obs.count,
+                open=True,
+            )
+            tracks[identity] = track
+            track.observations.append(obs)
+            if gone_after is None:
+                self._push(self._sat_from(rule, c_index, track), r_index, c_index, track)
+            return track
+        if first < track.first_seen:
+            track.first_seen = first
+        if t >= track.last_seen:
+            track.last_seen = t
+            track.count = obs.count
+        track.add(obs)
+        return track
+
+    def _close(
+        self, rule: _Compiled, r_index: int, c_index: int, track: _Track, end: float
+    ) -> None:
+        track.open = False
+        track.ended_at = end
+        del rule.tracks[c_index][track.identity]
+        self._closed[(r_index, c_index, track.identity)] = max(end, track.last_seen)
+        if track.dedup_key is not None:
+            state = rule.dedup.get(track.dedup_key)
+            if state is not None:
+                state.active.discard((c_index, track.identity))
+
+    def _collect(self, watermark: float) -> None:
+        for r_index, rule in enumerate(self._rules):
+            for c_index, tracks in enumerate(rule.tracks):
+                gone_after = rule.gone_after[c_index]
+                if gone_after is None:
+                    continue
+                expired = [t for t in tracks.values() if t.last_seen + gone_after < watermark]
+                for track in expired:
+                    self._close(rule, r_index, c_index, track, track.last_seen)
+        horizon = watermark - self.tolerance_s
+        if self._closed:
+            self._closed = {k: v for k, v in self._closed.items() if v >= horizon}
+
+    def _push(self, due: float, r_index: int, c_index: int, track: _Track) -> None:
+        self._seq += 1
+        heapq.heappush(self._pending, (due, self._seq, r_index, c_index, track.identity))
+
+    # ---- evaluation -------------------------------------------------------------------------
+
+    def _sat_from(self, rule: _Compiled, c_index: int, track: _Track) -> float:
+        return track.first_seen + rule.dwell[c_index]
+
+    def _covered(self, rule: _Compiled, c_index: int, track: _Track, watermark: float) -> float:
+        """Until when the clause is known to hold for this subject."""
+        if not track.open:
+            return track.ended_at
+        if rule.gone_after[c_index] is not None:
+            return track.last_seen
+        return max(track.last_seen, watermark)
+
+    def _when(self, rule: _Compiled, at: float) -> float | None:
+        schedule = rule.loaded.schedule
+        if schedule is None:
+            return at
+        found = schedule.next_active(datetime.fromtimestamp(at, UTC))
+        return None if found is None else found.timestamp()
+
+    def _evaluate(
+        self, rule: _Compiled, r_index: int, c_index: int, track: _Track, watermark: float
+    ) -> list[Violation]:
+        if rule.all_mode:
+            return self._evaluate_all(rule, r_index, track.place, watermark)
+        if rule.min_count[c_index] > 1:
+            return self._evaluate_count(rule, r_index, c_index, track, watermark)
+        sat_from = track.first_seen + rule.dwell[c_index]
+        at = self._when(rule, sat_from)
+        if at is None:
+            return []
+        if at <= self._covered(rule, c_index, track, watermark):
+            return self._fire(rule, r_index, at, [(c_index, track)], track)
+        if track.open and rule.gone_after[c_index] is None and at > sat_from:
+            self._push(at, r_index, c_index, track)
+        return []
+
+    def _evaluate_count(
+        self, rule: _Compiled, r_index: int, c_index: int, track: _Track, watermark: float
+    ) -> list[Violation]:
+        dwell = rule.dwell[c_index]
+        need = rule.min_count[c_index]
+        group = [t for t in rule.tracks[c_index].values() if t.zone == track.zone]
+        spans = sorted(
+            ((t.first_seen + dwell, self._covered(rule, c_index, t, watermark), t) for t in group),
+            key=lambda item: item[0],
+        )
+        for start, _, _ in spans:
+            at = self._when(rule, start)
+            if at is None:
+                continue
+            members = [t for s, end, t in spans if s <= at <= end]
+            if sum(t.count for t in members) >= need:
+                anchor = max(members, key=lambda t: t.first_seen)
+                return self._fire(rule, r_index, at, [(c_index, t) for t in members], anchor)
+        return []
+
+    def _evaluate_all(
+        self, rule: _Compiled, r_index: int, place: Any, watermark: float
+    ) -> list[Violation]:
+        out: list[Violation] = []
+        within = rule.within
+        anchors = [t for t in rule.tracks[0].values() if t.place == place and not t.fired]
+        for anchor in anchors:
+            start = anchor.first_seen + rule.dwell[0]
+            at = start
+            chosen: list[tuple[int, _Track]] = [(0, anchor)]
+            for c_index in range(1, len(rule.clauses)):
+                dwell = rule.dwell[c_index]
+                best: _Track | None = None
+                for other in rule.tracks[c_index].values():
+                    if other.place != place:
+                        continue
+                    if self._covered(rule, c_index, other, watermark) < start - within:
+                        continue
+                    if best is None or other.first_seen < best.first_seen:
+                        best = other
+                if best is None:
+                    break
+                chosen.append((c_index, best))
+                at = max(at, best.first_seen + dwell)
+            else:
+                when = self._when(rule, at)
+                if when is None:
+                    continue
+                if when <= self._covered(rule, 0, anchor, watermark) and all(
+                    t.first_seen + rule.dwell[c] <= when
+                    and self._covered(rule, c, t, watermark) >= when - within
+                    for c, t in chosen[1:]
+                ):
+                    out += self._fire(rule, r_index, when, chosen, anchor)
+                elif anchor.open and rule.gone_after[0] is None and when > watermark:
+                    self._push(when, r_index, 0, anchor)
+        return out
+
+    # ---- output -----------------------------------------------------------------------------
+
+    def _fire(
+        self,
+        rule: _Compiled,
+        r_index: int,
+        at: float,
+        members: list[tuple[int, _Track]],
+        anchor: _Track,
+    ) -> list[Violation]:
+        per_zone = rule.rule.dedup is Dedup.ZONE or any(rule.min_count[c] > 1 for c, _ in members)
+        key = ("zone", anchor.zone or "-") if per_zone else ("subject", "/".join(anchor.identity))
+        state = rule.dedup.get(key)
+        if state is None:
+            state = rule.dedup[key] = _DedupState()
+        for _, track in members:
+            track.fired = True
+            track.dedup_key = key
+        live_before = bool(state.active)
+        for c_index, track in members:
+            if track.open:
+                state.active.add((c_index, track.identity))
+        if live_before:
+            self.stats["suppressed_same_situation"] += 1
+            return []
+        if at < state.last_opened + rule.cooldown:
+            self.stats["suppressed_cooldown"] += 1
+            return []
+        state.last_opened = at
+        self.stats["violations"] += 1
+        return [self._violation(rule, at, members, anchor, key)]
+
+    def _violation(
+        self,
+        rule: _Compiled,
+        at: float,
+        members: list[tuple[int, _Track]],
+        anchor: _Track,
+        key: tuple[str, str],
+    ) -> Violation:
+        spec = rule.rule
+        observations: list[Observation] = []
+        devices: list[str] = []
+        for _, track in members:
+            for obs in track.observations:
+                if obs not in observations:
+                    observations.append(obs)
+            if track.identity[0] not in devices:
+                devices.append(track.identity[0])
+        observations.sort(key=lambda o: o.last_seen)
+        latest = anchor.observations[-1]
+        location = latest.location or self._device_locations.get(anchor.identity[0])
+        party = None
+        if spec.party is Party.MERCHANT and anchor.zone is not None:
+            party = self._merchants.get(anchor.zone)
+        first = min(t.first_seen for _, t in members)
+        last = max(max(t.last_seen for _, t in members), at)
+        opened = datetime.fromtimestamp(at, UTC)
+        thresholds: dict[str, Any] = {
+            "dwell_s": [c.dwell for c in rule.clauses] if len(rule.clauses) > 1 else rule.dwell[0],
+            "min_count": rule.min_count[0] if len(rule.clauses) == 1 else rule.min_count,
+            "cooldown_s": spec.cooldown,
+            "dedup": spec.dedup.value,
+            "count": sum(t.count for _, t in members),
+        }
+        if rule.all_mode:
+            thresholds["within_s"] = rule.within
+        if spec.schedule is not None:
+            thresholds["schedule"] = spec.schedule.model_dump()
+        return Violation(
+            rule_id=spec.id,
+            rule_name=spec.name,
+            category=spec.category,
+            severity=spec.severity.value,
+            site_id=self.site_id,
+            situation=f"{key[0]}:{key[1]}",
+            opened_at=opened,
+            window_start=datetime.fromtimestamp(first, UTC),
+            window_end=datetime.fromtimestamp(last, UTC),
+            devices=tuple(devices),
+            subject=anchor.subject,
+            subject_id=anchor.identity[1],
+            zone_id=anchor.zone,
+            zone_kind=anchor.zone_kind,
+            party=party,
+            location=location,
+            dispose_within=None
+            if spec.dispose_within is None
+            else timedelta(seconds=spec.dispose_within),
+            evidence=spec.evidence.spec(),
+            thresholds=thresholds,
+            observations=tuple(observations),
+        )
+
+    # ---- introspection ----------------------------------------------------------------------
+
+    def live_subjects(self) -> int:
+        return sum(len(tracks) for rule in self._rules for tracks in rule.tracks)
