@@ -7,6 +7,7 @@ timestamptz in SQL (`to_timestamp`), which is cheaper than building datetimes in
 
 from __future__ import annotations
 
+import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -173,7 +174,10 @@ def _json(text: str | bytes, what: str) -> dict[str, Any]:
     try:
         data = orjson.loads(text)
     except orjson.JSONDecodeError as exc:
-        raise Reject("bad_json", f"{what} is not JSON ({exc})") from None
+        try:  # NaN, Infinity, 1e999: JSON to Python's parser, then refused as not finite
+            data = json.loads(text)
+        except ValueError:
+            raise Reject("bad_json", f"{what} is not JSON ({exc})") from None
     if not isinstance(data, dict):
         raise Reject("bad_json", f"{what} is not a JSON object")
     return data

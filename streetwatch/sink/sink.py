@@ -360,6 +360,10 @@ class TimeseriesSink:
         return total
 
     def _cycle(self) -> tuple[int, bool]:
+        now = time.monotonic()
+        if now >= self._next_journal_check:  # before connecting: matters most in an outage
+            self._next_journal_check = now + JOURNAL_CHECK_EVERY_S
+            self._check_journal()
         conn = self.connect()
         handled = 0
         full = False
@@ -374,9 +378,6 @@ class TimeseriesSink:
         if self.mode is Mode.PLAIN and now >= self._next_retention:
             enforce_retention(conn, self.settings)
             self._next_retention = now + RETENTION_EVERY_S
-        if now >= self._next_journal_check:
-            self._check_journal()
-            self._next_journal_check = now + JOURNAL_CHECK_EVERY_S
         return handled, full
 
     def _ship(self, conn: psycopg.Connection, source: Source, rows: list[tuple]) -> None:
