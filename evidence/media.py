@@ -1,0 +1,115 @@
+"""Clip encoding (H.264 MP4 through PyAV) and annotated snapshots (OpenCV drawing)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from fractions import Fraction
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import av
+import cv2
+import numpy as np
+
+from ingest.frames import EncodedFrame
+
+Box = tuple[float, float, float, float]
+
+
+def decode(frame: EncodedFrame) -> np.ndarray:
+    image = cv2.imdecode(np.frombuffer(frame.jpeg, np.uint8), cv2.IMREAD_COLOR)
+    if image is None:
+        raise ValueError(f"frame {frame.device_id}#{frame.index} is not a decodable JPEG")
+    return image
+
+
+def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
+    ok, data = cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, quality])
+    if not ok:
+        raise ValueError("JPEG encoding failed")
+    return data.tobytes()
+
+
+def write_clip(
+    frames: Sequence[EncodedFrame], path: Path, *, crf: int = 26, preset: str = "veryfast"
+) -> dict[str, float | int]:
+    """H.264 (yuv420p) in MP4, frame times kept (variable frame rate, millisecond time base).
+
+    Odd frame sizes are cropped by one pixel (4:2:0 needs even sizes). Returns clip facts.
+    """
+    if not frames:
+        raise ValueError("no frames for the clip")
+    first = decode(frames[0])
+    height, width = (first.shape[0] // 2) * 2, (first.shape[1] // 2) * 2
+    span = (frames[-1].ts - frames[0].ts).total_seconds()
+    rate = round((len(frames) - 1) / span) if span > 0 and len(frames) > 1 else 10
+    rate = max(1, min(rate, 120))
+    time_base = Fraction(1, 1000)
+    with av.open(str(path), mode="w", format="mp4") as container:
+        stream = container.add_stream("libx264", rate=rate)
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        stream.time_base = time_base
+        stream.codec_context.time_base = time_base
+        stream.options = {"crf": str(crf), "preset": preset, "movflags": "+faststart"}
+        last_pts = -1
+        for i, encoded in enumerate(frames):
+            image = first if i == 0 else decode(encoded)
+            if image.shape[0] != height or image.shape[1] != width:
+                image = cv2.resize(image[:height, :width], (width, height))
+            video = av.VideoFrame.from_ndarray(image, format="bgr24")
+            pts = round((encoded.ts - frames[0].ts).total_seconds() * 1000)
+            pts = max(pts, last_pts + 1)
+            last_pts = pts
+            video.pts = pts
+            video.time_base = time_base
+            for packet in stream.encode(video):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+    return {"frames": len(frames), "width": width, "height": height, "duration_s": span}
+
+
+@dataclass(frozen=True, slots=True)
+class Overlay:
+    """What is burned into an annotated snapshot."""
+
+    device_id: str
+    ts: datetime
+    tz: ZoneInfo
+    boxes: Sequence[tuple[Box, str]] = ()
+    """Subject boxes (pixels x1, y1, x2, y2) with their labels (e.g. 'bicycle #17')."""
+    zone: Sequence[tuple[float, float]] | None = None
+    zone_label: str = ""
+    caption: str = ""
+
+
+def annotate(image: np.ndarray, overlay: Overlay) -> np.ndarray:
+    out = image.copy()
+    if overlay.zone:
+        pts = np.array([[round(x), round(y)] for x, y in overlay.zone], np.int32)
+        cv2.polylines(out, [pts], True, (0, 200, 255), 2, cv2.LINE_AA)
+        x, y = pts[0]
+        _text(out, overlay.zone_label, (int(x) + 4, max(int(y) - 6, 14)), (0, 200, 255))
+    for (x1, y1, x2, y2), label in overlay.boxes:
+        p1, p2 = (round(x1), round(y1)), (round(x2), round(y2))
+        cv2.rectangle(out, p1, p2, (0, 0, 255), 2, cv2.LINE_AA)
+        _text(out, label, (p1[0], max(p1[1] - 6, 14)), (0, 0, 255))
+    utc = overlay.ts.astimezone(ZoneInfo("UTC")).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3] + " UTC"
+    local = overlay.ts.astimezone(overlay.tz).strftime("%Y-%m-%d %H:%M:%S %z")
+    banner = f"{overlay.device_id}  {utc}  ({local} {overlay.tz.key})"
+    cv2.rectangle(out, (0, 0), (out.shape[1], 22 if not overlay.caption else 42), (0, 0, 0), -1)
+    _text(out, banner, (6, 16), (255, 255, 255))
+    if overlay.caption:
+        _text(out, overlay.caption, (6, 36), (255, 255, 255))
+    return out
+
+
+def _text(image: np.ndarray, text: str, at: tuple[int, int], colour: tuple[int, int, int]) -> None:
+    if not text:
+        return
+    # OpenCV's Hershey fonts are ASCII only; non-ASCII (e.g. Chinese category names) become '?'
+    text = text.encode("ascii", "replace").decode()
+    cv2.putText(image, text, at, cv2.FONT_HERSHEY_SIMPLEX, 0.45, (0, 0, 0), 3, cv2.LINE_AA)
+    cv2.putText(image, text, at, cv2.FONT_HERSHEY_SIMPLEX, 0.45, colour, 1, cv2.LINE_AA)
