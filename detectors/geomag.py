@@ -31,6 +31,8 @@ from detectors.observation import GeoPoint, Observation, ObservationKind
 from ingest.config import Device, GeomagSettings
 
 UPDATE_EVERY_S = 1.0
+HEALTH_REPEAT_S = 60.0
+"""A device-health problem that lasts is repeated this often (same situation)."""
 BASELINE_SAMPLES = 3
 """Readings averaged into the first baseline when none is configured or after recalibration."""
 
@@ -50,8 +52,10 @@ class _Span:
     last_emitted: datetime | None = None
 
 
-class GeomagDetector:
-    """One raw geomagnetic sensor watching one bay."""
+class _Bay:
+    """What every bay sensor shares: state, situations, health and output."""
+
+    subject_is_sensor = False
 
     def __init__(self, device: Device, stats: Counter[str]) -> None:
         self.device = device
@@ -61,52 +65,35 @@ class GeomagDetector:
         self.location = (
             None if device.location is None else GeoPoint(device.location.lon, device.location.lat)
         )
-        configured = self.settings.baseline_ut
-        self.baseline: Vector | None = None if configured is None else tuple(configured)  # type: ignore[assignment]
-        self._warmup: list[Vector] = []
+        self.zone_kind = None if device.bay_kind is None else device.bay_kind.value
         self.state = BayState.VACANT
+        self.known = False
+        """Whether the bay's state is known yet (a baseline or a first decision)."""
+        self.deviation_ut: float | None = None
         self._span: _Span | None = None
-        self._pending_since: datetime | None = None
         self._last_ts: datetime | None = None
         self._last_received: datetime | None = None
-        self._last_value: Vector | None = None
-        self._flat_since: datetime | None = None
         self._problem: tuple[str, _Span] | None = None
         self._queued: list[Observation] = []
-        self.deviation_ut = 0.0
 
-    # ---- input ----------------------------------------------------------------------------
-
-    def process(self, ts: datetime, value: Vector, received_ts: datetime) -> list[Observation]:
-        out = self._drain()
+    def _accept(self, ts: datetime, received_ts: datetime) -> bool:
+        """Note a reading's arrival; False when it is not newer than the last one."""
         self._last_received = max(self._last_received or received_ts, received_ts)
         if self._last_ts is not None and ts <= self._last_ts:
             self.stats["geomag_out_of_order"] += 1
-            return out
-        dt = 0.0 if self._last_ts is None else (ts - self._last_ts).total_seconds()
+            return False
         self._last_ts = ts
-        repeated = self._last_value is not None and _close(
-            value, self._last_value, self.settings.flat_epsilon_ut
-        )
-        self._last_value = value
-        out += self._flat_line(ts, repeated)
-        if repeated:
-            self.stats["geomag_repeated"] += 1
-            return out
-        if self._problem is not None:
-            out.append(self._health("recovered", self._problem[1], ts))
-            self._problem = None
-        if self.baseline is None:
-            self._warmup.append(value)
-            if len(self._warmup) >= BASELINE_SAMPLES:
-                self.baseline = _mean(self._warmup)
-                self._warmup.clear()
-                self.stats["geomag_baselines"] += 1
-            return out
-        out += self._step(ts, value, dt)
-        return out
+        return True
+
+    def _recovered(self, ts: datetime) -> list[Observation]:
+        if self._problem is None:
+            return []
+        span = self._problem[1]
+        self._problem = None
+        return [self._health("recovered", span, ts)]
 
     def tick(self, now: datetime) -> list[Observation]:
+        """A sensor silent for `stale_after_s` is `stale` (repeated every HEALTH_REPEAT_S)."""
         out = self._drain()
         if self._last_ts is None or self._last_received is None:
             return out
@@ -117,8 +104,115 @@ class GeomagDetector:
             self._problem = ("stale", _Span(last, now))
             self.stats["device_stale"] += 1
         span = self._problem[1]
-        if span.last_emitted is None or (now - span.last_emitted).total_seconds() >= 60:
+        if span.last_emitted is None or (now - span.last_emitted).total_seconds() >= (
+            HEALTH_REPEAT_S
+        ):
             out.append(self._health("stale", span, now))
+        return out
+
+    def _drain(self) -> list[Observation]:
+        out, self._queued = self._queued, []
+        return out
+
+    def _change(self, state: BayState, since: datetime, ts: datetime) -> list[Observation]:
+        """The bay turns `state` from `since`; an ongoing stay ends there."""
+        out = []
+        if self._span is not None and self.state is BayState.OCCUPIED:
+            self._span.last_seen = since
+            out.append(self._occupancy(BayState.OCCUPIED, self._span))
+        self.state = state
+        self.known = True
+        self._span = _Span(since, ts)
+        self.stats[f"geomag_{state.value}"] += 1
+        out.append(self._occupancy(state, self._span))
+        return out
+
+    def _still(self, ts: datetime) -> list[Observation]:
+        """The bay keeps its state at `ts`: an occupied stay is updated about once a second."""
+        span = self._span
+        if span is None or self.state is not BayState.OCCUPIED:
+            return []
+        span.last_seen = max(span.last_seen, ts)
+        if span.last_emitted is None or (ts - span.last_emitted).total_seconds() >= UPDATE_EVERY_S:
+            return [self._occupancy(BayState.OCCUPIED, span)]
+        return []
+
+    def _health(self, state: str, span: _Span, ts: datetime) -> Observation:
+        span.last_seen = max(span.last_seen, ts)
+        span.last_emitted = span.last_seen
+        return Observation(
+            kind=ObservationKind.DEVICE_HEALTH,
+            device_id=self.device.id,
+            subject="device",
+            subject_id=self.device.id,
+            first_seen=span.first_seen,
+            last_seen=span.last_seen,
+            zone_id=self.bay,
+            zone_kind=self.zone_kind,
+            state=state,
+            location=self.location,
+            attributes={"bay_state": self.state.value if self.known else None},
+        )
+
+    def _occupancy(self, state: BayState, span: _Span, recalibrated: bool = False) -> Observation:
+        span.last_emitted = span.last_seen
+        attributes: dict[str, object] = {}
+        if self.deviation_ut is not None:
+            attributes["deviation_ut"] = round(self.deviation_ut, 2)
+        if recalibrated:
+            attributes["recalibrated"] = True
+        return Observation(
+            kind=ObservationKind.OCCUPANCY,
+            device_id=self.device.id,
+            subject="car",
+            subject_id=self.bay,
+            first_seen=span.first_seen,
+            last_seen=span.last_seen,
+            zone_id=self.bay,
+            zone_kind=self.zone_kind,
+            state=state.value,
+            location=self.location,
+            attributes=attributes,
+        )
+
+
+class GeomagDetector(_Bay):
+    """One raw geomagnetic sensor (x/y/z) watching one bay."""
+
+    def __init__(self, device: Device, stats: Counter[str]) -> None:
+        super().__init__(device, stats)
+        configured = self.settings.baseline_ut
+        self.baseline: Vector | None = None if configured is None else tuple(configured)  # type: ignore[assignment]
+        self.known = self.baseline is not None
+        self._warmup: list[Vector] = []
+        self._pending_since: datetime | None = None
+        self._last_value: Vector | None = None
+        self._flat_since: datetime | None = None
+
+    def process(self, ts: datetime, value: Vector, received_ts: datetime) -> list[Observation]:
+        out = self._drain()
+        previous_ts = self._last_ts
+        if not self._accept(ts, received_ts):
+            return out
+        dt = 0.0 if previous_ts is None else (ts - previous_ts).total_seconds()
+        repeated = self._last_value is not None and _close(
+            value, self._last_value, self.settings.flat_epsilon_ut
+        )
+        self._last_value = value
+        out += self._flat_line(ts, repeated)
+        if repeated:
+            self.stats["geomag_repeated"] += 1
+            return out
+        out += self._recovered(ts)
+        if self.baseline is None:
+            self._warmup.append(value)
+            if len(self._warmup) >= BASELINE_SAMPLES:
+                self.baseline = _mean(self._warmup)
+                self._warmup.clear()
+                self.known = True
+                self.stats["geomag_baselines"] += 1
+            return out
+        out += self._step(ts, value, dt)
         return out
 
     def recalibrate(self) -> None:
@@ -135,12 +229,6 @@ class GeomagDetector:
             self._span = _Span(when, when)
             self._queued.append(self._occupancy(BayState.VACANT, self._span, recalibrated=True))
 
-    def _drain(self) -> list[Observation]:
-        out, self._queued = self._queued, []
-        return out
-
-    # ---- the state machine ----------------------------------------------------------------
-
     def _step(self, ts: datetime, value: Vector, dt: float) -> list[Observation]:
         s = self.settings
         assert self.baseline is not None
@@ -150,6 +238,7 @@ class GeomagDetector:
             if deviation >= s.enter_ut:
                 since = self._pending_since = self._pending_since or ts
                 if (ts - since).total_seconds() >= s.min_occupied_s:
+                    self._pending_since = None
                     return self._change(BayState.OCCUPIED, since, ts)
                 return []
             self._pending_since = None
@@ -159,27 +248,11 @@ class GeomagDetector:
         if deviation < s.exit_ut:
             since = self._pending_since = self._pending_since or ts
             if (ts - since).total_seconds() >= s.min_vacant_s:
+                self._pending_since = None
                 return self._change(BayState.VACANT, since, ts)
             return []
         self._pending_since = None
-        span = self._span
-        assert span is not None
-        span.last_seen = ts
-        if span.last_emitted is None or (ts - span.last_emitted).total_seconds() >= UPDATE_EVERY_S:
-            return [self._occupancy(BayState.OCCUPIED, span)]
-        return []
-
-    def _change(self, state: BayState, since: datetime, ts: datetime) -> list[Observation]:
-        out = []
-        if self._span is not None and self.state is BayState.OCCUPIED:
-            self._span.last_seen = since
-            out.append(self._occupancy(BayState.OCCUPIED, self._span))
-        self.state = state
-        self._pending_since = None
-        self._span = _Span(since, ts)
-        self.stats[f"geomag_{state.value}"] += 1
-        out.append(self._occupancy(state, self._span))
-        return out
+        return self._still(ts)
 
     def _follow_drift(self, value: Vector, dt: float) -> None:
         assert self.baseline is not None
@@ -189,8 +262,6 @@ class GeomagDetector:
             self.baseline[1] + alpha * (value[1] - self.baseline[1]),
             self.baseline[2] + alpha * (value[2] - self.baseline[2]),
         )
-
-    # ---- health ---------------------------------------------------------------------------
 
     def _flat_line(self, ts: datetime, repeated: bool) -> list[Observation]:
         if not repeated:
@@ -205,90 +276,37 @@ class GeomagDetector:
             return [self._health("flat_line", self._problem[1], ts)]
         span = self._problem[1]
         span.last_seen = ts
-        if span.last_emitted is None or (ts - span.last_emitted).total_seconds() >= 60:
+        if span.last_emitted is None or (ts - span.last_emitted).total_seconds() >= (
+            HEALTH_REPEAT_S
+        ):
             return [self._health("flat_line", span, ts)]
         return []
 
-    def _health(self, state: str, span: _Span, ts: datetime) -> Observation:
-        span.last_seen = max(span.last_seen, ts)
-        span.last_emitted = span.last_seen
-        return Observation(
-            kind=ObservationKind.DEVICE_HEALTH,
-            device_id=self.device.id,
-            subject="device",
-            subject_id=self.device.id,
-            first_seen=span.first_seen,
-            last_seen=span.last_seen,
-            zone_id=self.bay,
-            zone_kind=self._zone_kind,
-            state=state,
-            location=self.location,
-            attributes={"bay_state": self.state.value},
-        )
 
-    # ---- output ---------------------------------------------------------------------------
+class OnBoardBay(_Bay):
+    """A sensor that decides on board (`{ts, occupied}`): its decisions go straight through.
 
-    @property
-    def _zone_kind(self) -> str | None:
-        kind = self.device.bay_kind
-        return None if kind is None else kind.value
-
-    def _occupancy(self, state: BayState, span: _Span, recalibrated: bool = False) -> Observation:
-        span.last_emitted = span.last_seen
-        attributes: dict[str, object] = {}
-        if self.baseline is not None:
-            attributes["deviation_ut"] = round(self.deviation_ut, 2)
-        if recalibrated:
-            attributes["recalibrated"] = True
-        return Observation(
-            kind=ObservationKind.OCCUPANCY,
-            device_id=self.device.id,
-            subject="car",
-            subject_id=self.bay,
-            first_seen=span.first_seen,
-            last_seen=span.last_seen,
-            zone_id=self.bay,
-            zone_kind=self._zone_kind,
-            state=state.value,
-            location=self.location,
-            attributes=attributes,
-        )
-
-
-class OnBoardBay:
-    """A sensor that decides on board (`{ts, occupied}`): its decisions go straight through."""
-
-    def __init__(self, device: Device, stats: Counter[str]) -> None:
-        self.inner = GeomagDetector(device, stats)
+    Its first decision sets the state; a first `vacant` is not reported (nothing changed).
+    Heartbeats repeating `occupied` update the stay.
+    """
 
     def process(self, ts: datetime, occupied: bool, received_ts: datetime) -> list[Observation]:
-        g = self.inner
-        out = g._drain()
-        g._last_received = max(g._last_received or received_ts, received_ts)
-        if g._last_ts is not None and ts <= g._last_ts:
-            g.stats["geomag_out_of_order"] += 1
+        out = self._drain()
+        if not self._accept(ts, received_ts):
             return out
-        g._last_ts = ts
-        if g._problem is not None:
-            out.append(g._health("recovered", g._problem[1], ts))
-            g._problem = None
+        out += self._recovered(ts)
         state = BayState.OCCUPIED if occupied else BayState.VACANT
-        if g._span is None or state is not g.state:
-            if g._span is None and state is BayState.VACANT:
-                g._span = _Span(ts, ts)
-                return out
-            return out + g._change(state, ts, ts)
-        g._span.last_seen = ts
-        if state is BayState.OCCUPIED:
-            out.append(g._occupancy(state, g._span))
-        return out
-
-    def tick(self, now: datetime) -> list[Observation]:
-        return self.inner.tick(now)
+        if not self.known and state is BayState.VACANT:
+            self.known = True
+            self._span = _Span(ts, ts)
+            return out
+        if not self.known or state is not self.state:
+            return out + self._change(state, ts, ts)
+        return out + self._still(ts)
 
     def recalibrate(self) -> None:
-        """Nothing to recalibrate on this side: the sensor keeps its own baseline."""
-        self.inner.stats["geomag_recalibrations_ignored"] += 1
+        """Nothing to do on this side: the sensor keeps its own baseline."""
+        self.stats["geomag_recalibrations_ignored"] += 1
 
 
 def _close(a: Vector, b: Vector, epsilon: float) -> bool:

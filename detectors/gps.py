@@ -21,6 +21,7 @@ from ingest.config import Device, GpsFilters
 
 INERTIA_FIXES = 2
 UPDATE_EVERY_S = 1.0
+HEALTH_REPEAT_S = 60.0
 
 
 @dataclass(slots=True)
@@ -112,7 +113,8 @@ class GpsDetector:
                 self.stats["device_stale"] += 1
             else:
                 self._stale.last_seen = now
-            if _due(self._stale, now):
+            emitted = self._stale.last_emitted
+            if emitted is None or (now - emitted).total_seconds() >= HEALTH_REPEAT_S:
                 out.append(self._health("stale", self._stale, now))
             return out
         for zone_id, situation in self._inside.items():
@@ -304,4 +306,4 @@ def _latest(a: datetime | None, b: datetime | None) -> datetime | None:
     return max(a, b)
 
 
-__all__ = ["INERTIA_FIXES", "UPDATE_EVERY_S", "GpsDetector"]
+__all__ = ["HEALTH_REPEAT_S", "INERTIA_FIXES", "UPDATE_EVERY_S", "GpsDetector"]

@@ -109,13 +109,8 @@ class SensorDetectors:
 
     def bay_state(self, device_id: str) -> str | None:
         """Current state of a geomagnetic device's bay (`occupied`/`vacant`), None before data."""
-        if device_id in self._on_board:
-            inner = self._on_board[device_id].inner
-            return None if inner._span is None else inner.state.value
-        detector = self._geomag.get(device_id)
-        if detector is None or detector.baseline is None:
-            return None
-        return detector.state.value
+        bay = self._on_board.get(device_id) or self._geomag.get(device_id)
+        return None if bay is None or not bay.known else bay.state.value
 
     def _vehicle(self, device_id: str, subject: str) -> GpsDetector:
         detector = self._gps.get(device_id)
