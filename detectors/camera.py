@@ -1,0 +1,458 @@
+"""One camera or drone stream: source → motion gate → YOLO → ByteTrack → zones → Observations.
+
+Per analysed frame the detector sees only the regions that moved, except on a slow fixed
+cadence (`redetect_s`) when it sees the whole frame. A track whose box lies where nothing moved
+is carried into the tracker unchanged ("nothing contradicts it"), so a parked bicycle keeps its
+track id and its dwell keeps growing; each full-frame check must re-find it, and after
+`stationary_misses` misses in a row it is let go. Observations (PRESENCE) are emitted per
+track and zone visit: on entering, about every `emit_interval_s` while inside, and on leaving.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from detectors.homography import Homography
+from detectors.motion import MotionGate, overlaps
+from detectors.observation import FrameRef, GeoPoint, Observation, ObservationKind
+from detectors.tracking import ByteTracker, TrackedBox
+from detectors.yolo import Detections, YoloDetector
+from detectors.zones import PixelZones, Visit, footprint
+from ingest.config import CameraDetect, Device, SiteConfig
+from ingest.frames import EncodedFrame, Frame
+from ingest.video.ring import FrameRing
+from ingest.video.sources import FileFrames, VideoSource
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FPS = 10.0
+MATCH_IOU = 0.3
+
+
+@dataclass
+class TrackState:
+    track_id: int
+    subject: str
+    class_id: int
+    first_seen: datetime
+    last_seen: datetime
+    box: tuple[float, float, float, float]
+    conf: float
+    best: FrameRef
+    misses: int = 0
+    """Full-frame checks in a row that did not re-find this track."""
+    carried: bool = False
+    """Kept by the pipeline in the last frame (no motion there), not by a detection."""
+
+
+@dataclass
+class _VisitLog:
+    last_emit: datetime
+    best: FrameRef
+    subject: str
+
+
+@dataclass
+class CameraStats:
+    frames: int = 0
+    analysed: int = 0
+    gate_skipped: int = 0
+    """Analysed frames where nothing moved and no full-frame check was due: no detector run."""
+    region_runs: int = 0
+    full_runs: int = 0
+    detections: int = 0
+    carried: int = 0
+    tracks_started: int = 0
+    tracks_ended: int = 0
+    observations: int = 0
+    errors: Counter[str] = field(default_factory=Counter)
+    detect_ms: float = 0.0
+    """Time spent in the detector (sum, ms)."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "frames": self.frames,
+            "analysed": self.analysed,
+            "gate_skipped": self.gate_skipped,
+            "region_runs": self.region_runs,
+            "full_runs": self.full_runs,
+            "detections": self.detections,
+            "carried": self.carried,
+            "tracks_started": self.tracks_started,
+            "tracks_ended": self.tracks_ended,
+            "observations": self.observations,
+            "errors": dict(self.errors),
+            "detect_ms": round(self.detect_ms, 1),
+        }
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if len(a) == 0 or len(b) == 0:
+        return np.zeros((len(a), len(b)))
+    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
+    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
+    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
+    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
+    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
+    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
+    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
+    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
+
+
+class CameraPipeline:
+    """Detection, tracking and zone dwell for one video device of the site.
+
+    Threaded use: `start()` reads the device's `stream` (file, rtsp://, http://) on a reader
+    thread and analyses the newest frame on a worker thread; devices that push video (WebRTC,
+    MQTT snapshots) hand frames to `submit()`. Synchronous use: `process(frame)` or
+    `run_file(path)`. Observations go to `on_observation` (on the worker thread when threaded).
+    """
+
+    def __init__(
+        self,
+        device: Device,
+        config: SiteConfig,
+        on_observation: Callable[[Observation], None],
+        *,
+        detector: YoloDetector | None = None,
+        loop: bool = False,
+    ) -> None:
+        if device.detect is None:
+            raise ValueError(f"{device.id}: no `detect:` settings for this camera in devices.yaml")
+        self.device = device
+        self.config = config
+        self.settings: CameraDetect = device.detect
+        self.on_observation = on_observation
+        self.loop = loop
+        self.detector = detector or YoloDetector(
+            self.settings.weights,
+            imgsz=self.settings.imgsz,
+            conf=min(0.1, self.settings.conf),
+            iou=self.settings.iou,
+            classes=self.settings.classes or None,
+        )
+        self.homography = (
+            Homography.from_pairs(device.homography) if device.homography is not None else None
+        )
+        self.ring = FrameRing(self.settings.preroll_s, self.settings.jpeg_quality)
+        self.stats = CameraStats()
+        self._stats_lock = threading.Lock()
+        self._source: VideoSource | None = None
+        self._worker: threading.Thread | None = None
+        self._stop = threading.Event()
+        self._pushed: Frame | None = None
+        self._pushed_cond = threading.Condition()
+        self.reset()
+
+    def reset(self, fps: float | None = None) -> None:
+        """Forget tracks, visits and motion history (a new stream)."""
+        rate = self.settings.fps or fps or DEFAULT_FPS
+        self.gate = MotionGate(self.settings.motion) if self.settings.motion.enabled else None
+        self.tracker = ByteTracker(
+            fps=rate, lost_s=self.settings.lost_s, high_thresh=self.settings.conf
+        )
+        self.zones = PixelZones(
+            self.device.zones, self.settings.zone_margin_px, self.settings.zone_exit_s
+        )
+        self.tracks: dict[int, TrackState] = {}
+        self._visits: dict[tuple[int, str], _VisitLog] = {}
+        self._last_full: datetime | None = None
+        self._last_analysed: datetime | None = None
+
+    # ---- synchronous core -------------------------------------------------------------------
+
+    def process(self, frame: Frame) -> list[Observation]:
+        """Analyse one frame (honouring `detect.fps`); returns the Observations it produced."""
+        self.stats.frames += 1
+        settings = self.settings
+        last = self._last_analysed
+        if (
+            settings.fps
+            and last is not None
+            and (frame.ts - last).total_seconds() < 0.999 / settings.fps
+        ):
+            return []
+        self._last_analysed = frame.ts
+        self.stats.analysed += 1
+        image = frame.image
+        height, width = image.shape[:2]
+        regions = self.gate.regions(image) if self.gate else [(0, 0, width, height)]
+        full = (
+            self.gate is None
+            or self._last_full is None
+            or frame.ts - self._last_full >= timedelta(seconds=settings.redetect_s)
+        )
+        started = time.perf_counter()
+        if full:
+            detections = self.detector.detect(image)
+            self._last_full = frame.ts
+            self.stats.full_runs += 1
+        elif regions:
+            detections = self.detector.detect_regions(image, regions)
+            self.stats.region_runs += len(regions)
+        else:
+            detections = Detections.empty()
+            self.stats.gate_skipped += 1
+        self.stats.detect_ms += (time.perf_counter() - started) * 1000
+        self.stats.detections += len(detections)
+        carried = self._carry(detections, regions, full)
+        tracked = self.tracker.update(Detections.concat([detections, carried]))
+        return self._advance(frame, tracked, len(detections), full)
+
+    def _carry(self, detections: Detections, regions: list, full: bool) -> Detections:
+        """Detections standing in for stationary tracks where nothing moved."""
+        limit = self.settings.stationary_misses
+        if full:
+            tracks = list(self.tracks.values())
+            if tracks:
+                ious = iou_matrix(np.array([t.box for t in tracks], np.float32), detections.xyxy)
+                for track, row in zip(tracks, ious, strict=True):
+                    track.misses = 0 if row.size and row.max() >= MATCH_IOU else track.misses + 1
+            keep = [t for t in tracks if t.carried and 0 < t.misses < limit]
+        else:
+            keep = [
+                t for t in self.tracks.values() if t.misses < limit and not overlaps(t.box, regions)
+            ]
+        if not keep:
+            return Detections.empty()
+        self.stats.carried += len(keep)
+        return Detections(
+            np.array([t.box for t in keep], np.float32),
+            np.array([max(t.conf, self.settings.conf) for t in keep], np.float32),
+            np.array([t.class_id for t in keep], int),
+            tuple(t.subject for t in keep),
+        )
+
+    def _advance(
+        self, frame: Frame, tracked: list[TrackedBox], n_real: int, full: bool
+    ) -> list[Observation]:
+        ts = frame.ts
+        seen: dict[int, tuple[float, float]] = {}
+        subject_of = self.detector.subject_of
+        for box in tracked:
+            real = box.det_index < n_real
+            state = self.tracks.get(box.track_id)
+            ref = FrameRef(self.device.id, frame.index, ts, box.box, box.conf)
+            if state is None:
+                state = TrackState(
+                    box.track_id,
+                    subject_of.get(box.class_id, str(box.class_id)),
+                    box.class_id,
+                    ts,
+                    ts,
+                    box.box,
+                    box.conf,
+                    ref,
+                )
+                self.tracks[box.track_id] = state
+                self.stats.tracks_started += 1
+            state.last_seen = ts
+            state.carried = not real
+            if real:
+                state.box, state.conf, state.misses = box.box, box.conf, 0
+                if box.conf >= state.best.confidence:
+                    state.best = ref
+            seen[box.track_id] = footprint(state.box)
+        events = self.zones.update(seen, ts)
+        observations = [self._observe(v, "enter", ts) for v in events.entered]
+        observations += [self._observe(v, "exit", v.last_inside) for v in events.left]
+        gone = [
+            t
+            for t in self.tracks.values()
+            if t.track_id not in seen
+            and (
+                ts - t.last_seen > timedelta(seconds=self.settings.lost_s)
+                or t.misses >= self.settings.stationary_misses
+            )
+        ]
+        for track in gone:
+            del self.tracks[track.track_id]
+            self.stats.tracks_ended += 1
+            for visit in self.zones.end_track(track.track_id):
+                observations.append(self._observe(visit, "exit", visit.last_inside))
+        interval = timedelta(seconds=self.settings.emit_interval_s)
+        for visit in list(self.zones.visits.values()):
+            log_ = self._visits.get((visit.track_id, visit.zone.id))
+            if log_ is not None and visit.last_inside - log_.last_emit >= interval:
+                observations.append(self._observe(visit, "inside", visit.last_inside))
+        self._emit(observations)
+        return observations
+
+    def _observe(self, visit: Visit, state: str, last_seen: datetime) -> Observation:
+        key = (visit.track_id, visit.zone.id)
+        track = self.tracks.get(visit.track_id)
+        log_ = self._visits.get(key)
+        best = log_.best if log_ is not None else None
+        if track is not None and (best is None or track.best.confidence >= best.confidence):
+            best = track.best
+        subject = track.subject if track is not None else log_.subject if log_ else "unknown"
+        if state == "exit":
+            self._visits.pop(key, None)
+        elif best is not None:
+            self._visits[key] = _VisitLog(last_seen, best, subject)
+        box = track.box if track is not None else best.box if best is not None else None
+        count = sum(
+            1
+            for v in self.zones.in_zone(visit.zone.id)
+            if (other := self.tracks.get(v.track_id)) is not None and other.subject == subject
+        )
+        return Observation(
+            kind=ObservationKind.PRESENCE,
+            device_id=self.device.id,
+            subject=subject,
+            subject_id=f"t{visit.track_id}",
+            first_seen=visit.entered,
+            last_seen=max(last_seen, visit.entered),
+            zone_id=visit.zone.id,
+            zone_kind=visit.zone.kind.value,
+            state=state,
+            count=count,
+            location=self._locate(box),
+            frame=best,
+            attributes={
+                "track_id": visit.track_id,
+                "stationary": bool(track is not None and track.carried),
+                **({"merchant": visit.zone.merchant} if visit.zone.merchant else {}),
+            },
+        )
+
+    def _locate(self, box: tuple[float, float, float, float] | None) -> GeoPoint | None:
+        if self.homography is not None and box is not None:
+            lon, lat = self.homography.to_lonlat(*footprint(box))
+            return GeoPoint(lon, lat)
+        location = self.device.location
+        return GeoPoint(location.lon, location.lat) if location is not None else None
+
+    def _emit(self, observations: list[Observation]) -> None:
+        for observation in observations:
+            self.stats.observations += 1
+            try:
+                self.on_observation(observation)
+            except Exception:
+                self.stats.errors["on_observation"] += 1
+                log.exception("%s: on_observation failed", self.device.id)
+
+    def finish(self, ts: datetime) -> list[Observation]:
+        """End every open visit (the stream ended); returns their final `exit` Observations."""
+        observations = []
+        for track_id in list(self.tracks):
+            for visit in self.zones.end_track(track_id):
+                observations.append(self._observe(visit, "exit", visit.last_inside))
+            del self.tracks[track_id]
+            self.stats.tracks_ended += 1
+        self._emit(observations)
+        return observations
+
+    def run_file(
+        self,
+        path: str | Path | None = None,
+        *,
+        start: datetime | None = None,
+        max_frames: int | None = None,
+        buffer: bool = True,
+    ) -> list[Observation]:
+        """Every frame of a video file, synchronously; returns all Observations in order."""
+        frames = FileFrames(path or self.device.stream or "", self.device.id, start)
+        self.reset(frames.fps or None)
+        observations: list[Observation] = []
+        last: datetime | None = None
+        for frame in frames:
+            if max_frames is not None and frame.index >= max_frames:
+                break
+            if buffer:
+                self.ring.add(frame)
+            observations += self.process(frame)
+            last = frame.ts
+        if last is not None:
+            observations += self.finish(last)
+        return observations
+
+    # ---- evidence ----------------------------------------------------------------------------
+
+    def frames_between(self, t0: datetime, t1: datetime) -> list[EncodedFrame]:
+        return self.ring.between(t0, t1)
+
+    # ---- threaded ----------------------------------------------------------------------------
+
+    def start(self) -> None:
+        if self._worker is not None:
+            return
+        self._stop.clear()
+        stream = self.device.stream
+        if stream and stream not in ("webrtc", "mqtt"):
+            self._source = VideoSource(
+                self.device.id, stream, loop=self.loop, on_frame=self._buffer
+            )
+            self._source.start()
+        self._worker = threading.Thread(
+            target=self._work, name=f"camera-{self.device.id}", daemon=True
+        )
+        self._worker.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self._pushed_cond:
+            self._pushed_cond.notify_all()
+        if self._source is not None:
+            self._source.stop()
+            self._source = None
+        if self._worker is not None:
+            self._worker.join(10)
+            self._worker = None
+
+    def submit(self, frame: Frame) -> None:
+        """A pushed frame (WebRTC track, MQTT snapshot): buffered, and analysed if the worker
+        is free (latest-frame semantics, like the OpenCV sources)."""
+        self._buffer(frame)
+        with self._pushed_cond:
+            self._pushed = frame
+            self._pushed_cond.notify_all()
+
+    def _buffer(self, frame: Frame) -> None:
+        try:
+            self.ring.add(frame)
+        except ValueError:
+            self.stats.errors["encode"] += 1
+
+    def _next(self, timeout: float) -> Frame | None:
+        if self._source is not None:
+            return self._source.read(timeout)
+        with self._pushed_cond:
+            if self._pushed is None:
+                self._pushed_cond.wait(timeout)
+            frame, self._pushed = self._pushed, None
+            return frame
+
+    def _work(self) -> None:
+        last: datetime | None = None
+        while not self._stop.is_set():
+            frame = self._next(0.5)
+            if frame is None:
+                if self._source is not None and self._source.ended:
+                    break
+                continue
+            try:
+                self.process(frame)
+                last = frame.ts
+            except Exception as exc:
+                self.stats.errors[type(exc).__name__] += 1
+                log.exception("%s: frame %d failed", self.device.id, frame.index)
+        if last is not None:
+            self.finish(last)
+
+    @property
+    def source_stats(self) -> dict[str, Any]:
+        if self._source is None:
+            return {}
+        s = self._source.stats
+        return {"frames": s.frames, "dropped": s.dropped, "opens": s.opens, "failures": s.failures}

@@ -1,0 +1,242 @@
+"""OpenCV video sources: files, RTSP and HTTP streams.
+
+`VideoSource` runs one reader thread per camera and keeps only the latest frame, so a detector
+slower than the stream never builds a backlog (frames it could not take are counted as
+dropped). A stream that fails to open or stops delivering is reopened with exponential backoff.
+`FileFrames` reads a whole file synchronously, every frame, for tests and benchmarks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import cv2
+
+from ingest.frames import Frame
+
+log = logging.getLogger(__name__)
+
+# RTSP over TCP: UDP loses packets on busy networks and smears whole frames.
+os.environ.setdefault("OPENCV_FFMPEG_CAPTURE_OPTIONS", "rtsp_transport;tcp")
+
+
+def is_live(url: str) -> bool:
+    return "://" in url and not url.startswith("file://")
+
+
+def open_capture(url: str, timeout_s: float = 10.0) -> cv2.VideoCapture:
+    """Open with FFmpeg, bounded open/read timeouts (a dead camera must not hang the reader)."""
+    path = url.removeprefix("file://")
+    params = [
+        cv2.CAP_PROP_OPEN_TIMEOUT_MSEC,
+        int(timeout_s * 1000),
+        cv2.CAP_PROP_READ_TIMEOUT_MSEC,
+        int(timeout_s * 1000),
+    ]
+    return cv2.VideoCapture(path, cv2.CAP_FFMPEG, params)
+
+
+class FileFrames:
+    """Every frame of a video file with its container timestamp (`start` + position)."""
+
+    def __init__(self, path: str | Path, device_id: str, start: datetime | None = None) -> None:
+        self.path = str(path)
+        if not Path(self.path).is_file():
+            raise FileNotFoundError(f"{device_id}: video file not found: {self.path}")
+        self.device_id = device_id
+        self.start = start or datetime(2026, 1, 1, tzinfo=UTC)
+        capture = open_capture(self.path)
+        try:
+            if not capture.isOpened():
+                raise ValueError(f"{device_id}: OpenCV cannot open {self.path}")
+            self.fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+            self.frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+        finally:
+            capture.release()
+
+    def __iter__(self) -> Iterator[Frame]:
+        capture = open_capture(self.path)
+        try:
+            index = 0
+            while True:
+                ok, image = capture.read()
+                if not ok:
+                    return
+                yield Frame(self.device_id, index, self._ts(capture, index), image)
+                index += 1
+        finally:
+            capture.release()
+
+    def _ts(self, capture: cv2.VideoCapture, index: int) -> datetime:
+        fps = self.fps
+        offset = index / fps if fps > 0 else capture.get(cv2.CAP_PROP_POS_MSEC) / 1e3
+        return self.start + timedelta(seconds=offset)
+
+
+@dataclass
+class VideoSourceStats:
+    frames: int = 0
+    dropped: int = 0
+    """Frames replaced by a newer one before the consumer took them."""
+    opens: int = 0
+    failures: int = 0
+    """Failed opens and streams that stopped delivering."""
+    connected: bool = False
+    last_error: str = ""
+
+
+class VideoSource:
+    """A camera stream read on its own thread; `read()` returns the newest unread frame.
+
+    Files play at their own frame rate (timestamps: `start` + position, or the wall clock when
+    `start` is None) and, with `loop`, start over; live streams are stamped on arrival.
+    """
+
+    def __init__(
+        self,
+        device_id: str,
+        url: str,
+        *,
+        loop: bool = False,
+        realtime: bool = True,
+        min_delay_s: float = 0.5,
+        max_delay_s: float = 30.0,
+        timeout_s: float = 10.0,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        on_frame: Callable[[Frame], None] | None = None,
+    ) -> None:
+        self.device_id = device_id
+        self.url = url
+        self.live = is_live(url)
+        self.loop = loop
+        self.realtime = realtime
+        self.min_delay_s = min_delay_s
+        self.max_delay_s = max_delay_s
+        self.timeout_s = timeout_s
+        self.clock = clock
+        self.on_frame = on_frame
+        """Called on the reader thread for every frame (e.g. the ring buffer), dropped or not."""
+        self.stats = VideoSourceStats()
+        self._cond = threading.Condition()
+        self._latest: Frame | None = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._index = 0
+        self.ended = False
+        """A file (without `loop`) was read to its end."""
+
+    def start(self) -> None:
+        if self._thread is None:
+            self._thread = threading.Thread(
+                target=self._run, name=f"video-{self.device_id}", daemon=True
+            )
+            self._thread.start()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            self._thread = None
+
+    def read(self, timeout: float | None = None) -> Frame | None:
+        """The newest frame not returned before; None on timeout or once the source ended."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._cond:
+            while self._latest is None:
+                if self.ended or self._stop.is_set():
+                    return None
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    return None
+                self._cond.wait(remaining)
+            frame, self._latest = self._latest, None
+            return frame
+
+    def _publish(self, frame: Frame) -> None:
+        if self.on_frame is not None:
+            try:
+                self.on_frame(frame)
+            except Exception:
+                log.exception("%s: on_frame failed for frame %d", self.device_id, frame.index)
+        with self._cond:
+            if self._latest is not None:
+                self.stats.dropped += 1
+            self._latest = frame
+            self.stats.frames += 1
+            self._cond.notify_all()
+
+    def _run(self) -> None:
+        delay = self.min_delay_s
+        while not self._stop.is_set():
+            delivered = self._read_once()
+            if self._stop.is_set() or self.ended:
+                break
+            if delivered:
+                delay = self.min_delay_s  # it worked for a while: start backing off afresh
+                if not self.live:
+                    continue  # a looping file starts over at once
+            log.warning(
+                "%s: video %s unavailable (%s); retrying in %.1f s",
+                self.device_id,
+                self.url,
+                self.stats.last_error,
+                delay,
+            )
+            self._stop.wait(delay)
+            delay = min(delay * 2, self.max_delay_s)
+        with self._cond:
+            self._cond.notify_all()
+
+    def _read_once(self) -> bool:
+        """Open, read until the stream ends or fails; True if any frame came through."""
+        capture = open_capture(self.url, self.timeout_s)
+        self.stats.opens += 1
+        delivered = False
+        try:
+            if not capture.isOpened():
+                self.stats.failures += 1
+                self.stats.last_error = "cannot open"
+                return False
+            self.stats.connected = True
+            fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
+            period = 1.0 / fps if (fps > 0 and not self.live and self.realtime) else 0.0
+            origin = self.clock()
+            started = time.monotonic()
+            position = 0
+            while not self._stop.is_set():
+                ok, image = capture.read()
+                if not ok:
+                    break
+                delivered = True
+                if self.live:
+                    ts = self.clock()
+                else:
+                    offset = position / fps if fps > 0 else capture.get(cv2.CAP_PROP_POS_MSEC) / 1e3
+                    ts = origin + timedelta(seconds=offset)
+                    if period:
+                        wait = started + position * period - time.monotonic()
+                        if wait > 0:
+                            self._stop.wait(wait)
+                    position += 1
+                self._publish(Frame(self.device_id, self._index, ts, image))
+                self._index += 1
+            if not self.live and not self._stop.is_set():
+                if self.loop:
+                    return True
+                self.ended = True
+                return True
+            self.stats.failures += 1
+            self.stats.last_error = "stream stopped delivering"
+            return delivered
+        finally:
+            self.stats.connected = False
+            capture.release()
