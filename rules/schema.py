@@ -72,6 +72,7 @@ KNOWN_SUBJECTS = (
     "truck",
     "van",
     "vehicle",
+    "drone",
     "goods",
     "stall",
     "umbrella",

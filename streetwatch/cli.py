@@ -28,9 +28,22 @@ def cli(log_level: str, log_json: bool) -> None:
 @cli.command()
 @CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True, help="Print a summary as JSON.")
-def check(config_path: Path, as_json: bool) -> None:
-    """Validate devices.yaml; errors name file:line and field."""
+@click.option(
+    "-r",
+    "--rules",
+    "rules_dir",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Also validate the rule files in this folder against the devices and zones.",
+)
+def check(config_path: Path, as_json: bool, rules_dir: Path | None) -> None:
+    """Validate devices.yaml (and rules with -r); errors name file:line and field."""
     config = load_or_fail(config_path)
+    rule_count = None
+    if rules_dir is not None:
+        from streetwatch.rules_cli import load_rules_or_fail
+
+        rule_count = len(load_rules_or_fail(rules_dir, config))
     kinds: dict[str, int] = {}
     for device in config.devices:
         kinds[device.kind.value] = kinds.get(device.kind.value, 0) + 1
@@ -43,6 +56,8 @@ def check(config_path: Path, as_json: bool) -> None:
         "merchants": len(config.merchants),
         "broker": config.broker.url,
     }
+    if rule_count is not None:
+        summary["rules_dir"], summary["rules"] = str(rules_dir), rule_count
     if as_json:
         click.echo(json.dumps(summary))
     else:
@@ -50,6 +65,7 @@ def check(config_path: Path, as_json: bool) -> None:
         click.echo(
             f"{config_path}: ok — site {config.site.id}, {len(config.devices)} devices "
             f"({devices}), {zones} zones, {len(config.merchants)} merchants"
+            + ("" if rule_count is None else f"; {rules_dir}: {rule_count} rules ok")
         )
 
 
@@ -109,6 +125,9 @@ def run(
 from streetwatch.simulate import simulate  # noqa: E402
 
 cli.add_command(simulate)
+from streetwatch.rules_cli import rules as rules_group  # noqa: E402
+
+cli.add_command(rules_group)
 
 
 def main() -> None:
