@@ -128,6 +128,10 @@ cli.add_command(simulate)
 from streetwatch.rules_cli import rules as rules_group  # noqa: E402
 
 cli.add_command(rules_group)
+from streetwatch.evidence_cli import cases, evidence  # noqa: E402
+
+cli.add_command(evidence)
+cli.add_command(cases)
 
 
 def main() -> None:
