@@ -23,9 +23,11 @@ from __future__ import annotations
 
 import math
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from detectors.observation import GeoPoint, Observation, ObservationKind
 from ingest.config import Device, GeomagSettings
@@ -75,6 +77,24 @@ class _Bay:
         self._last_received: datetime | None = None
         self._problem: tuple[str, _Span] | None = None
         self._queued: list[Observation] = []
+
+    def snapshot(self) -> dict[str, Any]:
+        """What must survive a restart: the state and when it began (JSON-ready)."""
+        return {
+            "state": self.state.value if self.known else None,
+            "since": None if self._span is None else self._span.first_seen.isoformat(),
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        state = data.get("state")
+        if state is None:
+            return
+        self.state = BayState(state)
+        self.known = True
+        since = data.get("since")
+        if since is not None:
+            first = datetime.fromisoformat(since)
+            self._span = _Span(first, first)
 
     def _accept(self, ts: datetime, received_ts: datetime) -> bool:
         """Note a reading's arrival; False when it is not newer than the last one."""
@@ -214,6 +234,21 @@ class GeomagDetector(_Bay):
             return out
         out += self._step(ts, value, dt)
         return out
+
+    def snapshot(self) -> dict[str, Any]:
+        data = _Bay.snapshot(self)
+        data["baseline_ut"] = None if self.baseline is None else list(self.baseline)
+        return data
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """A restarted box keeps the learnt baseline: a car parked across the restart is
+        still a car, not the empty bay's field."""
+        baseline = data.get("baseline_ut")
+        if baseline is None:
+            return
+        x, y, z = (float(v) for v in baseline)
+        self.baseline = (x, y, z)
+        _Bay.restore(self, data)
 
     def recalibrate(self) -> None:
         """Take the next readings as the empty bay's field; an occupied bay becomes vacant."""

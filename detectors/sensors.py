@@ -9,8 +9,14 @@ happened, including every rejected fix by reason.
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 from collections import Counter
+from collections.abc import Mapping
 from datetime import datetime
+from pathlib import Path
+from typing import Any
 
 from detectors.geomag import GeomagDetector, OnBoardBay
 from detectors.gps import GpsDetector
@@ -18,6 +24,9 @@ from detectors.gps_filters import Candidate
 from detectors.observation import Observation
 from ingest.config import DeviceKind, SiteConfig
 from ingest.readings import DroneTelemetry, GeomagField, GeomagState, GpsFix, Reading
+
+log = logging.getLogger(__name__)
+STATE_VERSION = 1
 
 
 class SensorDetectors:
@@ -106,6 +115,55 @@ class SensorDetectors:
         if detector is None:
             detector = self._geomag[device_id] = GeomagDetector(device, self.stats)
         detector.recalibrate()
+
+    def snapshot(self) -> dict[str, Any]:
+        """The bays' learnt baselines and states, JSON-ready, to carry across a restart."""
+        bays = {
+            device_id: bay.snapshot()
+            for device_id, bay in (*self._geomag.items(), *self._on_board.items())
+        }
+        return {"version": STATE_VERSION, "bays": bays}
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        """Take back a `snapshot()`; devices gone from the config or of another kind are skipped
+        (counted as `restore_skipped`)."""
+        if data.get("version") != STATE_VERSION:
+            raise ValueError(f"sensor state version {data.get('version')!r}, expected 1")
+        for device_id, bay_data in dict(data.get("bays") or {}).items():
+            device = self.config.device(device_id)
+            if device is None or device.kind is not DeviceKind.GEOMAGNETIC:
+                self.stats["restore_skipped"] += 1
+                continue
+            if "baseline_ut" in bay_data:
+                bay: GeomagDetector | OnBoardBay = GeomagDetector(device, self.stats)
+                self._geomag[device_id] = bay
+            else:
+                bay = self._on_board[device_id] = OnBoardBay(device, self.stats)
+            bay.restore(bay_data)
+
+    def save(self, path: Path) -> None:
+        """Write `snapshot()` atomically (temporary file, fsync, rename)."""
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        with tmp.open("w", encoding="utf-8") as out:
+            json.dump(self.snapshot(), out)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+
+    def load(self, path: Path) -> bool:
+        """Restore from `save`'s file; False (and a logged reason) when it is missing or bad,
+        and the bays then learn their baselines afresh."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            self.restore(data)
+        except FileNotFoundError:
+            return False
+        except (OSError, ValueError, TypeError, KeyError, AttributeError) as exc:
+            log.warning("sensor state %s not restored: %s", path, exc)
+            self.stats["restore_failed"] += 1
+            return False
+        return True
 
     def bay_state(self, device_id: str) -> str | None:
         """Current state of a geomagnetic device's bay (`occupied`/`vacant`), None before data."""

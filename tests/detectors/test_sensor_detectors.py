@@ -5,6 +5,7 @@ from __future__ import annotations
 import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -225,3 +226,36 @@ def test_simulated_muck_truck_enters_the_school_zone_and_leaves_its_route(
     assert not [o for o in truck if o.kind is ObservationKind.SPEEDING]
     assert not [o for o in observations if o.kind is ObservationKind.DEVICE_HEALTH]
     assert not [k for k in detectors.stats if k.startswith("gps_rejected")]
+
+
+def test_bays_keep_baseline_and_state_across_a_restart(site: SiteConfig, tmp_path: Path) -> None:
+    def field(t: float, parked: bool) -> Reading:
+        z = 35.0 + (30.0 if parked else 0.0) + 0.1 * (int(t) % 3)
+        return reading("geomag-fl-01", Stream.GEOMAG, t, GeomagField(33.0, -3.0, z))
+
+    before = SensorDetectors(site)
+    stay = [o for i in range(20) for o in before.process(field(2.0 * i, i >= 5))]
+    before.process(reading("geomag-fl-03", Stream.GEOMAG, 1.0, GeomagState(True)))
+    before.save(tmp_path / "sensors.json")
+
+    after = SensorDetectors(site)
+    assert after.load(tmp_path / "sensors.json")
+    assert after.bay_state("geomag-fl-01") == "occupied"
+    assert after.bay_state("geomag-fl-03") == "occupied"
+    resumed = [o for i in range(20, 40) for o in after.process(field(2.0 * i, i < 30))]
+    assert [o.state for o in situations(resumed)] == ["occupied", "vacant"]
+    assert situations(resumed)[0].key == stay[0].key  # the same stay goes on
+
+    fresh = SensorDetectors(site)  # without the state, the car is learnt as the empty bay
+    naive = [o for i in range(20, 40) for o in fresh.process(field(2.0 * i, i < 30))]
+    assert [o.state for o in situations(naive)] == ["occupied"]  # the empty bay looks occupied
+
+
+def test_a_missing_or_broken_state_file_starts_fresh(site: SiteConfig, tmp_path: Path) -> None:
+    detectors = SensorDetectors(site)
+    assert not detectors.load(tmp_path / "none.json")
+    (tmp_path / "bad.json").write_text('{"version": 1, "bays": {"geomag-fl-01": {"baseline_ut')
+    assert not detectors.load(tmp_path / "bad.json")
+    (tmp_path / "old.json").write_text('{"version": 1, "bays": {"gps-muck-07": {}, "x": {}}}')
+    assert detectors.load(tmp_path / "old.json")
+    assert detectors.stats["restore_failed"] == 1 and detectors.stats["restore_skipped"] == 2
