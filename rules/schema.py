@@ -463,7 +463,10 @@ def _load_file(path: Path, config: SiteConfig) -> list[LoadedRule]:
     try:
         parsed: RuleFile = validate(doc, RuleFile)
     except ConfigError as exc:
-        raise ConfigError(sorted(exc.problems, key=_line_key)) from None
+        problems = sorted(exc.problems, key=_line_key)
+        if getattr(doc, "single", False):
+            problems = [p.replace(": rules[0].", ": ", 1) for p in problems]
+        raise ConfigError(problems) from None
     problems = []
     out = []
     for index, rule in enumerate(parsed.rules):
