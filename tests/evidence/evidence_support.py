@@ -165,12 +165,12 @@ def fill_journal(journal: Journal, start: datetime, seconds: int = 60) -> int:
     readings = []
     for s in range(seconds):
         ts = start + timedelta(seconds=s)
-        occupied = s >= seconds // 3
+        occupied = s >= 10
         payloads = [
             ("mag-1", Stream.GEOMAG, GeomagField(20.0, -5.0, 40.0 + (25.0 if occupied else 0.0))),
             ("truck-1", Stream.GPS, GpsFix(31.1950 + s * 1e-5, 121.4370 + s * 1e-5, 18.0, 45.0)),
         ]
-        if s % 10 == 0:
+        if s % 5 == 0:
             payloads.append(("mag-1", Stream.GEOMAG, GeomagState(occupied)))
         for i, (device, stream, payload) in enumerate(payloads):
             key = hashlib.sha256(f"{device}{s}{i}".encode()).hexdigest()[:32]
