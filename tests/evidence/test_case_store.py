@@ -1,0 +1,148 @@
+"""The case life cycle: legal steps recorded with their time, illegal ones refused with a reason."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from evidence.cases import NEXT, CaseStore, IllegalTransition, State, UnknownCase
+from tests.evidence.evidence_support import make_violation
+
+START = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+HAPPY = [
+    State.EVIDENCE_COMPLETE,
+    State.SUBMITTED,
+    State.ACKNOWLEDGED,
+    State.CONFIRMED,
+    State.NOTIFIED,
+    State.RECTIFIED,
+    State.CLOSED,
+]
+
+
+@pytest.fixture
+def store(tmp_path: Path):
+    s = CaseStore(tmp_path / "cases.sqlite")
+    yield s
+    s.close()
+
+
+def test_full_life_cycle_with_times(store: CaseStore) -> None:
+    violation = make_violation(START)
+    case, new = store.open(violation, START)
+    assert new and case.state is State.OPENED
+    assert case.deadline == violation.deadline
+    for i, state in enumerate(HAPPY, 1):
+        case = store.transition(case.case_id, state, START + timedelta(minutes=i), {"by": "test"})
+        assert case.state is state
+    events = store.events(case.case_id)
+    assert [e.event for e in events] == ["opened", *[s.value for s in HAPPY]]
+    assert [e.at for e in events] == [START + timedelta(minutes=i) for i in range(len(HAPPY) + 1)]
+    assert events[3].data == {"from": "submitted", "by": "test"}
+    assert [e.seq for e in events] == sorted(e.seq for e in events)
+    assert not case.is_open
+
+
+def test_open_is_idempotent_by_violation(store: CaseStore) -> None:
+    violation = make_violation(START)
+    first, new1 = store.open(violation, START)
+    again, new2 = store.open(violation, START + timedelta(hours=1))
+    assert new1 and not new2 and again.case_id == first.case_id
+    assert len(store.list()) == 1 and len(store.events()) == 1
+    assert store.violation(first.case_id).violation_id == violation.violation_id
+
+
+def test_illegal_transitions_are_refused_with_a_reason(store: CaseStore) -> None:
+    case, _ = store.open(make_violation(START), START)
+    with pytest.raises(IllegalTransition) as info:
+        store.transition(case.case_id, State.CONFIRMED)
+    assert "cannot go from opened to confirmed" in str(info.value)
+    assert "evidence_complete" in str(info.value)
+    for state in HAPPY:
+        store.transition(case.case_id, state)
+    with pytest.raises(IllegalTransition, match=r"nothing \(final\)"):
+        store.transition(case.case_id, State.OPENED)
+    with pytest.raises(UnknownCase):
+        store.transition("no-such-case", State.CLOSED)
+    with pytest.raises(ValueError):
+        store.transition(case.case_id, "teleported")
+    assert store.get(case.case_id).state is State.CLOSED
+
+
+def test_rejected_on_review_goes_to_closed(store: CaseStore) -> None:
+    case, _ = store.open(make_violation(START), START)
+    for state in (State.EVIDENCE_COMPLETE, State.SUBMITTED, State.ACKNOWLEDGED, State.REJECTED):
+        store.transition(case.case_id, state)
+    with pytest.raises(IllegalTransition):
+        store.transition(case.case_id, State.NOTIFIED)
+    assert store.transition(case.case_id, State.CLOSED).state is State.CLOSED
+
+
+def test_escalation_once_when_the_deadline_passes(store: CaseStore) -> None:
+    late, _ = store.open(make_violation(START, 0), START)
+    done, _ = store.open(make_violation(START, 1), START)
+    rejected, _ = store.open(make_violation(START, 2), START)
+    for state in HAPPY[:6]:
+        store.transition(done.case_id, state)
+    for state in (*HAPPY[:3], State.REJECTED):
+        store.transition(rejected.case_id, state)
+    assert store.escalate_overdue(START + timedelta(minutes=10)) == []
+    overdue = store.escalate_overdue(START + timedelta(minutes=30))
+    assert [c.case_id for c in overdue] == [late.case_id]
+    assert store.escalate_overdue(START + timedelta(hours=2)) == []
+    event = store.events(late.case_id)[-1]
+    assert event.event == "escalated" and event.data["state"] == "opened"
+    assert event.data["overdue_s"] == pytest.approx(
+        (START + timedelta(minutes=30) - late.deadline).total_seconds()
+    )
+
+
+def test_case_events_table_is_what_the_sink_reads(store: CaseStore) -> None:
+    store.open(make_violation(START), START)
+    db = sqlite3.connect(store.path)
+    columns = [(r[1], r[2], r[5]) for r in db.execute("PRAGMA table_info(case_events)")]
+    assert columns == [
+        ("seq", "INTEGER", 1),
+        ("case_id", "TEXT", 0),
+        ("event", "TEXT", 0),
+        ("at", "REAL", 0),
+        ("data", "TEXT", 0),
+    ]
+    assert db.execute("SELECT count(*) FROM case_events WHERE seq > 0").fetchone() == (1,)
+
+
+def test_survives_reopening(tmp_path: Path) -> None:
+    path = tmp_path / "cases.sqlite"
+    first = CaseStore(path)
+    case, _ = first.open(make_violation(START), START)
+    first.transition(case.case_id, State.EVIDENCE_COMPLETE, package="/p", manifest_sha256="ab")
+    first.close()
+    second = CaseStore(path)
+    again = second.get(case.case_id)
+    assert again.state is State.EVIDENCE_COMPLETE and again.package == "/p"
+    second.close()
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(st.sampled_from(list(State)), max_size=14))
+def test_store_follows_the_life_cycle_model(tmp_path_factory, steps: list[State]) -> None:
+    store = CaseStore(tmp_path_factory.mktemp("model") / "cases.sqlite")
+    case, _ = store.open(make_violation(START), START)
+    model = State.OPENED
+    accepted = [State.OPENED.value]
+    for target in steps:
+        if target in NEXT[model]:
+            assert store.transition(case.case_id, target).state is target
+            model = target
+            accepted.append(target.value)
+        else:
+            with pytest.raises(IllegalTransition):
+                store.transition(case.case_id, target)
+    assert store.get(case.case_id).state is model
+    assert [e.event for e in store.events(case.case_id)] == accepted
+    store.close()
