@@ -131,3 +131,32 @@ def rule(rule_id: str = "r", **fields: Any) -> dict[str, Any]:
 
 def ruleset(tmp_path: Path, *rules: dict[str, Any]) -> RuleSet:
     return load_rules(write_rules(tmp_path / "rules", *rules), site())
+
+
+def scenario_recording(
+    path: Path, config: SiteConfig, duration_s: float, start: datetime, seed: int = 1
+) -> Path:
+    """Record the readings of a `streetwatch/scenario.py` run, decoded as ingestion would."""
+    from ingest.decoders import DecodeContext, decode
+    from ingest.registry import DeviceRegistry
+    from rules.recording import RecordingWriter
+    from streetwatch.scenario import build_scenario
+
+    registry = DeviceRegistry(config)
+    messages = build_scenario(config, duration_s=duration_s, seed=seed, start=start)
+    with RecordingWriter(path, site_id=config.site.id) as writer:
+        for message in messages:
+            route = registry.route(message.topic)
+            device = route.device
+            ctx = DecodeContext(
+                device.id,
+                route.stream,
+                device.format_of(route.stream),
+                device.crs.value,
+                message.topic,
+                start + timedelta(seconds=message.at_s),
+                message.user_properties,
+            )
+            for reading in decode(ctx, message.payload):
+                writer.reading(reading)
+    return path
