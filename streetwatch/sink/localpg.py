@@ -68,13 +68,16 @@ class LocalPostgres:
         return f"host=127.0.0.1 port={self.port} user={OWNER} dbname={dbname} connect_timeout=5"
 
     def _run(self, *argv: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+        result = subprocess.run(
             _as_owner([str(self.bindir / argv[0]), *argv[1:]]),
             capture_output=True,
             text=True,
-            check=check,
+            check=False,
             cwd="/",
         )
+        if check and result.returncode != 0:
+            raise RuntimeError(f"{argv[0]} failed: {result.stderr.strip() or result.stdout}")
+        return result
 
     def init(self) -> LocalPostgres:
         if not (self.datadir / "PG_VERSION").exists():

@@ -1,8 +1,8 @@
 """From local records (journal readings, observations, case events) to database rows.
 
 Each converter returns `(table, row)` for a good record or raises `Reject` with a reason and a
-one-line explanation. Times travel as epoch seconds (float8) into the staging tables and become
-timestamptz in SQL (`to_timestamp`), which is cheaper than building datetimes in Python.
+one-line explanation. Rows match the tables' column types, so they can be copied straight into
+the table or into a staging table of the same shape.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import json
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 import orjson
@@ -33,7 +33,7 @@ class Column:
 
 
 def _time(name: str) -> Column:
-    return Column(name, "float8", f"to_timestamp({name})")
+    return Column(name, "timestamptz")
 
 
 _READING_HEAD = [
@@ -93,7 +93,7 @@ TABLES: dict[str, list[Column]] = {
         Column("state", "text"),
         Column("lon", "float8"),
         Column("lat", "float8"),
-        Column("data", "text", "data::jsonb"),
+        Column("data", "jsonb"),
     ],
     "case_events": [
         _time("ts"),
@@ -103,7 +103,7 @@ TABLES: dict[str, list[Column]] = {
         Column("rule_id", "text"),
         Column("category", "text"),
         Column("zone_id", "text"),
-        Column("data", "text", "data::jsonb"),
+        Column("data", "jsonb"),
     ],
 }
 
@@ -117,8 +117,12 @@ READING_TABLE = {
 
 MAX_STEP_GAP_S = 300.0
 """Fixes further apart than this do not add distance (the vehicle was off or out of coverage)."""
-_EARTH_M = 6_371_008.8
+_M_PER_DEGREE = 6_371_008.8 * math.pi / 180
+MAX_EPOCH = 32503680000.0  # 3000-01-01
 _isfinite = math.isfinite
+_cos, _radians, _sqrt = math.cos, math.radians, math.sqrt
+_loads = orjson.loads
+_dt = datetime.fromtimestamp
 
 
 def _num(data: Mapping[str, Any], name: str, low: float, high: float) -> float:
@@ -153,12 +157,12 @@ def _epoch(value: Any, name: str) -> float:
         raise Reject("missing_field", f"{name} is missing")
     if not isinstance(value, int | float) or not _isfinite(value):
         raise Reject("not_finite", f"{name} is {value!r}")
-    if not 0 <= value < 32503680000:  # 3000-01-01
+    if not 0 <= value < MAX_EPOCH:
         raise Reject("out_of_range", f"{name} {value} is not a plausible epoch time")
     return float(value)
 
 
-def _iso_epoch(value: Any, name: str) -> float:
+def _iso_time(value: Any, name: str) -> datetime:
     if not isinstance(value, str):
         raise Reject("missing_field" if value is None else "wrong_type", f"{name} is {value!r}")
     try:
@@ -167,7 +171,7 @@ def _iso_epoch(value: Any, name: str) -> float:
         raise Reject("bad_time", f"{name} is not ISO 8601 ({value!r})") from None
     if when.tzinfo is None:
         raise Reject("bad_time", f"{name} has no UTC offset ({value!r})")
-    return when.timestamp()
+    return when
 
 
 def _json(text: str | bytes, what: str) -> dict[str, Any]:
@@ -201,7 +205,62 @@ class ReadingConverter:
     def key_of(row: tuple) -> str:
         return row[1]
 
+    def snapshot(self) -> dict[str, tuple[float, float, float]]:
+        return dict(self.last_fix)
+
+    def restore(self, state: dict[str, tuple[float, float, float]] | None) -> None:
+        self.last_fix = dict(state or {})
+
     def convert(self, row: tuple) -> tuple[str, tuple]:
+        if row[3] == "gps":
+            try:
+                fast = self._gps_fast(row)
+            except (KeyError, TypeError, ValueError, orjson.JSONDecodeError):
+                fast = None
+            if fast is not None:
+                return "gps_fixes", fast
+        return self._checked(row)
+
+    def _gps_fast(self, row: tuple) -> tuple | None:
+        """The common case in few operations; anything unusual (None) takes `_checked`, which
+        names the problem. NaN fails every comparison, so range checks also refuse it."""
+        _, key, device_id, _, device_ts, received, time_flag, text, _ = row
+        d = _loads(text)
+        lat = d["lat"]
+        lon = d["lon"]
+        speed = d.get("speed_kmh")
+        heading = d.get("heading")
+        hdop = d.get("hdop")
+        sats = d.get("sats")
+        valid = d.get("valid", True)
+        source = d.get("source", "json")
+        if not (
+            -90.0 <= lat <= 90.0
+            and -180.0 <= lon <= 180.0
+            and 0.0 <= received < MAX_EPOCH
+            and (device_ts is None or 0.0 <= device_ts < MAX_EPOCH)
+            and (speed is None or 0.0 <= speed <= 2000.0)
+            and (heading is None or -360.0 <= heading <= 360.0)
+            and (hdop is None or 0.0 <= hdop <= 1000.0)
+            and (sats is None or (type(sats) is int and 0 <= sats <= 1000))
+            and type(valid) is bool
+            and type(source) is str
+        ):
+            return None
+        received_at = _dt(received, UTC)
+        if device_ts is None:
+            device_at = None
+            ts, at = received, received_at
+        else:
+            device_at = _dt(device_ts, UTC)
+            ts, at = (device_ts, device_at) if time_flag == "ok" else (received, received_at)
+        step = self._step(device_id, ts, lat, lon) if valid else None
+        return (
+            at, key, device_id, device_at, received_at, time_flag,
+            lat, lon, speed, heading, hdop, sats, valid, source, step,
+        )  # fmt: skip
+
+    def _checked(self, row: tuple) -> tuple[str, tuple]:
         _, key, device_id, kind, device_ts, received_ts, time_flag, text, jpeg_len = row
         table = READING_TABLE.get(kind)
         if table is None:
@@ -212,11 +271,11 @@ class ReadingConverter:
         ts = device_ts if time_flag == "ok" and device_ts is not None else received
         d = _json(text, "reading data")
         head = (
-            ts,
+            _dt(ts, UTC),
             _text(key, "key"),
             _text(device_id, "device_id"),
-            device_ts,
-            received,
+            None if device_ts is None else _dt(device_ts, UTC),
+            _dt(received, UTC),
             time_flag,
         )
         if table == "gps_fixes":
@@ -274,16 +333,21 @@ class ReadingConverter:
         self.last_fix[device_id] = (ts, lat, lon)
         if previous is None or ts - previous[0] > MAX_STEP_GAP_S:
             return None
-        p_lat, p_lon = math.radians(previous[1]), math.radians(previous[2])
-        r_lat, r_lon = math.radians(lat), math.radians(lon)
-        h = (
-            math.sin((r_lat - p_lat) / 2) ** 2
-            + math.cos(p_lat) * math.cos(r_lat) * math.sin((r_lon - p_lon) / 2) ** 2
-        )
-        return 2 * _EARTH_M * math.asin(min(1.0, math.sqrt(h)))
+        # equirectangular: for steps of metres to a few km the error is far below GPS noise
+        dx = (lon - previous[2]) * _cos(_radians((lat + previous[1]) * 0.5))
+        dy = lat - previous[1]
+        return _M_PER_DEGREE * _sqrt(dx * dx + dy * dy)
 
 
-class ObservationConverter:
+class _Stateless:
+    def snapshot(self) -> None:
+        return None
+
+    def restore(self, state: None) -> None:
+        pass
+
+
+class ObservationConverter(_Stateless):
     SELECT = (
         "SELECT seq, key, last_seen, kind, device_id, data FROM observations"
         " WHERE seq > ? ORDER BY seq LIMIT ?"
@@ -302,9 +366,9 @@ class ObservationConverter:
         lon = _opt(location, "lon", -180.0, 180.0)
         lat = _opt(location, "lat", -90.0, 90.0)
         return "observations", (
-            _epoch(last_seen, "last_seen"),
+            _dt(_epoch(last_seen, "last_seen"), UTC),
             _text(key, "key"),
-            _iso_epoch(d.get("first_seen"), "first_seen"),
+            _iso_time(d.get("first_seen"), "first_seen"),
             _text(kind, "kind"),
             _text(device_id, "device_id"),
             _text(d.get("subject"), "subject"),
@@ -314,12 +378,12 @@ class ObservationConverter:
             _text(d.get("state"), "state"),
             lon,
             lat,
-            text,
+            d,
         )
 
 
 @dataclass
-class CaseEventConverter:
+class CaseEventConverter(_Stateless):
     origin: str
 
     SELECT = (
@@ -343,12 +407,12 @@ class CaseEventConverter:
             return _text(d.get(name, violation.get(name)), name)
 
         return "case_events", (
-            _epoch(at, "at"),
+            _dt(_epoch(at, "at"), UTC),
             _text(case_id, "case_id"),
             _text(event, "event"),
             self.origin,
             pick("rule_id"),
             pick("category"),
             pick("zone_id"),
-            text,
+            d,
         )

@@ -29,6 +29,7 @@ import sqlite3
 import threading
 import time
 from collections import defaultdict
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -69,6 +70,10 @@ class Converter(Protocol):
 
     def convert(self, row: tuple) -> tuple[str, tuple]: ...
 
+    def snapshot(self) -> Any: ...
+
+    def restore(self, state: Any) -> None: ...
+
 
 @dataclass
 class Source:
@@ -79,6 +84,10 @@ class Source:
     table: str
     converter: Converter
     cursor: int = 0
+    committed_state: Any = None
+    """The converter's state right after the last committed batch (restored on a replay)."""
+    prefetch: tuple[int, Future[_Batch]] | None = None
+    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _db: sqlite3.Connection | None = field(default=None, repr=False)
 
     def _open(self) -> sqlite3.Connection | None:
@@ -95,43 +104,61 @@ class Source:
         return self._db if exists else None
 
     def fetch(self, after: int, limit: int) -> list[tuple]:
-        db = self._open()
-        return [] if db is None else db.execute(self.converter.SELECT, (after, limit)).fetchall()
+        with self.lock:
+            db = self._open()
+            if db is None:
+                return []
+            return db.execute(self.converter.SELECT, (after, limit)).fetchall()
 
     def max_seq(self) -> int:
-        db = self._open()
-        if db is None:
-            return 0
-        return db.execute(f"SELECT coalesce(max(seq), 0) FROM {self.table}").fetchone()[0]
+        with self.lock:
+            db = self._open()
+            if db is None:
+                return 0
+            return db.execute(f"SELECT coalesce(max(seq), 0) FROM {self.table}").fetchone()[0]
 
     def key_at(self, seq: int) -> str | None:
         rows = self.fetch(seq - 1, 1)
         return self.converter.key_of(rows[0]) if rows and rows[0][0] == seq else None
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        with self.lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
 
-@dataclass
-class _Item:
-    seq: int
-    key: str
-    table: str
-    row: tuple
+_Item = tuple[int, str, tuple]
+"""(seq, table, row)"""
 
 
 @dataclass
 class _Refused:
     seq: int
-    key: str
     reason: str
     detail: str
     record: str
 
 
-def _staging_sql(table: str) -> tuple[str, sql.Composed, sql.Composed]:
+@dataclass
+class _Batch:
+    """A batch read and converted, ready to ship (possibly ahead of time, on the worker)."""
+
+    rows: list[tuple]
+    items: list[_Item]
+    refused: list[_Refused]
+    state_after: Any
+
+
+def _copy_rows(cur: psycopg.Cursor, statement: sql.Composed, types: list[str], rows: list) -> None:
+    with cur.copy(statement) as copy:
+        copy.set_types(types)
+        write = copy.write_row
+        for row in rows:
+            write(row)
+
+
+def _staging_sql(table: str) -> tuple[str, sql.Composed, sql.Composed, sql.Composed]:
     cols = TABLES[table]
     stage = sql.Identifier(f"stage_{table}")
     create = sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
@@ -149,7 +176,10 @@ def _staging_sql(table: str) -> tuple[str, sql.Composed, sql.Composed]:
         sql.SQL(", ").join(sql.SQL(c.expr) if c.expr else sql.Identifier(c.name) for c in cols),
         stage,
     )
-    return create.as_string(None), copy, insert
+    direct = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
+        sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c.name) for c in cols)
+    )
+    return create.as_string(None), copy, insert, direct
 
 
 class TimeseriesSink:
@@ -193,6 +223,9 @@ class TimeseriesSink:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._sql = {table: _staging_sql(table) for table in TABLES}
+        self._types = {table: [c.stage_type for c in cols] for table, cols in TABLES.items()}
+        self._careful: set[str] = set()
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="sink-prefetch")
         self._outage_since: float | None = None
         self._next_retention = 0.0
         self._next_journal_check = 0.0
@@ -216,9 +249,22 @@ class TimeseriesSink:
         self.close()
 
     def close(self) -> None:
+        for source in self.sources:
+            self._rewind(source)
         self._disconnect()
         for source in self.sources:
             source.close()
+        self._worker.shutdown(wait=True)
+        self._worker = ThreadPoolExecutor(1, thread_name_prefix="sink-prefetch")
+
+    @staticmethod
+    def _rewind(source: Source) -> None:
+        """Forget batches converted but not committed: the converter goes back to its state
+        after the last commit (vehicles' last fixes), so a re-read batch converts the same."""
+        if source.prefetch is not None:
+            source.prefetch[1].result()
+            source.prefetch = None
+        source.converter.restore(source.committed_state)
 
     def _run(self) -> None:
         settings = self.settings
@@ -290,7 +336,7 @@ class TimeseriesSink:
             self.stats.set("mode", result.mode.value)
             apply_policies(conn, self.settings, result.mode)
             self._next_retention = time.monotonic() + RETENTION_EVERY_S
-            for create, _, _ in self._sql.values():
+            for create, *_ in self._sql.values():
                 conn.execute(create)  # type: ignore[arg-type]
             self._load_cursors(conn)
         except BaseException:
@@ -324,6 +370,7 @@ class TimeseriesSink:
             ).fetchall()
         }
         for source in self.sources:
+            self._rewind(source)
             seq, key = stored.get(source.name, (0, None))
             if seq > 0:
                 local_max = source.max_seq()
@@ -369,36 +416,51 @@ class TimeseriesSink:
         full = False
         limit = self.settings.batch_size
         for source in self.sources:
-            rows = source.fetch(source.cursor, limit)
-            if rows:
-                self._ship(conn, source, rows)
-                handled += len(rows)
-                full = full or len(rows) == limit
+            batch = self._next_batch(source, limit)
+            if not batch.rows:
+                continue
+            last = batch.rows[-1]
+            if len(batch.rows) == limit:  # a backlog: read and convert the next batch meanwhile
+                full = True
+                source.prefetch = (last[0], self._worker.submit(self._prepare, source, last[0]))
+            self._commit(
+                conn, source, batch.items, batch.refused, last[0], source.converter.key_of(last)
+            )
+            source.committed_state = batch.state_after
+            handled += len(batch.rows)
         now = time.monotonic()
         if self.mode is Mode.PLAIN and now >= self._next_retention:
             enforce_retention(conn, self.settings)
             self._next_retention = now + RETENTION_EVERY_S
         return handled, full
 
-    def _ship(self, conn: psycopg.Connection, source: Source, rows: list[tuple]) -> None:
-        converter = source.converter
+    def _next_batch(self, source: Source, limit: int) -> _Batch:
+        if source.prefetch is not None:
+            after, future = source.prefetch
+            source.prefetch = None
+            batch = future.result()
+            if after == source.cursor:
+                return batch
+            source.converter.restore(source.committed_state)  # the batch before it failed
+        return self._prepare(source, source.cursor)
+
+    def _prepare(self, source: Source, after: int) -> _Batch:
+        rows = source.fetch(after, self.settings.batch_size)
+        convert = source.converter.convert
         items: list[_Item] = []
         refused: list[_Refused] = []
         for row in rows:
-            seq = row[0]
             try:
-                table, out = converter.convert(row)
+                table, out = convert(row)
             except Reject as exc:
-                refused.append(_Refused(seq, "", exc.reason, exc.detail, repr(row[1:])))
+                refused.append(_Refused(row[0], exc.reason, exc.detail, repr(row[1:])))
                 continue
             except Exception as exc:
-                refused.append(
-                    _Refused(seq, "", "bad_record", f"{type(exc).__name__}: {exc}", repr(row[1:]))
-                )
+                why = f"{type(exc).__name__}: {exc}"
+                refused.append(_Refused(row[0], "bad_record", why, repr(row[1:])))
                 continue
-            items.append(_Item(seq, "", table, out))
-        last = rows[-1]
-        self._commit(conn, source, items, refused, last[0], converter.key_of(last))
+            items.append((row[0], table, out))
+        return _Batch(rows, items, refused, source.converter.snapshot())
 
     def _commit(
         self,
@@ -441,24 +503,16 @@ class TimeseriesSink:
             if not items:
                 raise
             if len(items) == 1:
-                item = items[0]
+                seq, _, row = items[0]
+                why = str(exc).strip().splitlines()[0]
                 refused = sorted(
-                    [
-                        *refused,
-                        _Refused(
-                            item.seq,
-                            "",
-                            "database_refused",
-                            str(exc).strip().splitlines()[0],
-                            repr(item.row),
-                        ),
-                    ],
+                    [*refused, _Refused(seq, "database_refused", why, repr(row))],
                     key=lambda r: r.seq,
                 )
                 self._commit(conn, source, [], refused, last_seq, last_key)
                 return
             mid = len(items) // 2
-            cut = items[mid - 1].seq
+            cut = items[mid - 1][0]
             first = [r for r in refused if r.seq <= cut]
             self._commit(conn, source, items[:mid], first, cut, self._key_at(source, cut))
             rest = [r for r in refused if r.seq > cut]
@@ -485,20 +539,32 @@ class TimeseriesSink:
         return source.key_at(seq) or ""
 
     def _copy(self, conn: psycopg.Connection, items: list[_Item]) -> dict[str, tuple[int, int]]:
+        """COPY each table's rows straight into it, inside a savepoint. A unique violation
+        means some rows are already there (a replay, another box): the savepoint is rolled back
+        and the rows go through the staging table and `ON CONFLICT DO NOTHING` instead, which
+        stays the way for that table until a batch comes through with no duplicate."""
         by_table: dict[str, list[tuple]] = defaultdict(list)
-        for item in items:
-            by_table[item.table].append(item.row)
+        for _, table, row in items:
+            by_table[table].append(row)
         result = {}
         with conn.cursor() as cur:
             for table, rows in by_table.items():
-                _, copy_sql, insert_sql = self._sql[table]
-                with cur.copy(copy_sql) as copy:
-                    copy.set_types([c.stage_type for c in TABLES[table]])
-                    write = copy.write_row
-                    for row in rows:
-                        write(row)
+                _, stage_sql, insert_sql, direct_sql = self._sql[table]
+                types = self._types[table]
+                if table not in self._careful:
+                    try:
+                        with conn.transaction():
+                            _copy_rows(cur, direct_sql, types, rows)
+                        result[table] = (len(rows), len(rows))
+                        continue
+                    except psycopg.errors.UniqueViolation:
+                        self._careful.add(table)
+                        self.stats.inc("replayed_batches")
+                _copy_rows(cur, stage_sql, types, rows)
                 cur.execute(insert_sql)
                 result[table] = (len(rows), cur.rowcount)
+                if cur.rowcount == len(rows):
+                    self._careful.discard(table)
         return result
 
     # -- status ----------------------------------------------------------------------------
