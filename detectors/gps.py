@@ -76,12 +76,12 @@ class GpsDetector:
     def process(self, fix: Candidate, speed_kmh: float | None = None) -> list[Observation]:
         """One fix (already in WGS-84); the observations it causes."""
         out: list[Observation] = []
-        self._last_received = _latest(self._last_received, fix.received_ts or fix.ts)
         reason = self.filters.check(fix)
         if reason is not None:
             self.stats[f"gps_rejected.{reason.value}"] += 1
             return out
         self.stats["gps_accepted"] += 1
+        self._last_received = _latest(self._last_received, fix.received_ts or fix.ts)
         if self._stale is not None:
             out.append(self._health("recovered", self._stale, fix.ts))
             self._stale = None
@@ -101,7 +101,8 @@ class GpsDetector:
         return out
 
     def tick(self, now: datetime) -> list[Observation]:
-        """Time passing: dwell updates inside zones; a silent device becomes `stale`."""
+        """Time passing: dwell updates inside zones; a device without a good fix for
+        `stale_after_s` (silent, or sending only rejected fixes) becomes `stale`."""
         out: list[Observation] = []
         last = self._last_seen_any()
         if last is None:

@@ -166,3 +166,12 @@ def test_a_silent_vehicle_goes_stale_and_recovers() -> None:
     back = feed(detector, [(200.0, 1.0, 0.0, 0.0)])
     assert [o.state for o in back] == ["recovered"] and back[0].key == stale[0].key
     assert stats["device_stale"] == 1
+
+
+def test_a_vehicle_sending_only_rejected_fixes_goes_stale() -> None:
+    detector = GpsDetector(vehicle(filters={"stale_after_s": 60}), Counter())
+    feed(detector, [(0.0, 0.0, 0.0, 0.0)])
+    for t in range(1, 100):
+        lon, lat = lonlat(0.0, 0.0)
+        detector.process(Candidate(ts=at(t), lat=lat, lon=lon, valid=False, received_ts=at(t)))
+    assert [o.state for o in detector.tick(at(100))] == ["stale"]
