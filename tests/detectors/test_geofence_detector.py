@@ -7,6 +7,9 @@ import random
 from collections import Counter
 from datetime import UTC, datetime, timedelta
 
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from detectors.geofence import LocalProjection
 from detectors.gps import GpsDetector
 from detectors.gps_filters import Candidate
@@ -175,3 +178,27 @@ def test_a_vehicle_sending_only_rejected_fixes_goes_stale() -> None:
         lon, lat = lonlat(0.0, 0.0)
         detector.process(Candidate(ts=at(t), lat=lat, lon=lon, valid=False, received_ts=at(t)))
     assert [o.state for o in detector.tick(at(100))] == ["stale"]
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.tuples(st.floats(0.5, 5.0), st.floats(-30.0, 30.0)), min_size=1, max_size=150))
+def test_zone_situations_are_always_well_formed(steps: list[tuple[float, float]]) -> None:
+    """Whatever the track: per situation enter, inside..., at most one exit; one at a time."""
+    detector = GpsDetector(vehicle(zones=[SCHOOL]), Counter())
+    t, east = 0.0, 150.0
+    track = []
+    for dt, move in steps:
+        t += dt
+        east = min(400.0, max(-100.0, east + move))
+        track.append((t, east, 0.0, None))
+    fence = of(ObservationKind.GEOFENCE, feed(detector, track))
+    open_key: str | None = None
+    for obs in fence:
+        if obs.state == "enter":
+            assert open_key is None
+            open_key = obs.key
+        else:
+            assert obs.key == open_key
+            if obs.state == "exit":
+                open_key = None
+        assert obs.first_seen <= obs.last_seen
