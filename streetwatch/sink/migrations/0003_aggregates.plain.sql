@@ -21,7 +21,7 @@ GROUP BY 1, 2, 3;
 CREATE OR REPLACE VIEW vehicle_distance_daily AS
 SELECT date_bin(INTERVAL '1 day', ts, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
        device_id,
-       coalesce(sum(step_m), 0)::double precision / 1000.0 AS distance_km,
+       coalesce(sum(step_m::double precision), 0) / 1000.0 AS distance_km,
        count(*) AS fixes
 FROM gps_fixes
 WHERE valid

@@ -29,7 +29,7 @@ CREATE MATERIALIZED VIEW IF NOT EXISTS vehicle_distance_daily
 WITH (timescaledb.continuous, timescaledb.materialized_only = false) AS
 SELECT time_bucket(INTERVAL '1 day', ts) AS bucket,
        device_id,
-       coalesce(sum(step_m), 0)::double precision / 1000.0 AS distance_km,
+       coalesce(sum(step_m::double precision), 0) / 1000.0 AS distance_km,
        count(*) AS fixes
 FROM gps_fixes
 WHERE valid
