@@ -115,6 +115,13 @@ class YoloDetector:
                 side = max(x1 - x0, y1 - y0) * scale
                 imgsz = max(64, math.ceil(side / 32) * 32)
             image = image[y0:y1, x0:x1]
+        found = self._predict(image, imgsz)
+        if len(found):
+            found.xyxy[:, [0, 2]] += x0
+            found.xyxy[:, [1, 3]] += y0
+        return found
+
+    def _predict(self, image: np.ndarray, imgsz: int) -> Detections:
         result = self.model.predict(
             image,
             imgsz=imgsz,
@@ -127,8 +134,6 @@ class YoloDetector:
         if boxes is None or len(boxes) == 0:
             return Detections.empty()
         xyxy = boxes.xyxy.cpu().numpy().astype(np.float32)
-        xyxy[:, [0, 2]] += x0
-        xyxy[:, [1, 3]] += y0
         class_id = boxes.cls.cpu().numpy().astype(int)
         return Detections(
             xyxy,
@@ -140,4 +145,64 @@ class YoloDetector:
     def detect_regions(
         self, image: np.ndarray, regions: Sequence[tuple[int, int, int, int]]
     ) -> Detections:
-        return Detections.concat([self.detect(image, region) for region in regions])
+        """Detect in the moved regions only: packed side by side into one mosaic and run once
+        (one model call per frame instead of one per region), boxes mapped back."""
+        if not regions:
+            return Detections.empty()
+        if len(regions) == 1 or not self.dynamic:
+            return Detections.concat([self.detect(image, region) for region in regions])
+        mosaic, cells = pack(image, regions)
+        height, width = image.shape[:2]
+        scale = min(1.0, self.imgsz / max(width, height))
+        imgsz = max(64, math.ceil(max(mosaic.shape[:2]) * scale / 32) * 32)
+        found = self._predict(mosaic, imgsz)
+        if not len(found):
+            return found
+        centres = (found.xyxy[:, :2] + found.xyxy[:, 2:]) / 2
+        keep, boxes = [], []
+        for i, (cx, cy) in enumerate(centres):
+            for (mx, my, w, h), (x0, y0, _, _) in cells:
+                if mx <= cx < mx + w and my <= cy < my + h:
+                    box = found.xyxy[i].copy()
+                    box[[0, 2]] = np.clip(box[[0, 2]], mx, mx + w) - mx + x0
+                    box[[1, 3]] = np.clip(box[[1, 3]], my, my + h) - my + y0
+                    keep.append(i)
+                    boxes.append(box)
+                    break
+        if not keep:
+            return Detections.empty()
+        return Detections(
+            np.array(boxes, np.float32),
+            found.conf[keep],
+            found.class_id[keep],
+            tuple(found.subjects[i] for i in keep),
+        )
+
+
+GAP = 16
+"""Grey pixels between packed regions, so no box spans two of them."""
+
+
+def pack(
+    image: np.ndarray, regions: Sequence[tuple[int, int, int, int]]
+) -> tuple[np.ndarray, list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]]]:
+    """Shelf-pack crops into one mosaic; returns it and (cell x, y, w, h) → region pairs."""
+    sizes = [(r[2] - r[0], r[3] - r[1]) for r in regions]
+    area = sum((w + GAP) * (h + GAP) for w, h in sizes)
+    row_width = max(max(w for w, _ in sizes), math.ceil(math.sqrt(area)))
+    order = sorted(range(len(regions)), key=lambda i: -sizes[i][1])
+    cells: list[tuple[tuple[int, int, int, int], tuple[int, int, int, int]]] = []
+    x = y = shelf = 0
+    for i in order:
+        w, h = sizes[i]
+        if x and x + w > row_width:
+            x, y, shelf = 0, y + shelf + GAP, 0
+        cells.append(((x, y, w, h), regions[i]))
+        x += w + GAP
+        shelf = max(shelf, h)
+    mosaic_w = max(cx + w for (cx, _, w, _), _ in cells)
+    mosaic_h = max(cy + h for (_, cy, _, h), _ in cells)
+    mosaic = np.full((mosaic_h, mosaic_w, 3), 114, np.uint8)
+    for (cx, cy, w, h), (x0, y0, x1, y1) in cells:
+        mosaic[cy : cy + h, cx : cx + w] = image[y0:y1, x0:x1]
+    return mosaic, cells

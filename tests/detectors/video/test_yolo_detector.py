@@ -1,12 +1,15 @@
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import cv2
+import numpy as np
 import pytest
+import shapely
 
 from detectors.camera import iou_matrix
-from detectors.yolo import Detections, YoloDetector, backend_of
+from detectors.yolo import Detections, YoloDetector, backend_of, pack
 
 PERSON_CLASSES = {"Normal": "person", "Fall": "person"}
 
@@ -48,3 +51,34 @@ def test_unknown_classes_and_weights_are_clear_errors(person_pt: Path, tmp_path:
         YoloDetector(tmp_path / "missing.pt")
     with pytest.raises(ValueError, match="unsupported weights"):
         backend_of(Path("model.tflite"))
+
+
+def test_regions_are_packed_without_overlap_and_copied() -> None:
+    image = np.arange(576 * 768 * 3, dtype=np.uint32).reshape(576, 768, 3).astype(np.uint8)
+    regions = [(0, 0, 100, 300), (500, 100, 760, 200), (300, 400, 420, 570)]
+    mosaic, cells = pack(image, regions)
+    boxes = [shapely.box(x, y, x + w, y + h) for (x, y, w, h), _ in cells]
+    assert all(not a.intersects(b) for a, b in itertools.combinations(boxes, 2))
+    for (x, y, w, h), (x0, y0, x1, y1) in cells:
+        assert (mosaic[y : y + h, x : x + w] == image[y0:y1, x0:x1]).all()
+    assert mosaic.size < image.size
+
+
+def test_mosaic_detection_finds_people_in_several_regions(person_pt: Path, assets: Path) -> None:
+    detector = YoloDetector(person_pt, imgsz=640, conf=0.4, classes=PERSON_CLASSES)
+    image = cv2.imread(str(assets / "bus.jpg"))
+    everything = detector.detect(image)
+    regions = [
+        (
+            max(0, int(x1) - 30),
+            max(0, int(y1) - 30),
+            min(810, int(x2) + 30),
+            min(1080, int(y2) + 30),
+        )
+        for x1, y1, x2, y2 in sorted(everything.xyxy.tolist())[:2]
+    ]
+    if regions[0][2] > regions[1][0]:
+        regions = [regions[0]]
+    packed = detector.detect_regions(image, regions)
+    ious = iou_matrix(packed.xyxy, everything.xyxy)
+    assert len(packed) >= len(regions) and (ious.max(axis=1) > 0.6).sum() >= len(regions)
