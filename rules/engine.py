@@ -60,22 +60,39 @@ class _Track:
     last_seen: float
     count: int
     open: bool
+    first_obs: Observation
+    recent: deque[Observation]
     ended_at: float = math.inf
     fired: bool = False
     dedup_key: tuple[str, str] | None = None
-    observations: list[Observation] = field(default_factory=list)
 
-    def add(self, obs: Observation) -> None:
-        kept = self.observations
-        if len(kept) >= MAX_KEPT_OBSERVATIONS:
-            del kept[1]
-        kept.append(obs)
+    @property
+    def observations(self) -> list[Observation]:
+        """The first report and the latest ones."""
+        recent = list(self.recent)
+        return recent if recent and recent[0] is self.first_obs else [self.first_obs, *recent]
 
 
 @dataclass(slots=True)
 class _DedupState:
     active: set[tuple[int, Identity]] = field(default_factory=set)
     last_opened: float = -math.inf
+
+
+class _Slot:
+    """One clause of one rule, with what the hot path needs at hand."""
+
+    __slots__ = ("c_index", "dwell", "gone_after", "r_index", "rule", "simple", "states", "tracks")
+
+    def __init__(self, rule: _Compiled, r_index: int, c_index: int) -> None:
+        self.rule = rule
+        self.r_index = r_index
+        self.c_index = c_index
+        self.tracks = rule.tracks[c_index]
+        self.states = rule.states[c_index]
+        self.gone_after = rule.gone_after[c_index]
+        self.dwell = rule.dwell[c_index]
+        self.simple = not rule.all_mode and rule.min_count[c_index] == 1
 
 
 class _Compiled:
@@ -88,6 +105,7 @@ class _Compiled:
         "dedup",
         "dwell",
         "gone_after",
+        "grouped",
         "loaded",
         "min_count",
         "places",
@@ -108,6 +126,10 @@ class _Compiled:
         self.cooldown = loaded.rule.cooldown
         self.dedup: dict[tuple[str, str], _DedupState] = {}
         self.tracks: list[dict[Identity, _Track]] = [{} for _ in self.clauses]
+        self.grouped: list[dict[Any, dict[Identity, _Track]] | None] = [
+            {} if self.all_mode or c.min_count > 1 else None for c in self.clauses
+        ]
+        """Per clause that needs it (`all`, min_count): tracks by place/zone."""
         self.states = [c.states for c in self.clauses]
         self.dwell = [c.dwell for c in self.clauses]
         self.min_count = [c.min_count for c in self.clauses]
@@ -150,7 +172,9 @@ class Engine:
         self.config = config
         self.site_id = config.site.id
         self.tolerance_s = tolerance_s
-        self.stats: Counter[str] = Counter()
+        self._counts: Counter[str] = Counter()
+        self._n_observations = 0
+        self._n_matched = 0
         self.dropped: deque[Dropped] = deque(maxlen=keep_dropped)
         self._clock = -math.inf
         self._pending: list[tuple[float, int, int, int, Identity]] = []
@@ -173,7 +197,7 @@ class Engine:
                 kind = getattr(device, "bay_kind", None)
                 self._zone_kinds.setdefault(device.bay, None if kind is None else str(kind.value))
         self._rules: list[_Compiled] = []
-        self._index: dict[tuple[Any, ...], tuple[tuple[int, int], ...]] = {}
+        self._index: dict[tuple[Any, ...], tuple[_Slot, ...]] = {}
         self.replace(rules)
 
     # ---- rules ------------------------------------------------------------------------------
@@ -202,16 +226,16 @@ class Engine:
                 for track in tracks.values():
                     if not track.fired and track.open:
                         self._push(self._sat_from(rule, c_index, track), r_index, c_index, track)
-        self.stats["rules_loaded"] = len(self._rules)
+        self._counts["rules_loaded"] = len(self._rules)
 
     def _candidates(
         self, obs: Observation, zone: str | None, zone_kind: str | None
-    ) -> tuple[tuple[int, int], ...]:
+    ) -> tuple[_Slot, ...]:
         key = (obs.kind, obs.subject, zone, zone_kind, obs.device_id)
         found = self._index.get(key)
         if found is None:
             found = tuple(
-                (r_index, c_index)
+                _Slot(rule, r_index, c_index)
                 for r_index, rule in enumerate(self._rules)
                 for c_index, clause in enumerate(rule.clauses)
                 if _static_match(clause, obs.kind, obs.subject, zone, zone_kind, obs.device_id)
@@ -229,14 +253,22 @@ class Engine:
             return None
         return datetime.fromtimestamp(self._clock - self.tolerance_s, UTC)
 
+    @property
+    def stats(self) -> Counter[str]:
+        """Counters: observations, matched, unmatched, late_dropped, violations, suppressed_*."""
+        counts = Counter(self._counts)
+        counts["observations"] = self._n_observations
+        counts["matched"] = self._n_matched
+        counts["unmatched"] = self._n_observations - self._n_matched - counts["late_dropped"]
+        return counts
+
     def process(self, obs: Observation) -> list[Violation]:
-        stats = self.stats
-        stats["observations"] += 1
+        self._n_observations += 1
         t = obs.last_seen.timestamp()
         clock = self._clock
         if t < clock - self.tolerance_s:
             late = clock - t
-            stats["late_dropped"] += 1
+            self._counts["late_dropped"] += 1
             reason = (
                 f"late by {late:.1f} s behind the newest event time "
                 f"(tolerance {self.tolerance_s:g} s)"
@@ -250,16 +282,41 @@ class Engine:
         zone_kind = obs.zone_kind or (self._zone_kinds.get(zone) if zone else None)
         candidates = self._candidates(obs, zone, zone_kind)
         if not candidates:
-            stats["unmatched"] += 1
             return []
-        stats["matched"] += 1
+        self._n_matched += 1
         out: list[Violation] = []
         watermark = clock - self.tolerance_s
-        for r_index, c_index in candidates:
-            rule = self._rules[r_index]
-            track = self._update(rule, r_index, c_index, obs, zone, zone_kind, t)
-            if track is not None and not track.fired:
-                out += self._evaluate(rule, r_index, c_index, track, watermark)
+        identity = (obs.device_id, obs.subject_id, zone or "-")
+        first = obs.first_seen.timestamp()
+        state = obs.state
+        for slot in candidates:
+            track = slot.tracks.get(identity)
+            states = slot.states
+            gone_after = slot.gone_after
+            if (
+                track is not None
+                and (state in states if states is not None else state not in CLOSING_STATES)
+                and first >= track.first_seen
+                and (gone_after is None or first <= track.last_seen + gone_after)
+            ):
+                # the common case: one more report of a live situation
+                if t >= track.last_seen:
+                    track.last_seen = t
+                    track.count = obs.count
+                track.recent.append(obs)
+                if track.fired:
+                    continue
+                if slot.simple:
+                    due = track.first_seen + slot.dwell
+                    if due > t and (gone_after is not None or due > watermark):
+                        continue  # not there long enough yet
+            else:
+                track = self._update(
+                    slot.rule, slot.r_index, slot.c_index, obs, identity, zone, zone_kind, t, first
+                )
+                if track is None or track.fired:
+                    continue
+            out += self._evaluate(slot.rule, slot.r_index, slot.c_index, track, watermark)
         return out
 
     def advance(self, now: datetime) -> list[Violation]:
@@ -290,17 +347,17 @@ class Engine:
         r_index: int,
         c_index: int,
         obs: Observation,
+        identity: Identity,
         zone: str | None,
         zone_kind: str | None,
         t: float,
+        first: float,
     ) -> _Track | None:
-        identity = (obs.device_id, obs.subject_id, zone or "-")
         tracks = rule.tracks[c_index]
         track = tracks.get(identity)
         states = rule.states[c_index]
         state = obs.state
         matches = state in states if states is not None else state not in CLOSING_STATES
-        first = obs.first_seen.timestamp()
         if not matches:
             if track is not None and t >= track.last_seen:
                 end = first if first >= track.first_seen else t
@@ -308,7 +365,7 @@ class Engine:
             return None
         closed_at = self._closed.get((r_index, c_index, identity))
         if closed_at is not None and t <= closed_at:
-            self.stats["stale_after_close"] += 1
+            self._counts["stale_after_close"] += 1
             return None
         gone_after = rule.gone_after[c_index]
         if track is not None and gone_after is not None and first > track.last_seen + gone_after:
@@ -325,9 +382,13 @@ class Engine:
                 t,
                 obs.count,
                 open=True,
+                first_obs=obs,
+                recent=deque((obs,), maxlen=MAX_KEPT_OBSERVATIONS),
             )
             tracks[identity] = track
-            track.observations.append(obs)
+            grouped = rule.grouped[c_index]
+            if grouped is not None:
+                grouped.setdefault(track.place if rule.all_mode else zone, {})[identity] = track
             if gone_after is None:
                 self._push(self._sat_from(rule, c_index, track), r_index, c_index, track)
             return track
@@ -336,7 +397,7 @@ class Engine:
         if t >= track.last_seen:
             track.last_seen = t
             track.count = obs.count
-        track.add(obs)
+        track.recent.append(obs)
         return track
 
     def _close(
@@ -345,6 +406,14 @@ class Engine:
         track.open = False
         track.ended_at = end
         del rule.tracks[c_index][track.identity]
+        grouped = rule.grouped[c_index]
+        if grouped is not None:
+            key = track.place if rule.all_mode else track.zone
+            members = grouped.get(key)
+            if members is not None:
+                members.pop(track.identity, None)
+                if not members:
+                    del grouped[key]
         self._closed[(r_index, c_index, track.identity)] = max(end, track.last_seen)
         if track.dedup_key is not None:
             state = rule.dedup.get(track.dedup_key)
@@ -396,10 +465,13 @@ class Engine:
         if rule.min_count[c_index] > 1:
             return self._evaluate_count(rule, r_index, c_index, track, watermark)
         sat_from = track.first_seen + rule.dwell[c_index]
+        covered = self._covered(rule, c_index, track, watermark)
+        if sat_from > covered:
+            return []
         at = self._when(rule, sat_from)
         if at is None:
             return []
-        if at <= self._covered(rule, c_index, track, watermark):
+        if at <= covered:
             return self._fire(rule, r_index, at, [(c_index, track)], track)
         if track.open and rule.gone_after[c_index] is None and at > sat_from:
             self._push(at, r_index, c_index, track)
@@ -409,8 +481,16 @@ class Engine:
         self, rule: _Compiled, r_index: int, c_index: int, track: _Track, watermark: float
     ) -> list[Violation]:
         dwell = rule.dwell[c_index]
+        if track.first_seen + dwell > self._covered(rule, c_index, track, watermark):
+            return []  # the group only grows when a member qualifies, and that member reports
+        situation = rule.dedup.get(("zone", track.zone or "-"))
+        if situation is not None and situation.active:
+            track.fired = True  # the zone is already a case: this subject joins it
+            track.dedup_key = ("zone", track.zone or "-")
+            situation.active.add((c_index, track.identity))
+            return []
         need = rule.min_count[c_index]
-        group = [t for t in rule.tracks[c_index].values() if t.zone == track.zone]
+        group = list((rule.grouped[c_index] or {}).get(track.zone, {}).values())
         spans = sorted(
             ((t.first_seen + dwell, self._covered(rule, c_index, t, watermark), t) for t in group),
             key=lambda item: item[0],
@@ -430,7 +510,8 @@ class Engine:
     ) -> list[Violation]:
         out: list[Violation] = []
         within = rule.within
-        anchors = [t for t in rule.tracks[0].values() if t.place == place and not t.fired]
+        groups = [(g or {}).get(place, {}) for g in rule.grouped]
+        anchors = [t for t in groups[0].values() if not t.fired]
         for anchor in anchors:
             start = anchor.first_seen + rule.dwell[0]
             at = start
@@ -438,9 +519,7 @@ class Engine:
             for c_index in range(1, len(rule.clauses)):
                 dwell = rule.dwell[c_index]
                 best: _Track | None = None
-                for other in rule.tracks[c_index].values():
-                    if other.place != place:
-                        continue
+                for other in groups[c_index].values():
                     if self._covered(rule, c_index, other, watermark) < start - within:
                         continue
                     if best is None or other.first_seen < best.first_seen:
@@ -486,13 +565,13 @@ class Engine:
             if track.open:
                 state.active.add((c_index, track.identity))
         if live_before:
-            self.stats["suppressed_same_situation"] += 1
+            self._counts["suppressed_same_situation"] += 1
             return []
         if at < state.last_opened + rule.cooldown:
-            self.stats["suppressed_cooldown"] += 1
+            self._counts["suppressed_cooldown"] += 1
             return []
         state.last_opened = at
-        self.stats["violations"] += 1
+        self._counts["violations"] += 1
         return [self._violation(rule, at, members, anchor, key)]
 
     def _violation(
