@@ -26,10 +26,10 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from detectors.observation import GeoPoint, Observation, ObservationKind  # noqa: E402
-from ingest.config import SiteConfig  # noqa: E402
-from rules.engine import Engine  # noqa: E402
-from rules.schema import load_rules  # noqa: E402
+from detectors.observation import GeoPoint, Observation, ObservationKind
+from ingest.config import SiteConfig
+from rules.engine import Engine
+from rules.schema import load_rules
 
 ZONE_KINDS = ["no_parking", "sidewalk", "shopfront", "fire_lane", "restricted"]
 SUBJECTS = ["person", "bicycle", "motorcycle", "car", "goods", "stall", "truck", "tricycle"]
