@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import bisect
 import hashlib
+import shutil
+import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -19,7 +22,27 @@ from ingest.journal import Journal
 from ingest.readings import GeomagField, GeomagState, GpsFix, Reading, Stream, TimeFlag
 from rules.violation import EvidenceSpec, Violation
 
-FOOTAGE = Path("var/footage/vtest.avi")
+REPO = Path(__file__).resolve().parents[2]
+FOOTAGE = REPO / "var/footage/vtest.avi"
+
+
+def ensure_vtest() -> Path:
+    """vtest.avi from Debian's opencv-doc (as the Makefile's `footage` target does), cached."""
+    if FOOTAGE.exists():
+        return FOOTAGE
+    FOOTAGE.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        try:
+            subprocess.run(["apt-get", "download", "opencv-doc"], cwd=work, check=True)
+            deb = next(work.glob("opencv-doc_*.deb"))
+            subprocess.run(["dpkg-deb", "-x", str(deb), str(work / "x")], check=True)
+        except (OSError, subprocess.CalledProcessError, StopIteration) as exc:
+            raise RuntimeError(f"vtest.avi missing; fetching opencv-doc failed: {exc}") from exc
+        part = FOOTAGE.with_suffix(".part")
+        shutil.copyfile(work / "x/usr/share/doc/opencv-doc/examples/data/vtest.avi", part)
+        part.replace(FOOTAGE)
+    return FOOTAGE
 
 
 @dataclass

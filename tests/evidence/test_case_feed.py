@@ -293,8 +293,6 @@ def test_mqtt_publish_to_real_mosquitto(tmp_path: Path, ring, mosquitto) -> None
     finally:
         sub.loop_stop()
         sub.disconnect()
-    assert sorted(m["idempotency_key"] for m in received) == sorted(
-        c.case_id for c in store.list()
-    )
+    assert sorted(m["idempotency_key"] for m in received) == sorted(c.case_id for c in store.list())
     manifest = json.loads(base64.b64decode(received[0]["manifest_b64"]))
     assert manifest == received[0]["manifest"]
