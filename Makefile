@@ -48,6 +48,11 @@ system-deps:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq postgresql; \
 	fi
+	@if ! command -v ffprobe >/dev/null 2>&1; then \
+	  echo "installing Debian's ffmpeg (ffprobe checks evidence clips)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg; \
+	fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
