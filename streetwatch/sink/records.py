@@ -205,6 +205,9 @@ class ReadingConverter:
     def key_of(row: tuple) -> str:
         return row[1]
 
+    def select(self, tables: set[str]) -> str:
+        return self.SELECT
+
     def snapshot(self) -> dict[str, tuple[float, float, float]]:
         return dict(self.last_fix)
 
@@ -340,6 +343,11 @@ class ReadingConverter:
 
 
 class _Stateless:
+    SELECT: str
+
+    def select(self, tables: set[str]) -> str:
+        return self.SELECT
+
     def snapshot(self) -> None:
         return None
 
@@ -384,27 +392,41 @@ class ObservationConverter(_Stateless):
 
 @dataclass
 class CaseEventConverter(_Stateless):
+    """`case_events` of the evidence case store. Rule, category and zone come from the event's
+    data when it has them, else from the case's row in `cases` (when the store has that table)."""
+
     origin: str
 
     SELECT = (
-        "SELECT seq, case_id, event, at, data FROM case_events WHERE seq > ? ORDER BY seq LIMIT ?"
+        "SELECT seq, case_id, event, at, data, NULL, NULL, NULL FROM case_events"
+        " WHERE seq > ? ORDER BY seq LIMIT ?"
     )
+    SELECT_WITH_CASES = (
+        "SELECT e.seq, e.case_id, e.event, e.at, e.data, c.rule_id, c.category,"
+        " CASE WHEN json_valid(c.violation) THEN json_extract(c.violation, '$.zone_id') END"
+        " FROM case_events e LEFT JOIN cases c ON c.case_id = e.case_id"
+        " WHERE e.seq > ? ORDER BY e.seq LIMIT ?"
+    )
+
+    def select(self, tables: set[str]) -> str:
+        return self.SELECT_WITH_CASES if "cases" in tables else self.SELECT
 
     @staticmethod
     def key_of(row: tuple) -> str:
         return f"{row[1]}|{row[2]}|{row[3]!r}"
 
     def convert(self, row: tuple) -> tuple[str, tuple]:
-        _, case_id, event, at, text = row
+        _, case_id, event, at, text, rule_id, category, zone_id = row
         if not case_id or not event:
             raise Reject("missing_field", "case_id and event are required")
         if text is None:
             text = "{}"
         d = _json(text, "case event data")
         violation = d.get("violation") if isinstance(d.get("violation"), dict) else {}
+        case = {"rule_id": rule_id, "category": category, "zone_id": zone_id}
 
         def pick(name: str) -> str | None:
-            return _text(d.get(name, violation.get(name)), name)
+            return _text(d.get(name, violation.get(name, case[name])), name)
 
         return "case_events", (
             _dt(_epoch(at, "at"), UTC),

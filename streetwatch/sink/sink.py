@@ -70,6 +70,8 @@ class Converter(Protocol):
 
     def convert(self, row: tuple) -> tuple[str, tuple]: ...
 
+    def select(self, tables: set[str]) -> str: ...
+
     def snapshot(self) -> Any: ...
 
     def restore(self, state: Any) -> None: ...
@@ -89,8 +91,13 @@ class Source:
     prefetch: tuple[int, Future[_Batch]] | None = None
     lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
     _db: sqlite3.Connection | None = field(default=None, repr=False)
+    _select: str | None = field(default=None, repr=False)
 
     def _open(self) -> sqlite3.Connection | None:
+        """The file's connection once the file and the table exist (the case store may come
+        later than the sink)."""
+        if self._select is not None:
+            return self._db
         if self._db is None:
             if not self.path.exists():
                 return None
@@ -98,17 +105,21 @@ class Source:
             db.execute("PRAGMA busy_timeout=5000")
             db.execute("PRAGMA query_only=1")
             self._db = db
-        exists = self._db.execute(
-            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (self.table,)
-        ).fetchone()
-        return self._db if exists else None
+        tables = {
+            name
+            for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+        if self.table not in tables:
+            return None
+        self._select = self.converter.select(tables)
+        return self._db
 
     def fetch(self, after: int, limit: int) -> list[tuple]:
         with self.lock:
             db = self._open()
-            if db is None:
+            if db is None or self._select is None:
                 return []
-            return db.execute(self.converter.SELECT, (after, limit)).fetchall()
+            return db.execute(self._select, (after, limit)).fetchall()
 
     def max_seq(self) -> int:
         with self.lock:
@@ -126,6 +137,7 @@ class Source:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+                self._select = None
 
 
 _Item = tuple[int, str, tuple]

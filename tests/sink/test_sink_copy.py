@@ -239,3 +239,56 @@ def test_journal_growth_is_warned_about(tmp_path: Path, caplog: pytest.LogCaptur
     assert sink.stats.get("db_errors") >= 1
     assert "database unreachable" in caplog.text
     assert "past journal_warn_bytes (1.0 MiB); 12000 records wait to be shipped" in caplog.text
+
+
+def test_case_events_take_zone_and_category_from_the_case(
+    pg_dsn: str, journal_path: Path, tmp_path: Path
+) -> None:
+    """The evidence case store's own schema: an `opened` event names the rule; the zone and
+    category come from the case row, so violations per zone per day can be counted."""
+    import json
+    import sqlite3
+
+    from evidence.cases import SCHEMA
+
+    path = tmp_path / "cases.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(SCHEMA)
+    t = T0.timestamp()
+    db.execute(
+        "INSERT INTO cases (case_id, violation_id, state, rule_id, category, site_id, opened_at,"
+        " updated_at, violation) VALUES ('C-7', 'v7', 'opened', 'fire-lane-parking', 'fire_lane',"
+        " 'sink-test', ?, ?, ?)",
+        (t, t, json.dumps({"zone_id": "fire-lane-1", "rule_id": "fire-lane-parking"})),
+    )
+    db.executemany(
+        "INSERT INTO case_events (case_id, event, at, data) VALUES (?, ?, ?, ?)",
+        [
+            (
+                "C-7",
+                "opened",
+                t,
+                json.dumps({"violation_id": "v7", "rule_id": "fire-lane-parking"}),
+            ),
+            ("C-7", "evidence_complete", t + 5, "{}"),
+            ("C-8", "opened", t + 9, "{}"),  # no case row (yet): shipped without a zone
+        ],
+    )
+    db.commit()
+    db.close()
+    journal_with(journal_path, [])
+    sink = TimeseriesSink(site(), journal_path, path, dsn=pg_dsn)
+    assert sink.drain() == 3
+    with psycopg.connect(pg_dsn) as conn:
+        rows = conn.execute(
+            "SELECT case_id, event, rule_id, category, zone_id FROM case_events ORDER BY ts"
+        ).fetchall()
+        assert rows == [
+            ("C-7", "opened", "fire-lane-parking", "fire_lane", "fire-lane-1"),
+            ("C-7", "evidence_complete", "fire-lane-parking", "fire_lane", "fire-lane-1"),
+            ("C-8", "opened", None, None, None),
+        ]
+        assert conn.execute(
+            "SELECT zone_id, category, violations FROM violations_daily ORDER BY zone_id"
+        ).fetchall() == [("fire-lane-1", "fire_lane", 1), (None, None, 1)]
+    sink.close()
