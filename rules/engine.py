@@ -174,6 +174,7 @@ class Engine:
         self.tolerance_s = tolerance_s
         self._counts: Counter[str] = Counter()
         self._n_observations = 0
+        self._next_gc = -math.inf
         self._n_matched = 0
         self.dropped: deque[Dropped] = deque(maxlen=keep_dropped)
         self._clock = -math.inf
@@ -215,8 +216,16 @@ class Engine:
             if previous is not None and previous.rule == loaded.rule:
                 previous.loaded = loaded
                 compiled.append(previous)
-            else:
-                compiled.append(_Compiled(loaded))
+                continue
+            fresh = _Compiled(loaded)
+            if previous is not None:
+                # an edited rule starts afresh, but its cooldowns still hold: editing a rule
+                # must not reopen every case it already opened
+                fresh.dedup = {
+                    key: _DedupState(last_opened=state.last_opened)
+                    for key, state in previous.dedup.items()
+                }
+            compiled.append(fresh)
         self._rules = compiled
         self._index.clear()
         self._pending.clear()
@@ -432,6 +441,16 @@ class Engine:
         horizon = watermark - self.tolerance_s
         if self._closed:
             self._closed = {k: v for k, v in self._closed.items() if v >= horizon}
+        if watermark >= self._next_gc:
+            self._next_gc = watermark + 60.0
+            for rule in self._rules:
+                expired_keys = [
+                    key
+                    for key, state in rule.dedup.items()
+                    if not state.active and state.last_opened + rule.cooldown < watermark
+                ]
+                for key in expired_keys:
+                    del rule.dedup[key]
 
     def _push(self, due: float, r_index: int, c_index: int, track: _Track) -> None:
         self._seq += 1

@@ -429,3 +429,41 @@ def test_replace_keeps_state_of_unchanged_rules(tmp_path):
     engine.replace(ruleset(tmp_path / "v2", fire, BIKE))
     out = engine.advance(at(100))
     assert [v.rule_id for v in out] == ["fire"]
+
+
+def test_editing_a_rule_keeps_its_cooldowns(tmp_path):
+    fire = rule(
+        "fire", condition={"kind": "occupancy", "zone": "bay-1", "dwell": "30s"}, cooldown="1h"
+    )
+    engine = _engine(tmp_path, fire)
+    engine.process(obs("occupancy", device="mag-1", sid="bay-1", zone="bay-1", state="occupied"))
+    assert len(engine.advance(at(60))) == 1
+    edited = {**fire, "severity": "major"}
+    engine.replace(ruleset(tmp_path / "v2", edited))
+    engine.process(
+        obs(
+            "occupancy",
+            device="mag-1",
+            sid="bay-1",
+            zone="bay-1",
+            state="occupied",
+            first=0,
+            last=100,
+        )
+    )
+    assert engine.advance(at(300)) == []
+    assert engine.stats["suppressed_cooldown"] == 1
+
+
+def test_state_of_subjects_that_left_is_forgotten(tmp_path):
+    engine = _engine(tmp_path, {**BIKE, "condition": {**BIKE["condition"], "dwell": "10s"}})
+    opened = 0
+    for k in range(300):
+        start = k * 10
+        for t in range(start, start + 15, 3):
+            opened += len(engine.process(obs(sid=f"s{k}", first=start, last=t)))
+        opened += len(engine.advance(at(start + 10)))
+    assert opened == 300
+    engine.advance(at(300 * 10 + 3600))
+    assert engine.live_subjects() == 0
+    assert sum(len(r.dedup) for r in engine._rules) < 10
