@@ -4,9 +4,10 @@ subjects, on one core.
 A synthetic site (20 cameras with 5 zones each, 40 geomagnetic bays) and 50 rules of the
 catalog's shapes (presence by class and zone kind with dwell, schedules, per-zone dedup, a
 min_count, an `all` of bay + camera, occupancy by bay). 10,000 subjects live at once (9,600
-camera tracks, 400 bay situations), each re-reported once per event-second as detectors do, for `--seconds` event-seconds; `advance` runs once per event-second as the
-pipeline's watermark does. Observations are built before the clock starts, so the figure is the
-engine alone. Last line: `observations_per_s: N /s` (the median of `--repeat` runs).
+camera tracks, 400 bay situations), each re-reported once per event-second as detectors do,
+for `--seconds` event-seconds; `advance` runs once per event-second as the pipeline's
+watermark does. Observations are built before the clock starts, so the figure is the engine
+alone. Last line: `observations_per_s: N /s` (the median of `--repeat` runs).
 """
 
 from __future__ import annotations
