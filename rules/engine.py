@@ -371,6 +371,10 @@ class Engine:
             if track is not None and t >= track.last_seen:
                 end = first if first >= track.first_seen else t
                 self._close(rule, r_index, c_index, track, end)
+            elif track is None and rule.states[c_index] is not None:
+                # a `vacant` that overtook the `occupied` before it: that report is stale
+                key = (r_index, c_index, identity)
+                self._closed[key] = max(self._closed.get(key, -math.inf), first)
             return None
         closed_at = self._closed.get((r_index, c_index, identity))
         if closed_at is not None and t <= closed_at:

@@ -467,3 +467,36 @@ def test_state_of_subjects_that_left_is_forgotten(tmp_path):
     engine.advance(at(300 * 10 + 3600))
     assert engine.live_subjects() == 0
     assert sum(len(r.dedup) for r in engine._rules) < 10
+
+
+def test_a_close_that_overtakes_the_report_it_closes(tmp_path):
+    engine = _engine(
+        tmp_path,
+        rule("fire", condition={"kind": "occupancy", "zone": "bay-1", "dwell": "60s"}),
+        tolerance_s=30,
+    )
+    engine.process(
+        obs(
+            "occupancy",
+            device="mag-1",
+            sid="bay-1",
+            zone="bay-1",
+            state="vacant",
+            first=50,
+            last=50,
+        )
+    )
+    # the occupied report of 0-45 s arrives after the vacant that ended it
+    engine.process(
+        obs(
+            "occupancy",
+            device="mag-1",
+            sid="bay-1",
+            zone="bay-1",
+            state="occupied",
+            first=0,
+            last=45,
+        )
+    )
+    assert engine.advance(at(600)) == []
+    assert engine.stats["stale_after_close"] == 1
