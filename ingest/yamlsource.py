@@ -199,7 +199,7 @@ def _secret(loc: tuple[str | int, ...]) -> bool:
     return any(word in str(part).lower() for part in loc for word in _SECRET_WORDS)
 
 
-_SECRET_WORDS = ("password", "passwd", "secret", "token", "username", "key", "url")
+_SECRET_WORDS = ("password", "passwd", "secret", "token", "username", "key", "url", "dsn")
 """`url` too: a URL may carry user:password@, and the error must not repeat it."""
 
 

@@ -132,6 +132,7 @@ from streetwatch.evidence_cli import cases, evidence  # noqa: E402
 
 cli.add_command(evidence)
 cli.add_command(cases)
+cli.add_command(__import__("streetwatch.sink.cli", fromlist=["sink"]).sink)
 
 
 def main() -> None:

@@ -1,0 +1,64 @@
+"""`streetwatch sink migrate` and `sink status` against a real PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import yaml
+from click.testing import CliRunner
+
+from streetwatch.cli import cli
+from tests.sink.sinkdata import gps, journal_with
+
+
+def _site(tmp_path: Path) -> Path:
+    path = tmp_path / "devices.yaml"
+    path.write_text(
+        yaml.safe_dump(
+            {
+                "site": {"id": "cli-site"},
+                "storage": {"root": str(tmp_path / "var")},
+                "timeseries": {"dsn_env": "SINK_TEST_DSN"},
+                "devices": [{"id": "gps-1", "kind": "gps"}],
+            }
+        )
+    )
+    return path
+
+
+def test_migrate_then_status(pg_dsn: str, tmp_path: Path) -> None:
+    config = _site(tmp_path)
+    runner = CliRunner()
+    env = {"SINK_TEST_DSN": pg_dsn}
+    first = runner.invoke(cli, ["sink", "migrate", "-c", str(config), "--json"], env=env)
+    assert first.exit_code == 0, first.output
+    assert json.loads(first.stdout) == {
+        "mode": "plain", "timescaledb": None, "version": 3, "applied": [1, 2, 3],
+    }  # fmt: skip
+    again = runner.invoke(cli, ["sink", "migrate", "-c", str(config)], env=env)
+    assert again.stdout.strip() == "schema at version 3 (plain mode); applied: none (up to date)"
+
+    journal_with(tmp_path / "var" / "journal.sqlite", [gps(i) for i in range(12)]).close()
+    status = runner.invoke(cli, ["sink", "status", "-c", str(config), "--json"], env=env)
+    assert status.exit_code == 0, status.output
+    report = json.loads(status.stdout)
+    assert report["origin"] == "cli-site"
+    assert report["cursors"]["readings"] == 0
+    assert report["local"]["readings"] == 12
+    assert report["backlog"] == 12
+
+
+def test_unset_dsn_and_unreachable_database(tmp_path: Path) -> None:
+    config = _site(tmp_path)
+    runner = CliRunner()
+    unset = runner.invoke(cli, ["sink", "migrate", "-c", str(config)], env={"SINK_TEST_DSN": ""})
+    assert unset.exit_code == 1
+    assert "environment variable SINK_TEST_DSN is not set" in unset.output
+    down = runner.invoke(
+        cli,
+        ["sink", "migrate", "-c", str(config)],
+        env={"SINK_TEST_DSN": "host=127.0.0.1 port=1 connect_timeout=2"},
+    )
+    assert down.exit_code == 1
+    assert "Error: database: connection failed" in down.output
