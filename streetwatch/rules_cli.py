@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, tzinfo
 from pathlib import Path
 from typing import Any
 
@@ -141,6 +142,14 @@ def _pct(value: float | None) -> str:
     return "-" if value is None else f"{100 * value:.0f}%"
 
 
+def _deadline(opened: datetime, deadline: datetime | None, tz: tzinfo) -> str:
+    if deadline is None:
+        return "-"
+    local = deadline.astimezone(tz)
+    same_day = local.date() == opened.astimezone(tz).date()
+    return local.strftime("%H:%M:%S" if same_day else "%Y-%m-%d %H:%M:%S")
+
+
 def _print_table(result: ReplayResult, config: SiteConfig) -> None:
     tz = config.site.tz
     rows = [("opened", "rule", "zone", "subject", "party", "deadline", "devices")]
@@ -153,7 +162,7 @@ def _print_table(result: ReplayResult, config: SiteConfig) -> None:
                 v.zone_id or "-",
                 f"{v.subject} {v.subject_id}",
                 v.party or "-",
-                "-" if deadline is None else deadline.astimezone(tz).strftime("%H:%M:%S"),
+                _deadline(v.opened_at, deadline, tz),
                 ",".join(v.devices),
             )
         )
