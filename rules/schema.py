@@ -460,18 +460,19 @@ def _load_file(path: Path, config: SiteConfig) -> list[LoadedRule]:
         )
     if isinstance(doc.data, dict) and doc.data.get("rules") is None:
         return []
+    problems = [
+        f"{doc.where(loc)}: {_display(doc, loc)}: {why}" for loc, why in _name_checks(doc, config)
+    ]
     try:
         parsed: RuleFile = validate(doc, RuleFile)
     except ConfigError as exc:
-        problems = sorted(exc.problems, key=_line_key)
+        found = exc.problems
         if getattr(doc, "single", False):
-            problems = [p.replace(": rules[0].", ": ", 1) for p in problems]
-        raise ConfigError(problems) from None
-    problems = []
+            found = [p.replace(": rules[0].", ": ", 1) for p in found]
+        raise ConfigError(sorted(problems + found, key=_line_key)) from None
     out = []
     for index, rule in enumerate(parsed.rules):
-        found = _cross_check(rule, config)
-        for loc, why in found:
+        for loc, why in _cross_check(rule, config):
             full = ("rules", index, *loc)
             problems.append(f"{doc.where(full)}: {_display(doc, full)}: {why}")
         places = {}
@@ -488,7 +489,7 @@ def _load_file(path: Path, config: SiteConfig) -> list[LoadedRule]:
             )
         )
     if problems:
-        raise ConfigError(problems)
+        raise ConfigError(sorted(problems, key=_line_key))
     return out
 
 
@@ -512,8 +513,8 @@ def _display(doc: YamlDocument, loc: tuple[str | int, ...]) -> str:
     return format_loc(loc)
 
 
-def _cross_check(rule: Rule, config: SiteConfig) -> list[tuple[tuple[str | int, ...], str]]:
-    """Zones and devices a rule names must exist in devices.yaml; party needs shop fronts."""
+def _known_zones(config: SiteConfig) -> dict[str, str | None]:
+    """Zone id -> kind: every device's zones, and every geomagnetic sensor's bay."""
     zones: dict[str, str | None] = {}
     for device in config.devices:
         for zone in device.zones:
@@ -521,7 +522,51 @@ def _cross_check(rule: Rule, config: SiteConfig) -> list[tuple[tuple[str | int, 
         if device.bay:
             kind = getattr(device, "bay_kind", None)
             zones.setdefault(device.bay, None if kind is None else str(kind.value))
-    devices = {d.id for d in config.devices}
+    return zones
+
+
+def _name_checks(doc: YamlDocument, config: SiteConfig) -> list[tuple[tuple[str | int, ...], str]]:
+    """Zones and devices named in the file must exist in devices.yaml. Runs on the raw data, so
+    a wrong name is reported together with any other problem of the file."""
+    zones = _known_zones(config)
+    devices = [d.id for d in config.devices]
+    problems: list[tuple[tuple[str | int, ...], str]] = []
+    rules = doc.data.get("rules") if isinstance(doc.data, dict) else None
+    if not isinstance(rules, list):
+        return problems
+
+    def names(where: tuple[str | int, ...], value: Any, known: list[str], what: str) -> None:
+        items = [value] if isinstance(value, str) else value
+        if not isinstance(items, list):
+            return
+        for i, name in enumerate(items):
+            if isinstance(name, str) and name not in known:
+                loc = (*where, i) if not isinstance(value, str) else where
+                problems.append((loc, _unknown(what, name, known)))
+
+    for index, rule in enumerate(rules):
+        condition = rule.get("condition") if isinstance(rule, dict) else None
+        if not isinstance(condition, dict):
+            continue
+        base: tuple[str | int, ...] = ("rules", index, "condition")
+        clauses: list[tuple[tuple[str | int, ...], Any]] = [(base, condition)]
+        for key in ("all", "any"):
+            if isinstance(condition.get(key), list):
+                clauses += [((*base, key, i), c) for i, c in enumerate(condition[key])]
+        for where, clause in clauses:
+            if isinstance(clause, dict):
+                names((*where, "zone"), clause.get("zone"), list(zones), "zone")
+                names((*where, "device"), clause.get("device"), devices, "device")
+        places = condition.get("places")
+        if isinstance(places, list):
+            for p_index, group in enumerate(places):
+                names((*base, "places", p_index), group, list(zones), "zone")
+    return problems
+
+
+def _cross_check(rule: Rule, config: SiteConfig) -> list[tuple[tuple[str | int, ...], str]]:
+    """What needs the whole rule: party merchant needs shop-front zones only."""
+    zones = _known_zones(config)
     problems: list[tuple[tuple[str | int, ...], str]] = []
     condition = rule.condition
     if condition.kind is not None:
@@ -529,19 +574,6 @@ def _cross_check(rule: Rule, config: SiteConfig) -> list[tuple[tuple[str | int, 
     else:
         key = "all" if condition.all is not None else "any"
         clauses = [(("condition", key, i), c) for i, c in enumerate(condition.clauses())]
-    for where, clause in clauses:
-        for i, zone in enumerate(clause.zone):
-            if zone not in zones:
-                problems.append(((*where, "zone", i), _unknown("zone", zone, list(zones))))
-        for i, device in enumerate(clause.device):
-            if device not in devices:
-                problems.append(((*where, "device", i), _unknown("device", device, list(devices))))
-    for p_index, group in enumerate(condition.places):
-        for z_index, zone in enumerate(group):
-            if zone not in zones:
-                problems.append(
-                    (("condition", "places", p_index, z_index), _unknown("zone", zone, list(zones)))
-                )
     if rule.party is Party.MERCHANT:
         shopfronts = {z for z, kind in zones.items() if kind == ZoneKind.SHOPFRONT.value}
         if not shopfronts:

@@ -32,7 +32,7 @@ def test_valid_change_is_handed_over_and_broken_file_keeps_old_rules(tmp_path, c
         assert watcher.check() is False
     assert [r.id for r in engine.rules.rules] == ["fire", "stall"]
     assert len(errors) == 1
-    assert "rules.yaml:5: rules[0].condition.zone[0]: unknown zone 'bay-9'" in errors[0].problems[0]
+    assert "rules.yaml:5: rules[0].condition.zone: unknown zone 'bay-9'" in errors[0].problems[0]
     assert "previous rules keep running" in caplog.text
     assert "unknown zone 'bay-9'" in caplog.text
     assert watcher.stats["reload_rejected"] == 1

@@ -94,7 +94,7 @@ def test_unknown_zone_and_device_at_their_lines_with_suggestions(tmp_path):
     assert problems[0].endswith(
         ":7: condition.zone[1]: unknown zone 'np-2' (not in devices.yaml); did you mean 'np-1'?"
     )
-    assert ":8: condition.device[0]: unknown device 'cam-one'" in problems[1]
+    assert ":8: condition.device: unknown device 'cam-one'" in problems[1]
     assert "did you mean 'cam-1'?" in problems[1]
 
 

@@ -56,10 +56,10 @@ def test_check_with_a_bad_rule_names_file_line_and_exits_non_zero(tmp_path):
     assert result.exit_code == 1
     lines = result.stderr.strip().splitlines()
     assert lines == [
-        f"{tmp_path}/bad.yaml:7: dwel: unknown field 'dwel'; did you mean 'dwell'?".replace(
-            "7: dwel", "7: condition.dwel"
-        ),
-        f"Error: {tmp_path}: 1 problem(s), see above",
+        f"{tmp_path}/bad.yaml:6: condition.zone: unknown zone 'no-parking-center' "
+        "(not in devices.yaml); did you mean 'no-parking-centre'?",
+        f"{tmp_path}/bad.yaml:7: condition.dwel: unknown field 'dwel'; did you mean 'dwell'?",
+        f"Error: {tmp_path}: 2 problem(s), see above",
     ]
     (tmp_path / "bad.yaml").write_text(
         "id: bikes\nname: Bikes\ncategory: a/b\ncondition:\n  kind: presence\n"
@@ -68,7 +68,7 @@ def test_check_with_a_bad_rule_names_file_line_and_exits_non_zero(tmp_path):
     result = invoke("check", "-c", DEVICES, "-r", str(tmp_path))
     assert result.exit_code == 1
     assert (
-        f"{tmp_path}/bad.yaml:6: condition.zone[0]: unknown zone 'no-parking-center' "
+        f"{tmp_path}/bad.yaml:6: condition.zone: unknown zone 'no-parking-center' "
         "(not in devices.yaml); did you mean 'no-parking-centre'?"
     ) in result.stderr
 
