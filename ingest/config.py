@@ -240,6 +240,9 @@ class Timeseries(Strict):
     journal_warn_bytes: int = Field(2 * 1024**3, ge=1024 * 1024)
     """Warn (and count) once the journal file grows past this while rows wait to be shipped."""
     chunk_interval_h: int = Field(24, ge=1, le=24 * 366)
+    synchronous_commit: bool = False
+    """Off by default: the cursor commits with its rows, so a commit lost in a database crash
+    loses rows and cursor together, and the sink ships them again when it reconnects."""
     compress_after_days: int | None = Field(7, ge=1)
     retention_days: int | None = Field(400, ge=1)
 

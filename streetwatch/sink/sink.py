@@ -333,6 +333,8 @@ class TimeseriesSink:
             keepalives_count=3,
         )
         try:
+            if not self.settings.synchronous_commit:
+                conn.execute("SET synchronous_commit = off")
             result = apply_migrations(conn)
             if self.mode is None or result.applied:
                 log.info(
