@@ -16,7 +16,7 @@ Box = tuple[int, int, int, int]
 
 
 class MotionGate:
-    def __init__(self, settings: MotionSettings | None = None, pad_px: int = 12) -> None:
+    def __init__(self, settings: MotionSettings | None = None, pad_px: int = 24) -> None:
         self.settings = settings or MotionSettings()
         self.pad_px = pad_px
         self._previous: np.ndarray | None = None
