@@ -324,7 +324,7 @@ _CAMERA_KINDS = (DeviceKind.CAMERA, DeviceKind.DRONE)
 
 
 def _json(data: Any) -> bytes:
-    return orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+    return orjson.dumps(data, option=orjson.OPT_SORT_KEYS)
 
 
 def _plain(value: Any) -> Any:
@@ -382,7 +382,13 @@ def _series(
                 "geometry": {"type": "LineString", "coordinates": coords}
                 if len(coords) > 1
                 else {"type": "Point", "coordinates": coords[0]},
-                "properties": {"device_id": device_id, "times": times, "crs": "WGS-84"},
+                "properties": {
+                    "device_id": device_id,
+                    "start": times[0],
+                    "end": times[-1],
+                    "points": len(coords),
+                    "crs": "WGS-84",
+                },
             }
         )
         for r, when in zip(points, times, strict=True):

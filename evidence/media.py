@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import av
 import cv2
 import numpy as np
+from av.video.frame import PictureType
 
 from ingest.frames import EncodedFrame
 
@@ -35,37 +36,44 @@ def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
 def write_clip(
     frames: Sequence[EncodedFrame], path: Path, *, crf: int = 26, preset: str = "veryfast"
 ) -> dict[str, float | int]:
-    """H.264 (yuv420p) in MP4, frame times kept (variable frame rate, millisecond time base).
+    """H.264 in MP4, frame times kept (variable frame rate, millisecond time base).
 
-    Odd frame sizes are cropped by one pixel (4:2:0 needs even sizes). Returns clip facts.
+    The JPEGs are decoded by FFmpeg straight to YUV and handed to x264 as they are (full-range
+    4:2:0, as JPEG stores them): no round trip through BGR. Returns clip facts.
     """
     if not frames:
         raise ValueError("no frames for the clip")
-    first = decode(frames[0])
-    height, width = (first.shape[0] // 2) * 2, (first.shape[1] // 2) * 2
+    decoder = av.CodecContext.create("mjpeg", "r")
     span = (frames[-1].ts - frames[0].ts).total_seconds()
     rate = round((len(frames) - 1) / span) if span > 0 and len(frames) > 1 else 10
     rate = max(1, min(rate, 120))
     time_base = Fraction(1, 1000)
     with av.open(str(path), mode="w", format="mp4") as container:
-        stream = container.add_stream("libx264", rate=rate)
-        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
-        stream.time_base = time_base
-        stream.codec_context.time_base = time_base
-        stream.options = {"crf": str(crf), "preset": preset, "movflags": "+faststart"}
+        stream = None
         last_pts = -1
-        for i, encoded in enumerate(frames):
-            image = first if i == 0 else decode(encoded)
-            if image.shape[0] != height or image.shape[1] != width:
-                image = cv2.resize(image[:height, :width], (width, height))
-            video = av.VideoFrame.from_ndarray(image, format="bgr24")
+        for encoded in frames:
+            decoded = decoder.decode(av.Packet(encoded.jpeg))
+            if not decoded:
+                raise ValueError(f"frame {encoded.device_id}#{encoded.index} is not a JPEG")
+            video = decoded[0]
+            if stream is None:
+                width, height = (video.width // 2) * 2, (video.height // 2) * 2
+                stream = container.add_stream("libx264", rate=rate)
+                stream.width, stream.height, stream.pix_fmt = width, height, "yuvj420p"
+                stream.time_base = time_base
+                stream.codec_context.time_base = time_base
+                stream.options = {"crf": str(crf), "preset": preset}
+            if (video.format.name, video.width, video.height) != ("yuvj420p", width, height):
+                video = video.reformat(width=width, height=height, format="yuvj420p")
             pts = round((encoded.ts - frames[0].ts).total_seconds() * 1000)
             pts = max(pts, last_pts + 1)
             last_pts = pts
             video.pts = pts
             video.time_base = time_base
+            video.pict_type = PictureType.NONE  # a decoded JPEG says "I": would force all-IDR
             for packet in stream.encode(video):
                 container.mux(packet)
+        assert stream is not None
         for packet in stream.encode():
             container.mux(packet)
     return {"frames": len(frames), "width": width, "height": height, "duration_s": span}
