@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import json
-import logging
-import signal
 import sys
-import threading
-import time
 from pathlib import Path
 
 import click
 
-from ingest.yamlsource import ConfigError
 from streetwatch.cliconfig import CONFIG_OPTION, load_or_fail
 from streetwatch.logs import setup_logging
 
@@ -69,70 +64,14 @@ def check(config_path: Path, as_json: bool, rules_dir: Path | None) -> None:
         )
 
 
-@cli.command()
-@CONFIG_OPTION
-@click.option("--broker", "broker_url", help="Override the broker URL from the config.")
-@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
-@click.option("--status-every", type=float, default=5.0, show_default=True)
-def run(
-    config_path: Path, broker_url: str | None, duration: float | None, status_every: float
-) -> None:
-    """Run the pipeline (today: MQTT ingestion into the journal) until SIGINT/SIGTERM."""
-    from ingest.journal import Journal
-    from ingest.mqtt_consumer import BrokerRefused, MqttIngestor
-
-    config = load_or_fail(config_path)
-    if broker_url:
-        config = config.model_copy(
-            update={"broker": config.broker.model_copy(update={"url": broker_url})}
-        )
-    if config.broker.embedded:
-        raise click.ClickException(
-            "broker: embedded is not available yet; name a broker with --broker mqtt://host:port"
-        )
-    assert config.storage.journal is not None
-    journal = Journal(config.storage.journal)
-    ingestor = MqttIngestor(config, journal)
-    stop = threading.Event()
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        signal.signal(sig, lambda *_: stop.set())
-    try:
-        ingestor.start(wait_s=15)
-    except (BrokerRefused, ConfigError) as exc:
-        ingestor.stop(timeout_s=1)
-        raise click.ClickException(str(exc)) from None
-    log = logging.getLogger("streetwatch")
-    log.info("running; journal at %s", config.storage.journal)
-    started = time.monotonic()
-    last = 0
-    while not stop.wait(status_every):
-        counts = ingestor.stats.snapshot()
-        done = counts.get("messages_committed", 0)
-        click.echo(
-            f"messages/s {(done - last) / status_every:.0f} · journaled "
-            f"{counts.get('readings_journaled', 0)} · dead letters {counts.get('dead_letters', 0)}",
-            err=True,
-        )
-        last = done
-        if duration is not None and time.monotonic() - started >= duration:
-            break
-    ingestor.stop()
-    journal.close()
-    counts = ingestor.stats.snapshot()
-    click.echo(json.dumps({k: counts[k] for k in sorted(counts)}))
-
-
-from streetwatch.simulate import simulate  # noqa: E402
-
-cli.add_command(simulate)
-from streetwatch.rules_cli import rules as rules_group  # noqa: E402
-
-cli.add_command(rules_group)
 from streetwatch.evidence_cli import cases, evidence  # noqa: E402
+from streetwatch.rules_cli import rules as rules_group  # noqa: E402
+from streetwatch.run_cli import run  # noqa: E402
+from streetwatch.simulate import simulate  # noqa: E402
+from streetwatch.sink.cli import sink  # noqa: E402
 
-cli.add_command(evidence)
-cli.add_command(cases)
-cli.add_command(__import__("streetwatch.sink.cli", fromlist=["sink"]).sink)
+for command in (run, simulate, rules_group, evidence, cases, sink):
+    cli.add_command(command)
 
 
 def main() -> None:

@@ -1,0 +1,317 @@
+"""`streetwatch run`: every stage in one process, with bounded hand-offs between them.
+
+    MQTT ─► ingestor ─► journal (SQLite) ─► analysis ─► case store ─► evidence ─► case feed
+                                              ▲  sensors → rules
+    cameras ─► CameraPipeline ─► observations ┘                journal ─► TimescaleDB sink
+
+Sensor readings are never dropped: the analysis stage reads them from the journal by a cursor
+that moves only at a checkpoint, after the detectors' state is saved and the observations and
+violations the readings caused are stored; a restart replays from the checkpoint, and every
+receiver downstream is idempotent (observation key + last_seen, violation id, case id). Camera
+frames may be dropped under load (each camera analyses only its newest frame); the observations
+a camera emits wait in a bounded queue. A violation is durable once its case is opened in the
+case store; the evidence stage packages opened cases once their post-roll is recorded, so a
+restart finishes what was pending.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from detectors.observation import Observation
+from detectors.sensors import SensorDetectors
+from evidence.builder import EvidenceBuilder
+from evidence.cases import CaseStore, State
+from evidence.feed import CaseFeed
+from evidence.keys import Signer
+from evidence.service import EvidenceService
+from evidence.settings import evidence_paths
+from ingest.config import DeviceKind, SiteConfig
+from ingest.frames import EncodedFrame
+from ingest.journal import Journal
+from ingest.mqtt_consumer import MqttIngestor
+from ingest.yamlsource import ConfigError
+from rules import Engine, RecordingWriter, RuleSet, RuleWatcher, load_rules
+from rules.violation import Violation
+from streetwatch.watermark import Watermark
+
+log = logging.getLogger("streetwatch.pipeline")
+
+ANALYSIS_CURSOR = "analysis"
+CATALOG = Path(__file__).resolve().parent.parent / "rules" / "catalog"
+
+
+@dataclass(frozen=True, slots=True)
+class PipelineOptions:
+    rules_dir: Path = CATALOG
+    record: Path | None = None
+    cameras: bool = True
+    loop_video: bool = False
+    """Play video files over and over (the demo); a file otherwise ends its camera."""
+    batch: int = 500
+    checkpoint_s: float = 2.0
+    camera_queue: int = 10_000
+    sink: bool = True
+
+
+class Pipeline:
+    def __init__(self, config: SiteConfig, options: PipelineOptions | None = None) -> None:
+        self.config = config
+        self.options = options = options or PipelineOptions()
+        assert config.storage.journal is not None
+        paths = evidence_paths(config)
+        self.rules = load_rules(options.rules_dir, config)
+        self.journal = Journal(config.storage.journal)
+        self.ingestor = MqttIngestor(config, self.journal)
+        self.sensors = SensorDetectors(config)
+        self.sensor_state = Path(config.storage.root) / "sensors.state.json"
+        self.engine = Engine(self.rules, config)
+        self.watcher = RuleWatcher(
+            options.rules_dir, config, on_rules=self._rules_changed, on_error=self._rules_bad
+        )
+        self.counters: Counter[str] = Counter()
+        self._pending_rules: RuleSet | None = None
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._camera_obs: queue.Queue[Observation] = queue.Queue(options.camera_queue)
+        self.watermark = Watermark()
+        self.cameras = self._cameras() if options.cameras else {}
+        self.recorder = (
+            RecordingWriter(options.record, site_id=config.site.id) if options.record else None
+        )
+        self.cases = CaseStore(paths.cases)
+        self.builder = EvidenceBuilder(
+            config, Signer.load_or_create(paths.key), frames=self, journal=self.journal
+        )
+        self.evidence = EvidenceService(self.builder, self.cases)
+        self.feed = CaseFeed(config, self.cases)
+        self.sink = self._sink() if options.sink else None
+
+    def _cameras(self) -> dict[str, Any]:
+        from detectors.camera import CameraPipeline
+
+        cameras = {}
+        for device in self.config.devices:
+            if device.kind in (DeviceKind.CAMERA, DeviceKind.DRONE) and device.detect is not None:
+                cameras[device.id] = CameraPipeline(
+                    device, self.config, self._camera_observation, loop=self.options.loop_video
+                )
+        return cameras
+
+    def _sink(self) -> Any:
+        if self.config.timeseries is None:
+            return None
+        from streetwatch.sink import TimeseriesSink
+
+        return TimeseriesSink(self.config, self.journal.path, self.cases.path)
+
+    # ---- life cycle ------------------------------------------------------------------------
+
+    def start(self, wait_s: float | None = 15.0) -> None:
+        if self.sensors.load(self.sensor_state):
+            log.info("sensor detectors resumed from %s", self.sensor_state)
+        self.ingestor.start(wait_s=wait_s)
+        self.watcher.start()
+        for camera in self.cameras.values():
+            camera.start()
+        self.feed.start()
+        if self.sink is not None:
+            self.sink.start()
+        for name, target in (("analysis", self._analyse), ("evidence", self._package)):
+            thread = threading.Thread(target=target, name=f"sw-{name}", daemon=True)
+            thread.start()
+            self._threads.append(thread)
+        log.info(
+            "running: %d rules, %d cameras, journal %s, cases %s",
+            len(self.rules.rules),
+            len(self.cameras),
+            self.journal.path,
+            self.cases.path,
+        )
+
+    def stop(self, timeout_s: float = 30.0) -> None:
+        """Drain and flush: sources stop first, then each stage finishes what it holds."""
+        for camera in self.cameras.values():
+            camera.stop()
+        self.ingestor.stop()
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout_s)
+        self.watcher.stop()
+        self.feed.stop()
+        if self.sink is not None:
+            self.sink.stop()
+        if self.recorder is not None:
+            self.recorder.close()
+        self.journal.close()
+
+    @property
+    def idle(self) -> bool:
+        """Everything journaled has been analysed and no camera observation is waiting."""
+        latest = self.journal.readings(self.journal.cursor(ANALYSIS_CURSOR), 1)
+        return not latest and self._camera_obs.empty()
+
+    # ---- evidence frames (FrameProvider) ---------------------------------------------------
+
+    def frames_between(self, device_id: str, t0: datetime, t1: datetime) -> list[EncodedFrame]:
+        camera = self.cameras.get(device_id)
+        return [] if camera is None else camera.frames_between(t0, t1)
+
+    # ---- analysis: readings and camera observations → rules → cases ------------------------
+
+    def _camera_observation(self, obs: Observation) -> None:
+        self._camera_obs.put(obs)
+
+    def _rules_changed(self, rules: RuleSet) -> None:
+        with self._lock:
+            self._pending_rules = rules
+        log.info("rules reloaded from %s: %d rules", self.options.rules_dir, len(rules.rules))
+
+    def _rules_bad(self, error: ConfigError) -> None:
+        self.counters["rule_reload_errors"] += 1
+        for problem in error.problems:
+            log.error("rules not reloaded, the previous ones keep running: %s", problem)
+
+    def _analyse(self) -> None:
+        cursor = self.journal.cursor(ANALYSIS_CURSOR)
+        checkpointed = time.monotonic()
+        while True:
+            stopping = self._stop.is_set()
+            with self._lock:
+                rules, self._pending_rules = self._pending_rules, None
+            if rules is not None:
+                self.engine.replace(rules)
+            rows = self.journal.readings(cursor, self.options.batch)
+            observations = self._observe(rows)
+            violations: list[Violation] = []
+            for obs in observations:
+                violations += self.engine.process(obs)
+            now = self.watermark.value()
+            if now is not None:
+                for obs in self.sensors.tick(now):
+                    observations.append(obs)
+                    violations += self.engine.process(obs)
+                violations += self.engine.advance(now)
+            if observations:
+                self.journal.write_observations(observations)
+            for violation in violations:
+                _case, new = self.cases.open(violation, case_id=self.builder.case_id(violation))
+                if new:
+                    self.counters["cases_opened"] += 1
+                    log.info(
+                        "violation %s: %s at %s (%s)",
+                        violation.rule_id,
+                        violation.subject_id,
+                        violation.zone_id or violation.devices[0],
+                        violation.opened_at.isoformat(),
+                    )
+            if rows:
+                cursor = rows[-1][0]
+            self.counters["readings_analysed"] += len(rows)
+            self.counters["observations"] += len(observations)
+            self.counters["violations"] += len(violations)
+            quiet = not rows and not observations
+            if (stopping and quiet) or time.monotonic() - checkpointed >= self.options.checkpoint_s:
+                self._checkpoint(cursor)
+                checkpointed = time.monotonic()
+            if quiet:
+                if stopping:
+                    return
+                time.sleep(0.05)
+
+    def _observe(self, rows: list) -> list[Observation]:
+        observations: list[Observation] = []
+        for _seq, reading in rows:
+            if self.recorder is not None:
+                self.recorder.reading(reading)
+            self.watermark.observe(reading.device_id, reading.event_ts)
+            observations += self.sensors.process(reading)
+        while len(observations) < self.options.batch * 4:
+            try:
+                obs = self._camera_obs.get_nowait()
+            except queue.Empty:
+                break
+            self.watermark.observe(obs.device_id, obs.last_seen)
+            observations.append(obs)
+        if self.recorder is not None:
+            for obs in observations:
+                self.recorder.observation(obs)
+        return observations
+
+    def _checkpoint(self, cursor: int) -> None:
+        self.sensors.save(self.sensor_state)
+        if self.recorder is not None:
+            self.recorder.flush()
+        self.journal.set_cursor(ANALYSIS_CURSOR, cursor)
+
+    # ---- evidence: opened cases → signed packages ------------------------------------------
+
+    def _package(self) -> None:
+        while True:
+            stopping = self._stop.is_set()
+            built = 0
+            for case in self.cases.list([State.OPENED]):
+                violation = self.cases.violation(case.case_id)
+                if not stopping and not self._post_roll_recorded(violation):
+                    continue
+                try:
+                    self.evidence.handle(violation)
+                except Exception:
+                    self.counters["evidence_failures"] += 1
+                    log.exception("evidence for case %s failed; retrying later", case.case_id)
+                    continue
+                self.counters["packages"] += 1
+                self.feed.wake()
+                built += 1
+            if stopping:
+                return
+            if not built:
+                self._stop.wait(0.5)
+
+    def _post_roll_recorded(self, violation: Violation) -> bool:
+        if not any(device in self.cameras for device in violation.devices):
+            return True
+        return datetime.now(UTC) >= self.builder.ready_at(violation)
+
+    # ---- status ----------------------------------------------------------------------------
+
+    def health(self) -> tuple[bool, dict[str, object]]:
+        """Healthy while the broker is connected and every stage thread is alive."""
+        threads = {t.name: t.is_alive() for t in self._threads}
+        broker = self.ingestor.connected.is_set()
+        detail: dict[str, object] = {"broker": "connected" if broker else "disconnected"}
+        detail["stages"] = threads
+        if self.sink is not None:
+            detail["sink_backlog"] = self.sink.backlog()
+        return broker and all(threads.values()), detail
+
+    def stage_counters(self) -> dict[str, dict[str, float]]:
+        """Every stage's counters, for the status line and the metrics endpoint."""
+        cameras: Counter[str] = Counter()
+        for camera in self.cameras.values():
+            for name, value in camera.stats.as_dict().items():
+                if isinstance(value, int | float):
+                    cameras[name] += value
+        stages: dict[str, dict[str, float]] = {
+            "ingest": dict(self.ingestor.stats.snapshot()),
+            "sensors": dict(self.sensors.stats),
+            "cameras": dict(cameras),
+            "rules": dict(self.engine.stats),
+            "pipeline": {**self.counters, "queue_depth.camera": self._camera_obs.qsize()},
+            "evidence": dict(self.builder.stats),
+            "feed": dict(self.feed.stats),
+        }
+        if self.sink is not None:
+            stages["sink"] = {
+                k: v for k, v in self.sink.stats.snapshot().items() if isinstance(v, int | float)
+            }
+        return stages

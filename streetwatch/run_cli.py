@@ -1,0 +1,117 @@
+"""`streetwatch run`: the whole pipeline until SIGINT/SIGTERM (or --duration), then a summary."""
+
+from __future__ import annotations
+
+import json
+import signal
+import threading
+import time
+from pathlib import Path
+
+import click
+
+from ingest.yamlsource import ConfigError
+from streetwatch.cliconfig import CONFIG_OPTION, load_or_fail
+from streetwatch.pipeline import CATALOG, Pipeline, PipelineOptions
+
+
+def status_line(stages: dict[str, dict[str, float]], last: dict[str, float], every: float) -> str:
+    ingest, cameras, pipeline = stages["ingest"], stages["cameras"], stages["pipeline"]
+    messages = ingest.get("messages_committed", 0)
+    frames = cameras.get("frames", 0)
+    rate = (messages - last.get("messages", 0)) / every
+    fps = (frames - last.get("frames", 0)) / every
+    last.update(messages=messages, frames=frames)
+    return (
+        f"messages/s {rate:.0f} · frames/s {fps:.1f} · observations "
+        f"{pipeline.get('observations', 0)} · cases opened {pipeline.get('cases_opened', 0)} · "
+        f"packages {pipeline.get('packages', 0)} · delivered {stages['feed'].get('delivered', 0)}"
+        f" · dead letters {ingest.get('dead_letters', 0)}"
+    )
+
+
+@click.command()
+@CONFIG_OPTION
+@click.option(
+    "-r",
+    "--rules",
+    "rules_dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=CATALOG,
+    show_default="the shipped catalog",
+    help="Folder of rule files (hot-reloaded on change).",
+)
+@click.option("--broker", "broker_url", help="Override the broker URL from the config.")
+@click.option(
+    "--record",
+    type=click.Path(path_type=Path, dir_okay=False),
+    help="Append every reading and observation to this recording (for `rules replay`).",
+)
+@click.option("--no-cameras", is_flag=True, help="Sensors only: do not open the video streams.")
+@click.option("--loop-video", is_flag=True, help="Play video files over and over.")
+@click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
+@click.option("--status-every", type=float, default=5.0, show_default=True)
+@click.option("--metrics-port", type=int, default=None, help="Serve /metrics and /healthz here.")
+@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+def run(
+    config_path: Path,
+    rules_dir: Path,
+    broker_url: str | None,
+    record: Path | None,
+    no_cameras: bool,
+    loop_video: bool,
+    duration: float | None,
+    status_every: float,
+    metrics_port: int | None,
+    metrics_host: str,
+) -> None:
+    """Run ingestion, detection, rules, evidence, case feed and sink until SIGINT/SIGTERM."""
+    from evidence.keys import KeyFileError
+    from ingest.mqtt_consumer import BrokerRefused
+
+    config = load_or_fail(config_path)
+    if broker_url:
+        config = config.model_copy(
+            update={"broker": config.broker.model_copy(update={"url": broker_url})}
+        )
+    if config.broker.embedded:
+        raise click.ClickException(
+            "broker: embedded is not available yet; name a broker with --broker mqtt://host:port"
+        )
+    options = PipelineOptions(
+        rules_dir=rules_dir, record=record, cameras=not no_cameras, loop_video=loop_video
+    )
+    try:
+        pipeline = Pipeline(config, options)
+    except ConfigError as exc:
+        for problem in exc.problems:
+            click.echo(problem, err=True)
+        raise click.ClickException(f"{len(exc.problems)} problem(s), see above") from None
+    except KeyFileError as exc:
+        raise click.ClickException(str(exc)) from None
+    stop = threading.Event()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        pipeline.start(wait_s=15)
+    except (BrokerRefused, ConfigError) as exc:
+        pipeline.stop(timeout_s=1)
+        raise click.ClickException(str(exc)) from None
+    ops = None
+    if metrics_port is not None:
+        from streetwatch.ops import OpsServer
+
+        ops = OpsServer(
+            pipeline.stage_counters, pipeline.health, host=metrics_host, port=metrics_port
+        ).start()
+    started = time.monotonic()
+    last: dict[str, float] = {}
+    while not stop.wait(status_every):
+        click.echo(status_line(pipeline.stage_counters(), last, status_every), err=True)
+        if duration is not None and time.monotonic() - started >= duration:
+            break
+    pipeline.stop()
+    if ops is not None:
+        ops.stop()
+    stages = pipeline.stage_counters()
+    click.echo(json.dumps({"ingest": stages["ingest"], "pipeline": stages["pipeline"]}))
