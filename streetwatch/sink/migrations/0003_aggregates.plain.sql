@@ -7,7 +7,7 @@ SELECT date_bin(INTERVAL '1 hour', ts, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS 
        sum(CASE WHEN occupied THEN 1 ELSE 0 END) AS occupied_samples,
        avg(CASE WHEN occupied THEN 1.0 ELSE 0.0 END)::double precision AS occupied_ratio
 FROM geomag_states
-GROUP BY 1, 2, 3;
+GROUP BY bucket, bay, device_id;
 
 CREATE OR REPLACE VIEW violations_daily AS
 SELECT date_bin(INTERVAL '1 day', ts, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
@@ -16,7 +16,7 @@ SELECT date_bin(INTERVAL '1 day', ts, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS b
        count(*) AS violations
 FROM case_events
 WHERE event = 'opened'
-GROUP BY 1, 2, 3;
+GROUP BY bucket, zone_id, category;
 
 CREATE OR REPLACE VIEW vehicle_distance_daily AS
 SELECT date_bin(INTERVAL '1 day', ts, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS bucket,
@@ -25,4 +25,4 @@ SELECT date_bin(INTERVAL '1 day', ts, TIMESTAMPTZ '2000-01-01 00:00:00+00') AS b
        count(*) AS fixes
 FROM gps_fixes
 WHERE valid
-GROUP BY 1, 2;
+GROUP BY bucket, device_id;

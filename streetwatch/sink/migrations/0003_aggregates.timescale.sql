@@ -11,7 +11,7 @@ SELECT time_bucket(INTERVAL '1 hour', ts) AS bucket,
        sum(CASE WHEN occupied THEN 1 ELSE 0 END) AS occupied_samples,
        avg(CASE WHEN occupied THEN 1.0 ELSE 0.0 END)::double precision AS occupied_ratio
 FROM geomag_states
-GROUP BY 1, 2, 3
+GROUP BY bucket, bay, device_id
 WITH NO DATA;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS violations_daily
@@ -22,7 +22,7 @@ SELECT time_bucket(INTERVAL '1 day', ts) AS bucket,
        count(*) AS violations
 FROM case_events
 WHERE event = 'opened'
-GROUP BY 1, 2, 3
+GROUP BY bucket, zone_id, category
 WITH NO DATA;
 
 CREATE MATERIALIZED VIEW IF NOT EXISTS vehicle_distance_daily
@@ -33,7 +33,7 @@ SELECT time_bucket(INTERVAL '1 day', ts) AS bucket,
        count(*) AS fixes
 FROM gps_fixes
 WHERE valid
-GROUP BY 1, 2
+GROUP BY bucket, device_id
 WITH NO DATA;
 
 SELECT add_continuous_aggregate_policy('occupancy_hourly',
