@@ -292,3 +292,18 @@ def test_case_events_take_zone_and_category_from_the_case(
             "SELECT zone_id, category, violations FROM violations_daily ORDER BY zone_id"
         ).fetchall() == [("fire-lane-1", "fire_lane", 1), (None, None, 1)]
     sink.close()
+
+
+def test_journal_keeps_each_observation_update_once(journal_path: Path) -> None:
+    journal = Journal(journal_path)
+    updates = [observation(0, 5.0), observation(0, 6.0), observation(7)]
+    assert journal.write_observations(updates) == 3
+    assert journal.write_observations([*updates, observation(0, 6.5)]) == 1  # a redelivery
+    journal.close()
+    import sqlite3
+
+    db = sqlite3.connect(journal_path)
+    rows = db.execute("SELECT seq, key, last_seen, kind, device_id FROM observations").fetchall()
+    assert [r[0] for r in rows] == [1, 2, 3, 4]
+    assert rows[0][1] == observation(0).key and rows[0][3:] == ("occupancy", "mag-1")
+    assert rows[1][2] == (T0 + timedelta(seconds=6)).timestamp()
