@@ -201,12 +201,14 @@ class EvidenceBuilder:
             obs = [o for o in v.observations if o.frame and o.frame.device_id == camera.id]
             moments = _moments(v, obs)
             for name, ts in moments.items():
-                frame = min(frames, key=lambda f: abs((f.ts - ts).total_seconds()))
+                found = _nearest_decodable(frames, ts)
+                if found is None:
+                    continue
+                frame, image = found
                 boxes = []
                 near = _nearest_box(obs, frame.ts)
                 if near is not None:
                     boxes.append((near, f"{v.subject} #{v.subject_id}"))
-                image = decode(frame)
                 overlay = Overlay(
                     device_id=camera.id,
                     ts=frame.ts,
@@ -335,6 +337,18 @@ def _moments(v: Violation, obs: Sequence[Any]) -> dict[str, datetime]:
     first = min((o.first_seen for o in obs), default=v.window_start)
     latest = max((o.last_seen for o in obs), default=v.window_end)
     return {"first_seen": first, "confirmed": v.opened_at, "latest": latest}
+
+
+def _nearest_decodable(
+    frames: Sequence[EncodedFrame], ts: datetime, tries: int = 5
+) -> tuple[EncodedFrame, Any] | None:
+    """The frame closest to `ts` that decodes (a corrupt JPEG is passed over, not fatal)."""
+    for frame in sorted(frames, key=lambda f: abs((f.ts - ts).total_seconds()))[:tries]:
+        try:
+            return frame, decode(frame)
+        except ValueError:
+            continue
+    return None
 
 
 def _nearest_box(obs: Sequence[Any], ts: datetime) -> tuple[float, float, float, float] | None:

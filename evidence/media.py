@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import queue
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,50 +36,82 @@ def encode_jpeg(image: np.ndarray, quality: int = 90) -> bytes:
     return data.tobytes()
 
 
+def _decoded(frames: Sequence[EncodedFrame], out: queue.Queue) -> None:
+    """Decode JPEGs (FFmpeg, GIL released) on a worker thread so x264 overlaps with it."""
+    decoder = av.CodecContext.create("mjpeg", "r")
+    try:
+        for encoded in frames:
+            try:
+                decoded = decoder.decode(av.Packet(encoded.jpeg))
+            except av.error.FFmpegError:
+                decoded = []
+            out.put((encoded, decoded[0] if decoded else None))
+    finally:
+        out.put(None)
+
+
 def write_clip(
     frames: Sequence[EncodedFrame], path: Path, *, crf: int = 26, preset: str = "veryfast"
 ) -> dict[str, float | int]:
     """H.264 in MP4, frame times kept (variable frame rate, millisecond time base).
 
     The JPEGs are decoded by FFmpeg straight to YUV and handed to x264 as they are (full-range
-    4:2:0, as JPEG stores them): no round trip through BGR. Returns clip facts.
+    4:2:0, as JPEG stores them): no round trip through BGR. Undecodable frames are skipped and
+    counted. Returns clip facts.
     """
     if not frames:
         raise ValueError("no frames for the clip")
-    decoder = av.CodecContext.create("mjpeg", "r")
     span = (frames[-1].ts - frames[0].ts).total_seconds()
     rate = round((len(frames) - 1) / span) if span > 0 and len(frames) > 1 else 10
     rate = max(1, min(rate, 120))
     time_base = Fraction(1, 1000)
-    with av.open(str(path), mode="w", format="mp4") as container:
-        stream = None
-        last_pts = -1
-        for encoded in frames:
-            decoded = decoder.decode(av.Packet(encoded.jpeg))
-            if not decoded:
-                raise ValueError(f"frame {encoded.device_id}#{encoded.index} is not a JPEG")
-            video = decoded[0]
+    pipe: queue.Queue = queue.Queue(maxsize=16)
+    worker = threading.Thread(target=_decoded, args=(frames, pipe), daemon=True)
+    worker.start()
+    skipped = written = 0
+    width = height = 0
+    try:
+        with av.open(str(path), mode="w", format="mp4") as container:
+            stream = None
+            last_pts = -1
+            while (item := pipe.get()) is not None:
+                encoded, video = item
+                if video is None:
+                    skipped += 1
+                    continue
+                if stream is None:
+                    width, height = (video.width // 2) * 2, (video.height // 2) * 2
+                    stream = container.add_stream("libx264", rate=rate)
+                    stream.width, stream.height, stream.pix_fmt = width, height, "yuvj420p"
+                    stream.time_base = time_base
+                    stream.codec_context.time_base = time_base
+                    stream.options = {"crf": str(crf), "preset": preset}
+                if (video.format.name, video.width, video.height) != ("yuvj420p", width, height):
+                    video = video.reformat(width=width, height=height, format="yuvj420p")
+                pts = round((encoded.ts - frames[0].ts).total_seconds() * 1000)
+                pts = max(pts, last_pts + 1)
+                last_pts = pts
+                video.pts = pts
+                video.time_base = time_base
+                video.pict_type = PictureType.NONE  # a decoded JPEG says "I": all-IDR otherwise
+                for packet in stream.encode(video):
+                    container.mux(packet)
+                written += 1
             if stream is None:
-                width, height = (video.width // 2) * 2, (video.height // 2) * 2
-                stream = container.add_stream("libx264", rate=rate)
-                stream.width, stream.height, stream.pix_fmt = width, height, "yuvj420p"
-                stream.time_base = time_base
-                stream.codec_context.time_base = time_base
-                stream.options = {"crf": str(crf), "preset": preset}
-            if (video.format.name, video.width, video.height) != ("yuvj420p", width, height):
-                video = video.reformat(width=width, height=height, format="yuvj420p")
-            pts = round((encoded.ts - frames[0].ts).total_seconds() * 1000)
-            pts = max(pts, last_pts + 1)
-            last_pts = pts
-            video.pts = pts
-            video.time_base = time_base
-            video.pict_type = PictureType.NONE  # a decoded JPEG says "I": would force all-IDR
-            for packet in stream.encode(video):
+                raise ValueError(f"none of the {len(frames)} frames is a decodable JPEG")
+            for packet in stream.encode():
                 container.mux(packet)
-        assert stream is not None
-        for packet in stream.encode():
-            container.mux(packet)
-    return {"frames": len(frames), "width": width, "height": height, "duration_s": span}
+    finally:
+        while worker.is_alive():
+            with contextlib.suppress(queue.Empty):
+                pipe.get(timeout=0.1)
+    return {
+        "frames": written,
+        "frames_skipped": skipped,
+        "width": width,
+        "height": height,
+        "duration_s": span,
+    }
 
 
 @dataclass(frozen=True, slots=True)

@@ -212,3 +212,24 @@ def test_package_files_are_not_world_writable(builder: EvidenceBuilder) -> None:
     for file in path.rglob("*"):
         if file.is_file():
             assert not stat.S_IMODE(file.stat().st_mode) & 0o022
+
+
+def test_undecodable_frame_is_skipped_and_counted(tmp_path: Path, ring, ffprobe: str) -> None:
+    from tests.evidence.evidence_support import VideoRing
+
+    frames = list(ring.frames[:80])
+    broken = frames[50]
+    # frame 50 (5.0 s) is in the clip and is the frame of the first sighting
+    frames[50] = type(broken)(
+        broken.device_id, broken.index, broken.ts, broken.width, broken.height, b"not a jpeg"
+    )
+    bad_ring = VideoRing("cam-1", frames)
+    config = site_config(tmp_path)
+    builder = EvidenceBuilder(config, Signer.load_or_create(tmp_path / "k.pem"), bad_ring, None)
+    path = builder.build(make_violation(START, dwell_s=2.0, pre_s=1.0, post_s=1.0))
+    media = json.loads((path / "manifest.json").read_bytes())["media"]["cam-1"]
+    clip = media["clip"]
+    assert clip["frames_skipped"] == 1
+    assert media["snapshots"]["first_seen"]["frame_index"] in (49, 51)
+    probe = _probe(ffprobe, path / "media/cam-1/clip.mp4")
+    assert int(probe["streams"][0]["nb_read_frames"]) == clip["frames"]
