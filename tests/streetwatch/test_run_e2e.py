@@ -1,0 +1,201 @@
+"""`streetwatch simulate` → real Mosquitto → `streetwatch run` (a real process) → cases with
+signed evidence that verifies; SIGTERM mid-stream and a restart lose and double nothing."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+import yaml
+
+from ingest.config import load_config
+from streetwatch.localbroker import Mosquitto
+from streetwatch.scenario import build_scenario
+from streetwatch.simulate import PublishReport, publish_scenario, scenario_start
+from tests.conftest import REPO
+
+DURATION_S = 900.0
+SPEED = 90.0
+FAULTS = 7
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def demo_site(tmp_path: Path) -> Path:
+    """The shipped devices.yaml with its storage under tmp_path (cameras stay off: sensors)."""
+    doc = yaml.safe_load((REPO / "devices.yaml").read_text())
+    doc["storage"] = {"root": str(tmp_path / "var")}
+    path = tmp_path / "devices.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+    return path
+
+
+class RunProcess:
+    def __init__(self, config: Path, broker: Mosquitto, log: Path) -> None:
+        self.log = log
+        self._err = log.open("ab")
+        command = ["run", "-c", str(config), "--broker", broker.url, "--no-cameras"]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "streetwatch", *command, "--status-every", "1"],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=self._err,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        wait_until(self._started, 60, "streetwatch run to start")
+
+    def _started(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"streetwatch run exited: {self.log.read_text()[-3000:]}")
+        return "running:" in self.log.read_text()
+
+    def terminate(self) -> dict:
+        self.proc.send_signal(signal.SIGTERM)
+        out, _ = self.proc.communicate(timeout=60)
+        self._err.close()
+        assert self.proc.returncode == 0, self.log.read_text()[-3000:]
+        return json.loads(out.decode().strip().splitlines()[-1])
+
+
+def scenario(config_path: Path) -> list:
+    config = load_config(config_path)
+    start = scenario_start(DURATION_S, SPEED)
+    return build_scenario(config, duration_s=DURATION_S, seed=3, start=start, faults=True)
+
+
+def publish(messages: list, broker: Mosquitto) -> PublishReport:
+    return publish_scenario(messages, url=broker.url, client_id="e2e-simulate", speed=SPEED)
+
+
+def query(path: Path, sql: str) -> list[tuple]:
+    db = sqlite3.connect(path)
+    try:
+        return db.execute(sql).fetchall()
+    finally:
+        db.close()
+
+
+def all_analysed(var: Path) -> bool:
+    journal = var / "journal.sqlite"
+    (top,) = query(journal, "SELECT coalesce(max(seq), 0) FROM readings")[0]
+    rows = query(journal, "SELECT seq FROM cursors WHERE name = 'analysis'")
+    return bool(rows) and rows[0][0] == top
+
+
+def cases_of(var: Path) -> list[tuple[str, str, str]]:
+    return query(var / "cases.sqlite", "SELECT case_id, rule_id, state FROM cases")
+
+
+def verify(config: Path, root: Path) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "streetwatch", "evidence", "verify", "-c", str(config), str(root)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+def test_simulated_street_becomes_verified_cases(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    config = demo_site(tmp_path)
+    var = tmp_path / "var"
+    messages = scenario(config)
+    run = RunProcess(config, mosquitto, tmp_path / "run.log")
+    report = publish(messages, mosquitto)
+    assert report.acked == len(messages) and report.failed == 0
+    wait_until(lambda: all_analysed(var), 60, "every journaled reading to be analysed")
+    wait_until(
+        lambda: all(state != "opened" for _, _, state in cases_of(var)), 60, "evidence packages"
+    )
+    summary = run.terminate()
+
+    assert summary["ingest"]["messages_committed"] == len(messages)
+    assert summary["ingest"]["dead_letters"] == FAULTS
+    (journaled,) = query(var / "journal.sqlite", "SELECT count(*) FROM readings")[0]
+    assert journaled == len(messages) - FAULTS
+    assert summary["pipeline"]["readings_analysed"] == journaled
+
+    cases = cases_of(var)
+    rules = {rule for _, rule, _ in cases}
+    assert {"fire-lane-occupied", "muck-truck-off-route"} <= rules, cases
+    assert {state for _, _, state in cases} <= {"evidence_complete", "submitted"}
+    result = verify(config, var / "evidence")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert f"{len(cases)} package(s)" in result.stdout
+
+
+def test_sigterm_mid_stream_then_restart_accounts_for_every_reading_once(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    config = demo_site(tmp_path)
+    var = tmp_path / "var"
+    messages = scenario(config)
+    log = tmp_path / "run.log"
+    run = RunProcess(config, mosquitto, log)
+    reports: list[PublishReport] = []
+    publisher = threading.Thread(target=lambda: reports.append(publish(messages, mosquitto)))
+    publisher.start()
+    time.sleep(3.0)
+    first = run.terminate()
+    assert 0 < first["ingest"]["messages_committed"] < len(messages)
+    run = RunProcess(config, mosquitto, log)
+    publisher.join(120)
+    assert reports and reports[0].acked == len(messages)
+    wait_until(lambda: all_analysed(var), 60, "the restarted run to analyse everything")
+    wait_until(
+        lambda: all(state != "opened" for _, _, state in cases_of(var)), 60, "evidence packages"
+    )
+    second = run.terminate()
+
+    journal = var / "journal.sqlite"
+    (journaled,) = query(journal, "SELECT count(*) FROM readings")[0]
+    assert journaled == len(messages) - FAULTS
+    letters = query(journal, "SELECT DISTINCT topic, payload FROM dead_letters")
+    assert len(letters) == FAULTS
+    committed = first["ingest"]["messages_committed"] + second["ingest"]["messages_committed"]
+    assert committed >= len(messages)
+    analysed = first["pipeline"]["readings_analysed"] + second["pipeline"]["readings_analysed"]
+    assert analysed >= journaled
+    cases = cases_of(var)
+    (distinct,) = query(var / "cases.sqlite", "SELECT count(DISTINCT violation_id) FROM cases")[0]
+    assert distinct == len(cases) > 0
+    assert "fire-lane-occupied" in {rule for _, rule, _ in cases}
+    result = verify(config, var / "evidence")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("bad", ["rules"])
+def test_run_refuses_a_broken_rules_folder_with_file_and_line(tmp_path: Path, bad: str) -> None:
+    config = demo_site(tmp_path)
+    rules = tmp_path / bad
+    rules.mkdir()
+    (rules / "broken.yaml").write_text(
+        "rules:\n  - id: x\n    name: X\n    category: c\n    severity: minor\n"
+        "    condition: {kind: presence, zone: nowhere-zone}\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-m", "streetwatch", "run", "-c", str(config), "-r", str(rules)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    assert "broken.yaml:6" in result.stderr, result.stderr
+    assert result.stderr.strip().splitlines()[-1].startswith("Error:")
