@@ -4,10 +4,16 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from datetime import UTC, datetime
 
-from evidence.builder import EvidenceBuilder
+from evidence.builder import EvidenceBuilder, FrameProvider
 from evidence.cases import Case, CaseStore, State
+from evidence.keys import Signer
+from evidence.retention import Retention, RetentionReport
+from evidence.settings import evidence_paths
+from ingest.config import SiteConfig
+from ingest.journal import Journal
 from rules.violation import Violation
 
 log = logging.getLogger(__name__)
@@ -15,19 +21,48 @@ log = logging.getLogger(__name__)
 
 class EvidenceService:
     """Glue for `streetwatch run`: `handle(violation)` once its post-roll has been recorded
-    (`EvidenceBuilder.ready_at`), `resume()` at start-up."""
+    (`EvidenceBuilder.ready_at`), `resume()` at start-up, `tick()` now and then."""
 
-    def __init__(self, builder: EvidenceBuilder, store: CaseStore) -> None:
+    def __init__(
+        self,
+        builder: EvidenceBuilder,
+        store: CaseStore,
+        retention: Retention | None = None,
+        *,
+        retention_every_s: float = 300.0,
+    ) -> None:
         self.builder = builder
         self.store = store
+        self.retention = retention
+        self.retention_every_s = retention_every_s
+        self._last_retention = float("-inf")
+
+    @classmethod
+    def from_config(
+        cls, config: SiteConfig, frames: FrameProvider | None, journal: Journal | None
+    ) -> EvidenceService:
+        """Key (created on first run; refused when exposed), case store, builder, retention."""
+        paths = evidence_paths(config)
+        signer = Signer.load_or_create(paths.key)
+        builder = EvidenceBuilder(config, signer, frames, journal, root=paths.root)
+        store = CaseStore(paths.cases)
+        settings = config.evidence
+        retention = None
+        if settings.quota_bytes is not None or settings.retention_days is not None:
+            retention = Retention(
+                paths.root,
+                store,
+                quota_bytes=settings.quota_bytes,
+                retention_days=settings.retention_days,
+            )
+        return cls(builder, store, retention)
 
     def handle(self, violation: Violation, now: datetime | None = None) -> Case:
         case, _new = self.store.open(violation, now, case_id=self.builder.case_id(violation))
         if case.state is not State.OPENED:
             return case
         result = self.builder.build_result(violation)
-        manifest = result.path / "manifest.json"
-        sha = hashlib.sha256(manifest.read_bytes()).hexdigest()
+        sha = hashlib.sha256((result.path / "manifest.json").read_bytes()).hexdigest()
         return self.store.transition(
             case.case_id,
             State.EVIDENCE_COMPLETE,
@@ -44,3 +79,22 @@ class EvidenceService:
             log.info("evidence: resuming case %s", case.case_id)
             done.append(self.handle(self.store.violation(case.case_id)))
         return done
+
+    def tick(self, now: datetime | None = None) -> tuple[list[Case], RetentionReport | None]:
+        """Escalate cases past their disposal deadline; enforce the quota every few minutes."""
+        escalated = self.store.escalate_overdue(now)
+        for case in escalated:
+            log.warning(
+                "case %s (%s) passed its disposal deadline %s in state %s",
+                case.case_id,
+                case.rule_id,
+                case.deadline,
+                case.state.value,
+            )
+        report = None
+        if self.retention is not None and (
+            time.monotonic() - self._last_retention >= self.retention_every_s
+        ):
+            self._last_retention = time.monotonic()
+            report = self.retention.enforce(now)
+        return escalated, report
