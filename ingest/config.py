@@ -779,31 +779,21 @@ def load_config(path: str | Path) -> SiteConfig:
         raise ConfigError([f"{doc.where(loc)}: {format_loc(loc)}: {why}" for loc, why in problems])
     base = path.resolve().parent
     storage = config.storage.resolved(base)
-    devices, problems = _resolve_video_paths(config.devices, base)
-    if problems:
-        raise ConfigError([f"{doc.where(loc)}: {format_loc(loc)}: {why}" for loc, why in problems])
+    devices = [_resolve_video_paths(device, base) for device in config.devices]
     return config.model_copy(update={"storage": storage, "devices": devices})
 
 
-def _resolve_video_paths(
-    devices: list[Device], base: Path
-) -> tuple[list[Device], list[tuple[tuple[str | int, ...], str]]]:
-    """Relative video files and weights are relative to devices.yaml; weights must exist."""
-    resolved, problems = [], []
-    for index, device in enumerate(devices):
-        update: dict[str, Any] = {}
-        stream = device.stream
-        if stream and stream not in VIDEO_PUSH and "://" not in stream and stream[0] != "/":
-            update["stream"] = str(base / device.stream)
-        if device.detect is not None:
-            weights = _under(base, device.detect.weights, device.detect.weights)
-            if not weights.exists():
-                problems.append(
-                    (("devices", index, "detect", "weights"), f"weights not found: {weights}")
-                )
-            update["detect"] = device.detect.model_copy(update={"weights": weights})
-        resolved.append(device.model_copy(update=update) if update else device)
-    return resolved, problems
+def _resolve_video_paths(device: Device, base: Path) -> Device:
+    """Relative video files and weights are relative to devices.yaml (existence is checked
+    when the camera starts: a copied config need not carry its model)."""
+    update: dict[str, Any] = {}
+    stream = device.stream
+    if stream and stream not in VIDEO_PUSH and "://" not in stream and stream[0] != "/":
+        update["stream"] = str(base / stream)
+    if device.detect is not None:
+        weights = _under(base, device.detect.weights, device.detect.weights)
+        update["detect"] = device.detect.model_copy(update={"weights": weights})
+    return device.model_copy(update=update) if update else device
 
 
 __all__ = [
