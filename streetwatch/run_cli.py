@@ -22,10 +22,11 @@ def status_line(stages: dict[str, dict[str, float]], last: dict[str, float], eve
     rate = (messages - last.get("messages", 0)) / every
     fps = (frames - last.get("frames", 0)) / every
     last.update(messages=messages, frames=frames)
+    delivered = sum(v for k, v in stages["feed"].items() if k.endswith("_delivered"))
     return (
         f"messages/s {rate:.0f} · frames/s {fps:.1f} · observations "
         f"{pipeline.get('observations', 0)} · cases opened {pipeline.get('cases_opened', 0)} · "
-        f"packages {pipeline.get('packages', 0)} · delivered {stages['feed'].get('delivered', 0)}"
+        f"packages {pipeline.get('packages', 0)} · delivered {delivered}"
         f" · dead letters {ingest.get('dead_letters', 0)}"
     )
 
