@@ -58,9 +58,3 @@ def package_dirs(root: Path) -> list[Path]:
         if day.is_dir() and _DATE_DIR.fullmatch(day.name):
             found.extend(sorted(p for p in day.iterdir() if p.is_dir()))
     return found
-
-
-def is_package(path: Path) -> bool:
-    return (path / MANIFEST).is_file() or (
-        path.is_dir() and _DATE_DIR.fullmatch(path.parent.name) is not None
-    )

@@ -200,7 +200,12 @@ def _check_links(links: list[_Link], report: Report) -> None:
                 Finding(
                     "seq_gap",
                     link.where,
-                    f"links {expected}..{seq - 1} are missing before seq {seq}",
+                    (
+                        f"link {expected} is missing"
+                        if seq - 1 == expected
+                        else f"links {expected}..{seq - 1} are missing"
+                    )
+                    + f" before seq {seq}",
                 )
             )
         previous = by_seq.get(seq - 1)

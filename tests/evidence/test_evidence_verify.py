@@ -119,7 +119,7 @@ def test_removed_case_breaks_the_chain(root: Path, key: Verifier) -> None:
     shutil.rmtree(dirs[1])
     report = verify_chain(root, key)
     assert _kinds(report) == [("seq_gap", dirs[2].name)]
-    assert "2..2 are missing before seq 3" in report.findings[0].detail
+    assert "link 2 is missing before seq 3" in report.findings[0].detail
 
 
 def test_truncated_chain(root: Path, key: Verifier) -> None:
