@@ -31,7 +31,7 @@ from detectors.zones import PixelZones, Visit, footprint
 from ingest.config import CameraDetect, Device, SiteConfig
 from ingest.frames import EncodedFrame, Frame
 from ingest.video.ring import FrameRing
-from ingest.video.sources import FileFrames, VideoSource
+from ingest.video.sources import FileFrames, VideoSource, VideoSourceStats
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +78,8 @@ class CameraStats:
     errors: Counter[str] = field(default_factory=Counter)
     detect_ms: float = 0.0
     """Time spent in the detector (sum, ms)."""
+    source: VideoSourceStats | None = None
+    """The reader's counters (frames read, dropped as stale, opens, failures) when threaded."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -93,6 +95,17 @@ class CameraStats:
             "observations": self.observations,
             "errors": dict(self.errors),
             "detect_ms": round(self.detect_ms, 1),
+            **(
+                {}
+                if self.source is None
+                else {
+                    "source_frames": self.source.frames,
+                    "source_dropped": self.source.dropped,
+                    "source_opens": self.source.opens,
+                    "source_failures": self.source.failures,
+                    "source_connected": self.source.connected,
+                }
+            ),
         }
 
 
@@ -393,6 +406,7 @@ class CameraPipeline:
             self._source = VideoSource(
                 self.device.id, stream, loop=self.loop, on_frame=self._buffer
             )
+            self.stats.source = self._source.stats
             self._source.start()
         self._worker = threading.Thread(
             target=self._work, name=f"camera-{self.device.id}", daemon=True
@@ -449,10 +463,3 @@ class CameraPipeline:
                 log.exception("%s: frame %d failed", self.device.id, frame.index)
         if last is not None:
             self.finish(last)
-
-    @property
-    def source_stats(self) -> dict[str, Any]:
-        if self._source is None:
-            return {}
-        s = self._source.stats
-        return {"frames": s.frames, "dropped": s.dropped, "opens": s.opens, "failures": s.failures}

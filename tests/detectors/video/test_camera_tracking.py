@@ -4,6 +4,7 @@ subjects kept across the full-frame re-detection cadence."""
 from __future__ import annotations
 
 import itertools
+import time
 from collections import defaultdict
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -163,3 +164,43 @@ def test_a_stationary_subject_stays_tracked_and_dwell_keeps_growing(
     ended = [o for o in seen if o.state == "exit"]
     assert {o.subject_id for o in ended} >= {o.subject_id for o in long}
     assert pipeline.tracks == {}
+
+
+def test_threaded_camera_reads_its_stream_and_emits_on_its_own(
+    vtest: Path, person_pt: Path, detector: YoloDetector
+) -> None:
+    device, config = site(person_pt, str(vtest), imgsz=320, fps=5, redetect_s=2.0)
+    seen: list[Observation] = []
+    pipeline = CameraPipeline(device, config, seen.append, detector=detector)
+    pipeline.start()
+    try:
+        deadline = time.monotonic() + 20
+        while not any(o.zone_id == "sidewalk" for o in seen) and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        pipeline.stop()
+    stats = pipeline.stats.as_dict()
+    assert any(o.zone_id == "sidewalk" and o.state == "enter" for o in seen)
+    assert stats["source_frames"] >= 10 and stats["analysed"] >= 5 and stats["errors"] == {}
+    latest = pipeline.ring.latest()
+    assert latest is not None
+    clip = pipeline.frames_between(latest.ts - timedelta(seconds=1), latest.ts)
+    assert 9 <= len(clip) <= 11  # every frame of the last second, dropped for analysis or not
+
+
+def test_pushed_frames_are_buffered_and_analysed(
+    assets: Path, person_pt: Path, detector: YoloDetector
+) -> None:
+    device, config = site(person_pt, "webrtc", imgsz=320, fps=5)
+    seen: list[Observation] = []
+    pipeline = CameraPipeline(device, config, seen.append, detector=detector)
+    pipeline.start()
+    image = cv2.imread(str(assets / "bus.jpg"))
+    try:
+        for frame in still_frames(image, 1.0):
+            pipeline.submit(frame)
+            time.sleep(0.1)
+    finally:
+        pipeline.stop()
+    assert len(pipeline.frames_between(START, START + timedelta(seconds=1))) == 10
+    assert pipeline.stats.analysed >= 2 and pipeline.stats.detections >= 3
