@@ -28,12 +28,9 @@ from typing import Any
 
 from detectors.observation import Observation
 from detectors.sensors import SensorDetectors
-from evidence.builder import EvidenceBuilder
-from evidence.cases import CaseStore, State
+from evidence.cases import State
 from evidence.feed import CaseFeed
-from evidence.keys import Signer
 from evidence.service import EvidenceService
-from evidence.settings import evidence_paths
 from ingest.config import DeviceKind, SiteConfig
 from ingest.frames import EncodedFrame
 from ingest.journal import Journal
@@ -67,7 +64,6 @@ class Pipeline:
         self.config = config
         self.options = options = options or PipelineOptions()
         assert config.storage.journal is not None
-        paths = evidence_paths(config)
         self.rules = load_rules(options.rules_dir, config)
         self.journal = Journal(config.storage.journal)
         self.ingestor = MqttIngestor(config, self.journal)
@@ -88,11 +84,8 @@ class Pipeline:
         self.recorder = (
             RecordingWriter(options.record, site_id=config.site.id) if options.record else None
         )
-        self.cases = CaseStore(paths.cases)
-        self.builder = EvidenceBuilder(
-            config, Signer.load_or_create(paths.key), frames=self, journal=self.journal
-        )
-        self.evidence = EvidenceService(self.builder, self.cases)
+        self.evidence = EvidenceService.from_config(config, frames=self, journal=self.journal)
+        self.cases, self.builder = self.evidence.store, self.evidence.builder
         self.feed = CaseFeed(config, self.cases)
         self.sink = self._sink() if options.sink else None
 
@@ -274,6 +267,7 @@ class Pipeline:
                 built += 1
             if stopping:
                 return
+            self.counters["escalations"] += len(self.evidence.tick()[0])
             if not built:
                 self._stop.wait(0.5)
 
