@@ -32,6 +32,8 @@ log = logging.getLogger(__name__)
 
 LEDGER = ".ledger"
 STAGING = ".staging"
+PRUNED = "pruned"
+"""`.ledger/pruned/<seq>-<case_id>/`: manifest and signature of a package removed by retention."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,12 +165,31 @@ class Ledger:
             os.unlink(pending)
             fsync_dir(self.dir)
         if clean_staging:
+            self._finish_prunes()
             for leftover in self.staging.iterdir():
                 pid = leftover.name.rsplit(".", 2)[-2] if leftover.name.count(".") >= 2 else ""
                 if pid.isdigit() and _alive(int(pid)):
                     continue
                 log.warning("ledger: removing unfinished package %s", leftover.name)
                 shutil.rmtree(leftover, ignore_errors=True)
+
+    def _finish_prunes(self) -> None:
+        """A prune interrupted after keeping the manifest: remove the package it kept."""
+        pruned = self.dir / PRUNED
+        if not pruned.is_dir():
+            return
+        for entry in pruned.iterdir():
+            case_id = entry.name.split("-", 1)[-1]
+            kept = entry / MANIFEST
+            for package in self.root.glob(f"*/{case_id}"):
+                manifest = package / MANIFEST
+                same = manifest.is_file() and kept.read_bytes() == manifest.read_bytes()
+                if kept.is_file() and same:
+                    log.warning("ledger: finishing the prune of %s after a crash", case_id)
+                    trash = self.staging / f"pruned-{case_id}.{os.getpid()}.x"
+                    os.rename(package, trash)
+                    fsync_dir(package.parent)
+                    shutil.rmtree(trash, ignore_errors=True)
 
 
 def _head_json(head: Head) -> bytes:

@@ -18,9 +18,8 @@ from pathlib import Path
 
 from evidence.cases import CaseStore
 from evidence.fsutil import fsync_dir, write_atomic
-from evidence.ledger import LEDGER, STAGING, Ledger
+from evidence.ledger import LEDGER, PRUNED, STAGING, Ledger
 from evidence.package import MANIFEST, SIGNATURE, package_dirs
-from evidence.verify import PRUNED
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +107,7 @@ class Retention:
                 if (path / name).is_file():
                     write_atomic(keep / name, (path / name).read_bytes())
             fsync_dir(keep.parent)
-            trash = self.root / STAGING / f"pruned-{path.name}.0.x"
+            trash = self.root / STAGING / f"pruned-{path.name}.{os.getpid()}.x"
             os.rename(path, trash)
             fsync_dir(path.parent)
             shutil.rmtree(trash, ignore_errors=True)

@@ -29,7 +29,7 @@ from typing import Any
 
 from evidence.fsutil import sha256_file
 from evidence.keys import Verifier
-from evidence.ledger import LEDGER, STAGING, Ledger
+from evidence.ledger import LEDGER, PRUNED, STAGING, Ledger
 from evidence.package import (
     GENESIS,
     MANIFEST,
@@ -37,8 +37,6 @@ from evidence.package import (
     date_dir_of,
     package_dirs,
 )
-
-PRUNED = "pruned"
 
 
 @dataclass(frozen=True, slots=True)

@@ -94,3 +94,24 @@ def test_unknown_cases_are_kept(tmp_path: Path, ring) -> None:
         now=datetime.now(UTC) + timedelta(days=400)
     )
     assert report.pruned == [] and len(report.kept_open) == 1
+
+
+def test_prune_interrupted_after_keeping_the_manifest(tmp_path: Path, ring) -> None:
+    """kill -9 between keeping the manifest and removing the package: restart finishes it."""
+    import shutil
+
+    from evidence.ledger import Ledger
+
+    builder, _store, signer, cases = _setup(tmp_path, ring, 2)
+    pkg = next(p for p in package_dirs(builder.root) if p.name == cases[0].case_id)
+    keep = builder.root / ".ledger" / "pruned" / f"{1:010d}-{pkg.name}"
+    keep.mkdir(parents=True)
+    for name in ("manifest.json", "manifest.sig"):
+        shutil.copyfile(pkg / name, keep / name)
+    assert [f.kind for f in verify_chain(builder.root, signer.verifier).findings] == [
+        "duplicate_seq"
+    ]
+    Ledger(builder.root)
+    assert not pkg.exists()
+    chain = verify_chain(builder.root, signer.verifier)
+    assert chain.ok and chain.packages == 1 and chain.pruned == 1, chain.findings
