@@ -11,7 +11,9 @@ import subprocess
 import sys
 import threading
 import time
+from collections import Counter
 from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -37,10 +39,56 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
     raise AssertionError(f"timed out after {timeout} s waiting for {what}")
 
 
-def demo_site(tmp_path: Path) -> Path:
+class CaseSystem:
+    """A real HTTP case system on loopback that fails its first few requests with 503 and
+    counts the cases it accepted by Idempotency-Key."""
+
+    def __init__(self, fail_first: int = 3) -> None:
+        self.accepted: Counter[str] = Counter()
+        self.requests = 0
+        system = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                body = self.rfile.read(int(self.headers["Content-Length"]))
+                system.requests += 1
+                if system.requests <= fail_first:
+                    self.send_response(503)
+                    self.end_headers()
+                    return
+                assert self.headers["Content-Type"].startswith("multipart/form-data")
+                assert b"manifest.json" in body and b"manifest.sig" in body
+                system.accepted[self.headers["Idempotency-Key"]] += 1
+                answer = json.dumps({"case_no": f"CS-{len(system.accepted)}"}).encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(answer)))
+                self.end_headers()
+                self.wfile.write(answer)
+
+            def log_message(self, format: str, *args: object) -> None:
+                return
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/cases"
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def demo_site(tmp_path: Path, case_system: str | None = None) -> Path:
     """The shipped devices.yaml with its storage under tmp_path (cameras stay off: sensors)."""
     doc = yaml.safe_load((REPO / "devices.yaml").read_text())
     doc["storage"] = {"root": str(tmp_path / "var")}
+    if case_system is not None:
+        doc["evidence"] = {
+            "feed": {
+                "http": {"url": case_system, "media": "upload"},
+                "retry": {"min_delay_s": 0.2, "max_delay_s": 1.0},
+            }
+        }
     path = tmp_path / "devices.yaml"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
     return path
@@ -112,8 +160,11 @@ def verify(config: Path, root: Path) -> subprocess.CompletedProcess:
     )
 
 
-def test_simulated_street_becomes_verified_cases(mosquitto: Mosquitto, tmp_path: Path) -> None:
-    config = demo_site(tmp_path)
+def test_simulated_street_becomes_verified_delivered_cases(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    case_system = CaseSystem()
+    config = demo_site(tmp_path, case_system.url)
     var = tmp_path / "var"
     messages = scenario(config)
     run = RunProcess(config, mosquitto, tmp_path / "run.log")
@@ -121,9 +172,12 @@ def test_simulated_street_becomes_verified_cases(mosquitto: Mosquitto, tmp_path:
     assert report.acked == len(messages) and report.failed == 0
     wait_until(lambda: all_analysed(var), 60, "every journaled reading to be analysed")
     wait_until(
-        lambda: all(state != "opened" for _, _, state in cases_of(var)), 60, "evidence packages"
+        lambda: all(state == "acknowledged" for _, _, state in cases_of(var)),
+        60,
+        "every case packaged and acknowledged by the case system",
     )
     summary = run.terminate()
+    case_system.close()
 
     assert summary["ingest"]["messages_committed"] == len(messages)
     assert summary["ingest"]["dead_letters"] == FAULTS
@@ -134,7 +188,8 @@ def test_simulated_street_becomes_verified_cases(mosquitto: Mosquitto, tmp_path:
     cases = cases_of(var)
     rules = {rule for _, rule, _ in cases}
     assert {"fire-lane-occupied", "muck-truck-off-route"} <= rules, cases
-    assert {state for _, _, state in cases} <= {"evidence_complete", "submitted"}
+    assert case_system.requests > len(cases)
+    assert case_system.accepted == Counter({case_id: 1 for case_id, _, _ in cases})
     result = verify(config, var / "evidence")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{len(cases)} package(s)" in result.stdout
