@@ -179,6 +179,13 @@ class Engine:
         self.dropped: deque[Dropped] = deque(maxlen=keep_dropped)
         self._clock = -math.inf
         self._pending: list[tuple[float, int, int, int, Identity]] = []
+        self._retired: list[tuple[float, int, int, int, Any, _Track]] = []
+        """Closed tracks kept in their group while a late report could still pair with them."""
+        self._emitted: list[Violation] = []
+        self._superseded: dict[tuple[int, int, Identity], _Track] = {}
+        """Situations followed by a new one of the same subject before their close arrived."""
+        self._superseding: list[tuple[float, int, int, int, Identity, _Track]] = []
+        """Violations found while closing a situation, handed out by process/advance."""
         self._seq = 0
         self._closed: dict[tuple[int, int, Identity], float] = {}
         self._bays: dict[str, str] = {}
@@ -230,6 +237,17 @@ class Engine:
         self._index.clear()
         self._pending.clear()
         self._closed.clear()
+        self._retired.clear()
+        self._superseded.clear()
+        self._superseding.clear()
+        for rule in self._rules:
+            for grouped in rule.grouped:
+                for key, members in list((grouped or {}).items()):
+                    for identity, track in list(members.items()):
+                        if not track.open:
+                            del members[identity]
+                    if not members:
+                        del grouped[key]  # type: ignore[union-attr]
         for r_index, rule in enumerate(self._rules):
             for c_index, tracks in enumerate(rule.tracks):
                 for track in tracks.values():
@@ -305,7 +323,7 @@ class Engine:
             if (
                 track is not None
                 and (state in states if states is not None else state not in CLOSING_STATES)
-                and first >= track.first_seen
+                and first == track.first_seen
                 and (gone_after is None or first <= track.last_seen + gone_after)
             ):
                 # the common case: one more report of a live situation
@@ -326,6 +344,9 @@ class Engine:
                 if track is None or track.fired:
                     continue
             out += self._evaluate(slot.rule, slot.r_index, slot.c_index, track, watermark)
+        if self._emitted:
+            out = self._emitted + out
+            self._emitted = []
         return out
 
     def advance(self, now: datetime) -> list[Violation]:
@@ -346,6 +367,9 @@ class Engine:
             if track is not None and not track.fired and track.open:
                 out += self._evaluate(rule, r_index, c_index, track, watermark)
         self._collect(watermark)
+        if self._emitted:
+            out += self._emitted
+            self._emitted = []
         return out
 
     # ---- state ------------------------------------------------------------------------------
@@ -368,22 +392,43 @@ class Engine:
         state = obs.state
         matches = state in states if states is not None else state not in CLOSING_STATES
         if not matches:
+            if track is not None and t < track.last_seen:
+                # older than the situation we track: it may close the one before it
+                track = self._superseded.pop((r_index, c_index, identity), None)
             if track is not None and t >= track.last_seen:
-                end = first if first >= track.first_seen else t
+                # a new span (vacant since...) ends the situation where it starts; a closing
+                # report of the same situation (exit, back) where it was made
+                end = first if first > track.first_seen else t
                 self._close(rule, r_index, c_index, track, end)
             elif track is None and rule.states[c_index] is not None:
-                # a `vacant` that overtook the `occupied` before it: that report is stale
+                # a close that overtook the reports it closes: those are stale when they come
                 key = (r_index, c_index, identity)
-                self._closed[key] = max(self._closed.get(key, -math.inf), first)
+                self._closed[key] = max(self._closed.get(key, -math.inf), t)
             return None
         closed_at = self._closed.get((r_index, c_index, identity))
         if closed_at is not None and t <= closed_at:
             self._counts["stale_after_close"] += 1
             return None
         gone_after = rule.gone_after[c_index]
-        if track is not None and gone_after is not None and first > track.last_seen + gone_after:
-            self._close(rule, r_index, c_index, track, track.last_seen)
-            track = None
+        if track is not None:
+            if first > track.first_seen:
+                # detectors keep first_seen for one situation: this is a new one, so the
+                # previous one ended. A state-driven one's closing report may still be on its
+                # way (out of order): it waits aside until the watermark passes this start.
+                del tracks[identity]
+                if gone_after is None and track.open:
+                    self._superseded[(r_index, c_index, identity)] = track
+                    self._seq += 1
+                    heapq.heappush(
+                        self._superseding, (first, self._seq, r_index, c_index, identity, track)
+                    )
+                else:
+                    tracks[identity] = track
+                    self._close(rule, r_index, c_index, track, track.last_seen)
+                track = None
+            elif first < track.first_seen:
+                self._counts["stale_report"] += 1
+                return None
         if track is None:
             track = _Track(
                 identity,
@@ -405,8 +450,6 @@ class Engine:
             if gone_after is None:
                 self._push(self._sat_from(rule, c_index, track), r_index, c_index, track)
             return track
-        if first < track.first_seen:
-            track.first_seen = first
         if t >= track.last_seen:
             track.last_seen = t
             track.count = obs.count
@@ -416,24 +459,54 @@ class Engine:
     def _close(
         self, rule: _Compiled, r_index: int, c_index: int, track: _Track, end: float
     ) -> None:
+        """The situation ended at `end`; whatever it satisfied before that still counts."""
         track.open = False
         track.ended_at = end
-        del rule.tracks[c_index][track.identity]
-        grouped = rule.grouped[c_index]
-        if grouped is not None:
-            key = track.place if rule.all_mode else track.zone
-            members = grouped.get(key)
-            if members is not None:
-                members.pop(track.identity, None)
-                if not members:
-                    del grouped[key]
+        tracks = rule.tracks[c_index]
+        if tracks.get(track.identity) is track:
+            del tracks[track.identity]
         self._closed[(r_index, c_index, track.identity)] = max(end, track.last_seen)
+        if not track.fired:
+            watermark = self._clock - self.tolerance_s
+            self._emitted += self._evaluate(rule, r_index, c_index, track, watermark)
         if track.dedup_key is not None:
             state = rule.dedup.get(track.dedup_key)
             if state is not None:
                 state.active.discard((c_index, track.identity))
+        if rule.grouped[c_index] is not None:
+            keep = (rule.within if rule.all_mode else 0.0) + self.tolerance_s
+            self._seq += 1
+            heapq.heappush(
+                self._retired,
+                (
+                    max(end, track.last_seen) + keep,
+                    self._seq,
+                    r_index,
+                    c_index,
+                    track.place if rule.all_mode else track.zone,
+                    track,
+                ),
+            )
 
     def _collect(self, watermark: float) -> None:
+        superseding = self._superseding
+        while superseding and superseding[0][0] <= watermark:
+            _, _, r_index, c_index, identity, track = heapq.heappop(superseding)
+            key = (r_index, c_index, identity)
+            if self._superseded.get(key) is track and r_index < len(self._rules):
+                del self._superseded[key]
+                self._close(self._rules[r_index], r_index, c_index, track, track.last_seen)
+        retired = self._retired
+        while retired and retired[0][0] < watermark:
+            _, _, r_index, c_index, key, track = heapq.heappop(retired)
+            if r_index >= len(self._rules):
+                continue
+            grouped = self._rules[r_index].grouped[c_index]
+            members = None if grouped is None else grouped.get(key)
+            if members is not None and members.get(track.identity) is track:
+                del members[track.identity]
+                if not members:
+                    del grouped[key]
         for r_index, rule in enumerate(self._rules):
             for c_index, tracks in enumerate(rule.tracks):
                 gone_after = rule.gone_after[c_index]
