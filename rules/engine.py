@@ -399,6 +399,7 @@ class Engine:
                 # a new span (vacant since...) ends the situation where it starts; a closing
                 # report of the same situation (exit, back) where it was made
                 end = first if first > track.first_seen else t
+                track.recent.append(obs)
                 self._close(rule, r_index, c_index, track, end)
             elif track is None and rule.states[c_index] is not None:
                 # a close that overtook the reports it closes: those are stale when they come
@@ -694,7 +695,7 @@ class Engine:
         if spec.party is Party.MERCHANT and anchor.zone is not None:
             party = self._merchants.get(anchor.zone)
         first = min(t.first_seen for _, t in members)
-        last = max(max(t.last_seen for _, t in members), at)
+        last = max(max(t.last_seen if t.open else t.ended_at for _, t in members), at)
         opened = datetime.fromtimestamp(at, UTC)
         thresholds: dict[str, Any] = {
             "dwell_s": [c.dwell for c in rule.clauses] if len(rule.clauses) > 1 else rule.dwell[0],

@@ -500,3 +500,67 @@ def test_a_close_that_overtakes_the_report_it_closes(tmp_path):
     )
     assert engine.advance(at(600)) == []
     assert engine.stats["stale_after_close"] == 1
+
+
+def test_exit_report_closes_where_it_was_made_and_counts_the_dwell_before(tmp_path):
+    engine = _engine(
+        tmp_path,
+        rule("linger", condition={"kind": "geofence", "zone": "school", "dwell": "60s"}),
+    )
+    assert (
+        engine.process(
+            obs(
+                "geofence",
+                device="truck-1",
+                subject="vehicle",
+                sid="truck-1",
+                zone="school",
+                state="enter",
+                first=0,
+                last=0,
+            )
+        )
+        == []
+    )
+    # no advance in between: the exit report alone shows the truck stayed 90 s
+    out = engine.process(
+        obs(
+            "geofence",
+            device="truck-1",
+            subject="vehicle",
+            sid="truck-1",
+            zone="school",
+            state="exit",
+            first=0,
+            last=90,
+        )
+    )
+    assert [v.opened_at for v in out] == [at(60)]
+    assert out[0].window_end == at(90)
+
+
+def test_new_situation_of_the_same_subject_ends_the_previous_one(tmp_path):
+    engine = _engine(
+        tmp_path,
+        rule("fire", condition={"kind": "occupancy", "zone": "bay-1", "dwell": "30s"}),
+        tolerance_s=10,
+    )
+
+    def occ(state, first, last):
+        return engine.process(
+            obs(
+                "occupancy",
+                device="mag-1",
+                sid="bay-1",
+                zone="bay-1",
+                state=state,
+                first=first,
+                last=last,
+            )
+        )
+
+    out = occ("occupied", 0, 0)
+    out += occ("occupied", 25, 25)  # a new car: the vacant between them is still on its way
+    out += occ("vacant", 20, 20)  # ... and arrives: the first car stayed 20 s
+    out += engine.advance(at(200))
+    assert [v.opened_at for v in out] == [at(55)]

@@ -89,7 +89,7 @@ def _run(engine, reports, tick):
 
 
 @settings(
-    max_examples=600,
+    max_examples=200,
     deadline=None,
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
