@@ -164,8 +164,10 @@ class EvidenceBuilder:
             since = v.window_start - timedelta(seconds=spec.sensor_series_s)
             readings = self.journal.readings_between(sensor_ids, since, t1)
             series, track = _series(readings, v, self.tz)
-            put("data/sensor_series.json", _json(series), "sensor_series")
-            put("data/gps_track.geojson", _json(track), "gps_track")
+            if series["series"]:
+                put("data/sensor_series.json", _json(series), "sensor_series")
+            if track["features"]:
+                put("data/gps_track.geojson", _json(track), "gps_track")
             facts["sensor_readings"] = len(readings)
         return files, facts
 
