@@ -233,3 +233,9 @@ def test_undecodable_frame_is_skipped_and_counted(tmp_path: Path, ring, ffprobe:
     assert media["snapshots"]["first_seen"]["frame_index"] in (49, 51)
     probe = _probe(ffprobe, path / "media/cam-1/clip.mp4")
     assert int(probe["streams"][0]["nb_read_frames"]) == clip["frames"]
+
+
+def test_only_the_series_there_are(builder: EvidenceBuilder) -> None:
+    path = builder.build(make_violation(START, devices=("mag-1",)))
+    files = {f["path"] for f in json.loads((path / "manifest.json").read_bytes())["files"]}
+    assert files == {"data/violation.json", "data/sensor_series.json"}
