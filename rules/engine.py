@@ -597,7 +597,7 @@ class Engine:
             if at is None:
                 continue
             members = [t for s, end, t in spans if s <= at <= end]
-            if sum(t.count for t in members) >= need:
+            if len(members) >= need:
                 anchor = max(members, key=lambda t: t.first_seen)
                 return self._fire(rule, r_index, at, [(c_index, t) for t in members], anchor)
         return []
@@ -702,7 +702,7 @@ class Engine:
             "min_count": rule.min_count[0] if len(rule.clauses) == 1 else rule.min_count,
             "cooldown_s": spec.cooldown,
             "dedup": spec.dedup.value,
-            "count": sum(t.count for _, t in members),
+            "count": len({t.identity for _, t in members}),
         }
         if rule.all_mode:
             thresholds["within_s"] = rule.within

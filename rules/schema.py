@@ -80,7 +80,23 @@ KNOWN_SUBJECTS = (
     "bay",
     "device",
 )
-"""What detectors report as `subject` (camera classes, GPS `vehicle`, geomagnetic `car`)."""
+"""What detectors report as `subject` (GPS `vehicle`, geomagnetic `car`, common camera classes);
+cameras add the subjects their `detect.classes` map to (see `known_subjects`)."""
+
+
+def known_subjects(config: SiteConfig) -> list[str] | None:
+    """Subjects a rule may name on this site; None when a camera reports its model's own class
+    names (a `detect` without `classes`), which cannot be known before the model loads."""
+    known = list(KNOWN_SUBJECTS)
+    for device in config.devices:
+        detect = getattr(device, "detect", None)
+        if detect is None:
+            continue
+        if not detect.classes:
+            return None
+        known += [s for s in detect.classes.values() if s not in known]
+    return known
+
 
 DEFAULT_STATES: dict[ObservationKind, tuple[str, ...] | None] = {
     ObservationKind.OCCUPANCY: ("occupied",),
@@ -197,7 +213,7 @@ class Clause(Strict):
     state: Names = Field(default_factory=list)
     """States that count (occupied, enter/inside, off, over, ...); empty: the kind's default."""
     min_count: int = Field(1, ge=1, le=1000)
-    """How many matching subjects at once in one zone (summing each observation's count)."""
+    """How many distinct matching subjects, each past its dwell, at once in one zone."""
     dwell: Duration = 0.0
     """How long each subject stays before it counts."""
     lost_after: Duration | None = None
@@ -210,14 +226,6 @@ class Clause(Strict):
         for item in value:
             if item not in known:
                 raise ValueError(_unknown("zone kind", item, known))
-        return value
-
-    @field_validator("subject")
-    @classmethod
-    def _subjects(cls, value: list[str]) -> list[str]:
-        for item in value:
-            if item not in KNOWN_SUBJECTS:
-                raise ValueError(_unknown("subject", item, list(KNOWN_SUBJECTS)))
         return value
 
     @model_validator(mode="after")
@@ -530,6 +538,7 @@ def _name_checks(doc: YamlDocument, config: SiteConfig) -> list[tuple[tuple[str 
     a wrong name is reported together with any other problem of the file."""
     zones = _known_zones(config)
     devices = [d.id for d in config.devices]
+    subjects = known_subjects(config)
     problems: list[tuple[tuple[str | int, ...], str]] = []
     rules = doc.data.get("rules") if isinstance(doc.data, dict) else None
     if not isinstance(rules, list):
@@ -557,6 +566,8 @@ def _name_checks(doc: YamlDocument, config: SiteConfig) -> list[tuple[tuple[str 
             if isinstance(clause, dict):
                 names((*where, "zone"), clause.get("zone"), list(zones), "zone")
                 names((*where, "device"), clause.get("device"), devices, "device")
+                if subjects is not None:
+                    names((*where, "subject"), clause.get("subject"), subjects, "subject")
         places = condition.get("places")
         if isinstance(places, list):
             for p_index, group in enumerate(places):

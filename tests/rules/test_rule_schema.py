@@ -224,3 +224,21 @@ def test_next_active():
     assert s.next_active(_sh(27, 19)) == _sh(30, 7)  # Friday evening -> Monday morning
     always = _sched()
     assert always.next_active(_sh(23, 3)) == _sh(23, 3)
+
+
+def test_subjects_a_camera_maps_its_classes_to_are_known(tmp_path):
+    data = site().model_dump(mode="json")
+    data["devices"][0]["detect"] = {"weights": "model.pt", "classes": {"hawker_cart": "cart2"}}
+    from ingest.config import SiteConfig
+
+    config = SiteConfig.model_validate(data)
+    folder = write_rules(
+        tmp_path / "r", rule("c", condition={"kind": "presence", "subject": ["cart2", "person"]})
+    )
+    assert len(load_rules(folder, config)) == 1
+    bad = write_rules(tmp_path / "b", rule("c", condition={"kind": "presence", "subject": "cart3"}))
+    with pytest.raises(ConfigError, match=r"subject: unknown subject 'cart3'"):
+        load_rules(bad, config)
+    # a camera naming subjects after its model's own classes: any name goes
+    data["devices"][0]["detect"] = {"weights": "model.pt"}
+    assert len(load_rules(bad, SiteConfig.model_validate(data))) == 1
