@@ -70,23 +70,26 @@ def replay(
     sensors: str = "readings",
     tolerance_s: float = 10.0,
     tick_s: float = 1.0,
+    sensor_devices: Iterable[str] | None = None,
 ) -> ReplayResult:
     """Run `items` (recorded order) through detectors and the engine.
 
     `sensors="readings"` re-runs the sensor detectors on recorded readings;
     `sensors="recorded"` ignores readings and uses recorded sensor observations as they are.
+    `sensor_devices` (from `sensor_devices_of` on a first pass) lets `items` be a stream read
+    once; without it the items are held in memory to find them.
     """
     if sensors not in ("readings", "recorded"):
         raise ValueError("sensors is 'readings' or 'recorded'")
-    items = list(items)
     engine = Engine(rules, config, tolerance_s=tolerance_s)
     stats: Counter[str] = Counter()
     detectors = None
     from_readings: set[str] = set()
     if sensors == "readings":
-        from_readings = {
-            i.device_id for i in items if isinstance(i, Reading) and i.stream in SENSOR_STREAMS
-        }
+        if sensor_devices is None:
+            items = list(items)
+            sensor_devices = sensor_devices_of(items)
+        from_readings = set(sensor_devices)
         if from_readings:
             from detectors.sensors import SensorDetectors
 
@@ -140,6 +143,11 @@ def replay(
         stats.update({f"sensors_{k}": v for k, v in detectors.stats.items()})
     violations.sort(key=lambda v: (v.opened_at, v.rule_id, v.situation))
     return ReplayResult(violations, stats, first, clock)
+
+
+def sensor_devices_of(items: Iterable[Reading | Observation]) -> set[str]:
+    """Devices whose sensor readings are in the recording (their observations are re-made)."""
+    return {i.device_id for i in items if isinstance(i, Reading) and i.stream in SENSOR_STREAMS}
 
 
 # ---- labels and scores ----------------------------------------------------------------------

@@ -12,7 +12,7 @@ import click
 from ingest.config import SiteConfig
 from ingest.yamlsource import ConfigError
 from rules.recording import RecordingError, read_recording
-from rules.replay import ReplayResult, load_labels, replay, score
+from rules.replay import ReplayResult, load_labels, replay, score, sensor_devices_of
 from rules.schema import RuleSet, load_rules, parse_duration
 from streetwatch.cliconfig import CONFIG_OPTION, load_or_fail
 
@@ -105,14 +105,22 @@ def replay_command(
             ) from None
     problems: list[str] = []
     try:
-        items = list(read_recording(recording, problems))
+        devices = sensor_devices_of(read_recording(recording, problems))
+        problems.clear()  # reported once, from the pass that replays
+        result = replay(
+            read_recording(recording, problems),
+            rule_set,
+            config,
+            sensors=sensors,
+            tolerance_s=out_of_order,
+            sensor_devices=devices,
+        )
     except RecordingError as exc:
         raise click.ClickException(str(exc)) from None
     for problem in problems[:20]:
         click.echo(f"skipped: {problem}", err=True)
     if len(problems) > 20:
         click.echo(f"skipped: ... and {len(problems) - 20} more bad lines", err=True)
-    result = replay(items, rule_set, config, sensors=sensors, tolerance_s=out_of_order)
     result.stats["bad_lines"] = len(problems)
     if incidents is not None:
         result.scores = score(result.violations, incidents, tolerance)
