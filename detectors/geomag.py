@@ -110,7 +110,7 @@ class _Bay:
             return []
         span = self._problem[1]
         self._problem = None
-        return [self._health("recovered", span, ts)]
+        return [self._health("ok", span, ts)]
 
     def tick(self, now: datetime) -> list[Observation]:
         """A sensor silent for `stale_after_s` is `stale` (repeated every HEALTH_REPEAT_S)."""

@@ -83,7 +83,7 @@ class GpsDetector:
         self.stats["gps_accepted"] += 1
         self._last_received = _latest(self._last_received, fix.received_ts or fix.ts)
         if self._stale is not None:
-            out.append(self._health("recovered", self._stale, fix.ts))
+            out.append(self._health("ok", self._stale, fix.ts))
             self._stale = None
         previous = self._last
         self._last = fix
@@ -248,7 +248,7 @@ class GpsDetector:
             if not self._speeding_reported:
                 return []
             over.last_seen = max(over.last_seen, ts)
-            return [self._speed_obs("under", over, speed, limit)]
+            return [self._speed_obs("ok", over, speed, limit)]
         if over is None:
             over = self._over = _Situation(ts, ts, attributes={"max_speed_kmh": speed})
             self._speeding_reported = False

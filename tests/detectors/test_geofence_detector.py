@@ -113,7 +113,7 @@ def test_speeding_needs_the_minimum_duration_and_ends() -> None:
     speeds += [45.0, 55.0, 61.0, 58.0, 50.0, 47.0, 46.0, 45.0] + [35.0] * 5
     track = [(float(t), 10.0 * t, 0.0, s) for t, s in enumerate(speeds)]
     speeding = of(ObservationKind.SPEEDING, feed(detector, track))
-    assert [o.state for o in speeding] == ["over", "over", "over", "under"]  # from t=23
+    assert [o.state for o in speeding] == ["over", "over", "over", "ok"]  # from t=23
     assert {o.key for o in speeding} == {speeding[0].key}
     assert speeding[0].first_seen == at(18) and speeding[-1].last_seen == at(26)
     assert speeding[-1].attributes["max_speed_kmh"] == 61.0
@@ -167,7 +167,7 @@ def test_a_silent_vehicle_goes_stale_and_recovers() -> None:
         (ObservationKind.DEVICE_HEALTH, "stale", "truck-1")
     ]
     back = feed(detector, [(200.0, 1.0, 0.0, 0.0)])
-    assert [o.state for o in back] == ["recovered"] and back[0].key == stale[0].key
+    assert [o.state for o in back] == ["ok"] and back[0].key == stale[0].key
     assert stats["device_stale"] == 1
 
 

@@ -190,7 +190,7 @@ def test_a_silent_sensor_goes_stale_not_vacant_and_recovers() -> None:
     assert detector.tick(at(440)) == []  # not repeated every tick
     # the car is still there when the sensor comes back: no vacant, one recovery
     back = run(detector, trace(700, seed=2, cars=[car(-1, 10_000, (0, 0, 30.0))])[250:])
-    assert [o.state for o in back if o.kind is ObservationKind.DEVICE_HEALTH] == ["recovered"]
+    assert [o.state for o in back if o.kind is ObservationKind.DEVICE_HEALTH] == ["ok"]
     assert [state for state, _ in changes(observations + back)] == ["occupied"]
     assert stats["device_stale"] == 1
 
