@@ -69,7 +69,7 @@ class Pipeline:
         self.ingestor = MqttIngestor(config, self.journal)
         self.sensors = SensorDetectors(config)
         self.sensor_state = Path(config.storage.root) / "sensors.state.json"
-        self.engine = Engine(self.rules, config)
+        self.engine = Engine(self.rules, config, external_clock=True)
         self.watcher = RuleWatcher(
             options.rules_dir, config, on_rules=self._rules_changed, on_error=self._rules_bad
         )
