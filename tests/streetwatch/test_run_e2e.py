@@ -95,10 +95,10 @@ def demo_site(tmp_path: Path, case_system: str | None = None) -> Path:
 
 
 class RunProcess:
-    def __init__(self, config: Path, broker: Mosquitto, log: Path) -> None:
+    def __init__(self, config: Path, broker: Mosquitto, log: Path, *extra: str) -> None:
         self.log = log
         self._err = log.open("ab")
-        command = ["run", "-c", str(config), "--broker", broker.url, "--no-cameras"]
+        command = ["run", "-c", str(config), "--broker", broker.url, "--no-cameras", *extra]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streetwatch", *command, "--status-every", "1"],
             cwd=REPO,
@@ -167,7 +167,8 @@ def test_simulated_street_becomes_verified_delivered_cases(
     config = demo_site(tmp_path, case_system.url)
     var = tmp_path / "var"
     messages = scenario(config)
-    run = RunProcess(config, mosquitto, tmp_path / "run.log")
+    recording = tmp_path / "run.jsonl"
+    run = RunProcess(config, mosquitto, tmp_path / "run.log", "--record", str(recording))
     report = publish(messages, mosquitto)
     assert report.acked == len(messages) and report.failed == 0
     wait_until(lambda: all_analysed(var), 60, "every journaled reading to be analysed")
@@ -193,6 +194,19 @@ def test_simulated_street_becomes_verified_delivered_cases(
     result = verify(config, var / "evidence")
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"{len(cases)} package(s)" in result.stdout
+
+    catalog = str(REPO / "rules" / "catalog")
+    command = ["rules", "replay", str(recording), "-c", str(config), "-r", catalog, "--json"]
+    replay = subprocess.run(
+        [sys.executable, "-m", "streetwatch", *command],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert replay.returncode == 0, replay.stderr
+    replayed = Counter(v["rule_id"] for v in json.loads(replay.stdout)["violations"])
+    assert replayed == Counter(rule for _, rule, _ in cases)
 
 
 def test_sigterm_mid_stream_then_restart_accounts_for_every_reading_once(
