@@ -175,44 +175,21 @@ class Pipeline:
             log.error("rules not reloaded, the previous ones keep running: %s", problem)
 
     def _analyse(self) -> None:
+        """Runs until stopped and drained. A failing pass (the journal locked past its busy
+        timeout, a detector bug) is logged and counted, and retried from the same cursor."""
         cursor = self.journal.cursor(ANALYSIS_CURSOR)
         checkpointed = time.monotonic()
         while True:
             stopping = self._stop.is_set()
-            with self._lock:
-                rules, self._pending_rules = self._pending_rules, None
-            if rules is not None:
-                self.engine.replace(rules)
-            rows = self.journal.readings(cursor, self.options.batch)
-            observations = self._observe(rows)
-            violations: list[Violation] = []
-            for obs in observations:
-                violations += self.engine.process(obs)
-            now = self.watermark.value()
-            if now is not None:
-                for obs in self.sensors.tick(now):
-                    observations.append(obs)
-                    violations += self.engine.process(obs)
-                violations += self.engine.advance(now)
-            if observations:
-                self.journal.write_observations(observations)
-            for violation in violations:
-                _case, new = self.cases.open(violation, case_id=self.builder.case_id(violation))
-                if new:
-                    self.counters["cases_opened"] += 1
-                    log.info(
-                        "violation %s: %s at %s (%s)",
-                        violation.rule_id,
-                        violation.subject_id,
-                        violation.zone_id or violation.devices[0],
-                        violation.opened_at.isoformat(),
-                    )
-            if rows:
-                cursor = rows[-1][0]
-            self.counters["readings_analysed"] += len(rows)
-            self.counters["observations"] += len(observations)
-            self.counters["violations"] += len(violations)
-            quiet = not rows and not observations
+            try:
+                cursor, quiet = self._analyse_once(cursor)
+            except Exception:
+                self.counters["analysis_errors"] += 1
+                log.exception("analysis pass failed; retrying from journal seq %d", cursor)
+                if stopping:
+                    return
+                self._stop.wait(1.0)
+                continue
             if (stopping and quiet) or time.monotonic() - checkpointed >= self.options.checkpoint_s:
                 self._checkpoint(cursor)
                 checkpointed = time.monotonic()
@@ -220,6 +197,42 @@ class Pipeline:
                 if stopping:
                     return
                 time.sleep(0.05)
+
+    def _analyse_once(self, cursor: int) -> tuple[int, bool]:
+        """One batch: readings past `cursor` and waiting camera observations → rules → cases.
+        Returns the new cursor and whether there was nothing to do."""
+        with self._lock:
+            rules, self._pending_rules = self._pending_rules, None
+        if rules is not None:
+            self.engine.replace(rules)
+        rows = self.journal.readings(cursor, self.options.batch)
+        observations = self._observe(rows)
+        violations: list[Violation] = []
+        for obs in observations:
+            violations += self.engine.process(obs)
+        now = self.watermark.value()
+        if now is not None:
+            for obs in self.sensors.tick(now):
+                observations.append(obs)
+                violations += self.engine.process(obs)
+            violations += self.engine.advance(now)
+        if observations:
+            self.journal.write_observations(observations)
+        for violation in violations:
+            _case, new = self.cases.open(violation, case_id=self.builder.case_id(violation))
+            if new:
+                self.counters["cases_opened"] += 1
+                log.info(
+                    "violation %s: %s at %s (%s)",
+                    violation.rule_id,
+                    violation.subject_id,
+                    violation.zone_id or violation.devices[0],
+                    violation.opened_at.isoformat(),
+                )
+        self.counters["readings_analysed"] += len(rows)
+        self.counters["observations"] += len(observations)
+        self.counters["violations"] += len(violations)
+        return (rows[-1][0] if rows else cursor), not rows and not observations
 
     def _observe(self, rows: list) -> list[Observation]:
         observations: list[Observation] = []
