@@ -6,7 +6,7 @@ of `pre + dwell + post` seconds (default 30 s, 300 frames), three snapshots raw 
 and one hour of sensor history (geomagnetic field at 1 Hz, a GPS track at 1 Hz) from a real
 journal. The post-roll wait is not counted: the clock starts when the frames are there.
 
-    .venv/bin/python bench/evidence.py [--packages 30] [--dwell-s 15] [--preset veryfast]
+    .venv/bin/python bench/evidence.py [--packages 30] [--dwell-s 15] [--preset ultrafast]
 
 Packages are built one after another (as the pipeline's evidence worker does); the figure is
 the median time per package, and packages/minute is the sustained rate over the whole run.
@@ -150,7 +150,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--packages", type=int, default=30)
     parser.add_argument("--dwell-s", type=float, default=15.0)
-    parser.add_argument("--preset", default="veryfast")
+    parser.add_argument("--preset", default="ultrafast", help="x264 preset (the config default)")
     parser.add_argument("--keep", action="store_true", help="Keep the work folder.")
     args = parser.parse_args()
     if not FOOTAGE.exists():

@@ -93,6 +93,7 @@ def test_full_example(tmp_path: Path) -> None:
             "larger",
         ),
         ({"blur": {"enabld": True}}, "evidence.blur.enabld", "enabld"),
+        ({"clip_preset": "warp"}, "evidence.clip_preset", "ultrafast"),
     ],
 )
 def test_errors_name_file_line_and_field(tmp_path: Path, evidence, field: str, why: str) -> None:
