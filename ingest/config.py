@@ -527,7 +527,7 @@ class CameraDetect(Strict):
     ignored. Empty: every class, named as the model names it."""
     fps: Finite | None = Field(None, gt=0, le=120)
     """Frames analysed per second (None: every frame the source delivers)."""
-    redetect_s: Finite = Field(3.0, gt=0, le=600)
+    redetect_s: Finite = Field(5.0, gt=0, le=600)
     """Full-frame detection cadence that re-confirms stationary subjects."""
     stationary_misses: int = Field(3, ge=1, le=100)
     """Full-frame checks in a row that miss a stationary track before it ends."""
