@@ -76,7 +76,7 @@ def test_kill_at_each_point_then_restart(tmp_path: Path, ring, point: str, commi
 
 def test_kill_at_random_moments(tmp_path: Path, ring) -> None:
     rng = random.Random(5)
-    n = 12
+    n = 40  # more than four rounds can build before their kill
     kills = 0
     for _ in range(4):
         proc = subprocess.Popen(
