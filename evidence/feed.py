@@ -17,7 +17,6 @@ import os
 import random
 import secrets
 import sqlite3
-import ssl
 import threading
 import time
 import urllib.error
@@ -32,6 +31,7 @@ import paho.mqtt.client as mqtt
 from evidence.cases import Case, CaseStore, IllegalTransition, State
 from evidence.package import MANIFEST, SIGNATURE
 from ingest.config import SiteConfig
+from ingest.mqtt_session import apply_broker_settings
 
 log = logging.getLogger(__name__)
 
@@ -374,20 +374,7 @@ class CaseFeed:
             client_id=f"{broker.client_id}-cases-{secrets.token_hex(3)}",
             protocol=mqtt.MQTTv5,
         )
-        client.reconnect_delay_set(broker.reconnect.min_delay_s, broker.reconnect.max_delay_s)
-        username, password = broker.credentials()
-        if username is not None or password is not None:
-            client.username_pw_set(username, password)
-        if broker.uses_tls:
-            tls = broker.tls
-            client.tls_set(
-                ca_certs=str(tls.ca_file) if tls and tls.ca_file else None,
-                certfile=str(tls.cert_file) if tls and tls.cert_file else None,
-                keyfile=str(tls.key_file) if tls and tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-            if tls and tls.insecure:
-                client.tls_insecure_set(True)
+        apply_broker_settings(client, broker)
 
         def on_connect(_c: Any, _u: Any, _f: Any, reason: Any, _p: Any) -> None:
             if not reason.is_failure:

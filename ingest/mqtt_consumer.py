@@ -28,6 +28,7 @@ from ingest.config import SiteConfig
 from ingest.decoders import decode
 from ingest.decoders.base import DecodeContext, DecodeError, Reason
 from ingest.journal import DeadLetter, Journal
+from ingest.mqtt_session import apply_broker_settings
 from ingest.readings import Reading, Stream
 from ingest.registry import DeviceRegistry, UnknownTopic
 from ingest.stats import IngestStats
@@ -154,20 +155,7 @@ class MqttIngestor:
             protocol=mqtt.MQTTv5,
             manual_ack=True,
         )
-        client.reconnect_delay_set(broker.reconnect.min_delay_s, broker.reconnect.max_delay_s)
-        username, password = broker.credentials()
-        if username is not None or password is not None:
-            client.username_pw_set(username, password)
-        if broker.uses_tls:
-            tls = broker.tls
-            client.tls_set(
-                ca_certs=str(tls.ca_file) if tls and tls.ca_file else None,
-                certfile=str(tls.cert_file) if tls and tls.cert_file else None,
-                keyfile=str(tls.key_file) if tls and tls.key_file else None,
-                cert_reqs=ssl.CERT_REQUIRED,
-            )
-            if tls and tls.insecure:
-                client.tls_insecure_set(True)
+        apply_broker_settings(client, broker)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_connect_fail = self._on_connect_fail
