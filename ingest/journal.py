@@ -10,6 +10,7 @@ import json
 import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -122,6 +123,18 @@ class Journal:
         with self._lock:
             self._db.close()
 
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction, serialised with every other use of the connection."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                yield self._db
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
     def write(self, readings: Iterable[Reading], dead: Iterable[DeadLetter] = ()) -> WriteResult:
         """Store a batch in one transaction; returns how many readings were new."""
         rows = []
@@ -145,31 +158,22 @@ class Journal:
             (d.received_ts.timestamp(), d.topic, d.reason, d.detail, d.payload, d.payload_size)
             for d in dead
         ]
-        with self._lock:
-            db = self._db
+        with self._transaction() as db:
             before = db.total_changes
-            db.execute("BEGIN IMMEDIATE")
-            try:
+            db.executemany(
+                "INSERT OR IGNORE INTO readings (key, device_id, stream, kind, device_ts,"
+                " received_ts, time_flag, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                rows,
+            )
+            inserted = db.total_changes - before
+            if images:
+                db.executemany("INSERT OR IGNORE INTO snapshots (key, jpeg) VALUES (?, ?)", images)
+            if letters:
                 db.executemany(
-                    "INSERT OR IGNORE INTO readings (key, device_id, stream, kind, device_ts,"
-                    " received_ts, time_flag, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    rows,
+                    "INSERT INTO dead_letters (received_ts, topic, reason, detail, payload,"
+                    " payload_size) VALUES (?, ?, ?, ?, ?, ?)",
+                    letters,
                 )
-                inserted = db.total_changes - before
-                if images:
-                    db.executemany(
-                        "INSERT OR IGNORE INTO snapshots (key, jpeg) VALUES (?, ?)", images
-                    )
-                if letters:
-                    db.executemany(
-                        "INSERT INTO dead_letters (received_ts, topic, reason, detail, payload,"
-                        " payload_size) VALUES (?, ?, ?, ?, ?, ?)",
-                        letters,
-                    )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
         return WriteResult(inserted, len(rows) - inserted, len(letters))
 
     def write_observations(self, observations: Iterable[ObservationLike]) -> int:
@@ -187,20 +191,13 @@ class Journal:
                     orjson.dumps(data).decode(),
                 )
             )
-        with self._lock:
-            db = self._db
+        with self._transaction() as db:
             before = db.total_changes
-            db.execute("BEGIN IMMEDIATE")
-            try:
-                db.executemany(
-                    "INSERT OR IGNORE INTO observations (key, last_seen, kind, device_id, data)"
-                    " VALUES (?, ?, ?, ?, ?)",
-                    rows,
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+            db.executemany(
+                "INSERT OR IGNORE INTO observations (key, last_seen, kind, device_id, data)"
+                " VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
             return db.total_changes - before
 
     def cursor(self, name: str) -> int:
