@@ -179,7 +179,7 @@ class YoloDetector:
         )
 
 
-GAP = 16
+GAP = 8
 """Grey pixels between packed regions, so no box spans two of them."""
 
 
