@@ -179,7 +179,7 @@ class YoloDetector:
         )
 
 
-GAP = 8
+GAP = 16
 """Grey pixels between packed regions, so no box spans two of them."""
 
 
