@@ -17,6 +17,7 @@ restart finishes what was pending.
 from __future__ import annotations
 
 import logging
+import os
 import queue
 import threading
 import time
@@ -35,6 +36,7 @@ from ingest.config import DeviceKind, SiteConfig
 from ingest.frames import EncodedFrame
 from ingest.journal import Journal
 from ingest.mqtt_consumer import MqttIngestor
+from ingest.readings import Reading, Snapshot
 from ingest.yamlsource import ConfigError
 from rules import Engine, RecordingWriter, RuleSet, RuleWatcher, load_rules
 from rules.violation import Violation
@@ -44,6 +46,7 @@ log = logging.getLogger("streetwatch.pipeline")
 
 ANALYSIS_CURSOR = "analysis"
 CATALOG = Path(__file__).resolve().parent.parent / "rules" / "catalog"
+WHIP_TOKEN_ENV = "STREETWATCH_WHIP_TOKEN"
 
 
 @dataclass(frozen=True, slots=True)
@@ -57,6 +60,9 @@ class PipelineOptions:
     checkpoint_s: float = 2.0
     camera_queue: int = 10_000
     sink: bool = True
+    whip_host: str = "127.0.0.1"
+    whip_port: int = 8189
+    """Where drones and body cameras with `stream: webrtc` POST their WHIP offers."""
 
 
 class Pipeline:
@@ -88,6 +94,8 @@ class Pipeline:
         self.cases, self.builder = self.evidence.store, self.evidence.builder
         self.feed = CaseFeed(config, self.cases)
         self.sink = self._sink() if options.sink else None
+        self.whip = self._whip()
+        self._snapshot_index: Counter[str] = Counter()
 
     def _cameras(self) -> dict[str, Any]:
         from detectors.camera import CameraPipeline
@@ -99,6 +107,27 @@ class Pipeline:
                     device, self.config, self._camera_observation, loop=self.options.loop_video
                 )
         return cameras
+
+    def _whip(self) -> Any:
+        """The WHIP endpoint, when a camera pushes WebRTC; its bearer token comes from the
+        environment (STREETWATCH_WHIP_TOKEN), never from devices.yaml."""
+        pushed = [d for d, cam in self.cameras.items() if cam.device.stream == "webrtc"]
+        if not pushed:
+            return None
+        from ingest.video.webrtc import WhipServer
+
+        token = os.environ.get(WHIP_TOKEN_ENV)
+        if not token:
+            raise ConfigError(
+                [f"{', '.join(pushed)}: stream webrtc needs a token in ${WHIP_TOKEN_ENV}"]
+            )
+        return WhipServer(
+            token,
+            pushed,
+            lambda frame: self.cameras[frame.device_id].submit(frame),
+            host=self.options.whip_host,
+            port=self.options.whip_port,
+        )
 
     def _sink(self) -> Any:
         if self.config.timeseries is None:
@@ -116,6 +145,9 @@ class Pipeline:
         self.watcher.start()
         for camera in self.cameras.values():
             camera.start()
+        if self.whip is not None:
+            self.whip.start()
+            log.info("WHIP endpoint for pushed video at %s", self.whip.url)
         self.feed.start()
         if self.sink is not None:
             self.sink.start()
@@ -133,6 +165,8 @@ class Pipeline:
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Drain and flush: sources stop first, then each stage finishes what it holds."""
+        if self.whip is not None:
+            self.whip.stop()
         for camera in self.cameras.values():
             camera.stop()
         self.ingestor.stop()
@@ -240,6 +274,8 @@ class Pipeline:
             if self.recorder is not None:
                 self.recorder.reading(reading)
             self.watermark.observe(reading.device_id, reading.event_ts)
+            if isinstance(reading.payload, Snapshot):
+                self._submit_snapshot(reading)
             observations += self.sensors.process(reading)
         while len(observations) < self.options.batch * 4:
             try:
@@ -252,6 +288,21 @@ class Pipeline:
             for obs in observations:
                 self.recorder.observation(obs)
         return observations
+
+    def _submit_snapshot(self, reading: Reading) -> None:
+        """A JPEG snapshot over MQTT from a camera with `stream: mqtt` is one of its frames."""
+        camera = self.cameras.get(reading.device_id)
+        if camera is None or camera.device.stream != "mqtt":
+            return
+        from ingest.video.snapshots import SnapshotError, snapshot_to_frame
+
+        index = self._snapshot_index[reading.device_id]
+        self._snapshot_index[reading.device_id] += 1
+        try:
+            camera.submit(snapshot_to_frame(reading, index))
+        except SnapshotError as exc:
+            self.counters["bad_snapshots"] += 1
+            log.warning("snapshot not analysed: %s", exc)
 
     def _checkpoint(self, cursor: int) -> None:
         self.sensors.save(self.sensor_state)

@@ -53,7 +53,19 @@ def status_line(stages: dict[str, dict[str, float]], last: dict[str, float], eve
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
 @click.option("--status-every", type=float, default=5.0, show_default=True)
 @click.option("--metrics-port", type=int, default=None, help="Serve /metrics and /healthz here.")
-@click.option("--metrics-host", default="127.0.0.1", show_default=True)
+@click.option(
+    "--whip-port",
+    type=int,
+    default=8189,
+    show_default=True,
+    help="WHIP endpoint for cameras with `stream: webrtc` (token in $STREETWATCH_WHIP_TOKEN).",
+)
+@click.option(
+    "--http-host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Bind address of the metrics, health and WHIP endpoints.",
+)
 def run(
     config_path: Path,
     rules_dir: Path,
@@ -64,7 +76,8 @@ def run(
     duration: float | None,
     status_every: float,
     metrics_port: int | None,
-    metrics_host: str,
+    whip_port: int,
+    http_host: str,
 ) -> None:
     """Run ingestion, detection, rules, evidence, case feed and sink until SIGINT/SIGTERM."""
     from evidence.keys import KeyFileError
@@ -80,7 +93,12 @@ def run(
             "broker: embedded is not available yet; name a broker with --broker mqtt://host:port"
         )
     options = PipelineOptions(
-        rules_dir=rules_dir, record=record, cameras=not no_cameras, loop_video=loop_video
+        rules_dir=rules_dir,
+        record=record,
+        cameras=not no_cameras,
+        loop_video=loop_video,
+        whip_host=http_host,
+        whip_port=whip_port,
     )
     try:
         pipeline = Pipeline(config, options)
@@ -103,7 +121,7 @@ def run(
         from streetwatch.ops import OpsServer
 
         ops = OpsServer(
-            pipeline.stage_counters, pipeline.health, host=metrics_host, port=metrics_port
+            pipeline.stage_counters, pipeline.health, host=http_host, port=metrics_port
         ).start()
     started = time.monotonic()
     last: dict[str, float] = {}
