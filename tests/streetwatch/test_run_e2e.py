@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -20,7 +21,7 @@ import pytest
 import yaml
 
 from ingest.config import load_config
-from streetwatch.localbroker import Mosquitto
+from streetwatch.localbroker import Mosquitto, free_port
 from streetwatch.scenario import build_scenario
 from streetwatch.simulate import PublishReport, publish_scenario, scenario_start
 from tests.conftest import REPO
@@ -168,7 +169,16 @@ def test_simulated_street_becomes_verified_delivered_cases(
     var = tmp_path / "var"
     messages = scenario(config)
     recording = tmp_path / "run.jsonl"
-    run = RunProcess(config, mosquitto, tmp_path / "run.log", "--record", str(recording))
+    port = free_port()
+    run = RunProcess(
+        config,
+        mosquitto,
+        tmp_path / "run.log",
+        "--record",
+        str(recording),
+        "--metrics-port",
+        str(port),
+    )
     report = publish(messages, mosquitto)
     assert report.acked == len(messages) and report.failed == 0
     wait_until(lambda: all_analysed(var), 60, "every journaled reading to be analysed")
@@ -177,6 +187,13 @@ def test_simulated_street_becomes_verified_delivered_cases(
         60,
         "every case packaged and acknowledged by the case system",
     )
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=10) as health:
+        assert health.status == 200 and json.loads(health.read())["broker"] == "connected"
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as metrics:
+        text = metrics.read().decode()
+    assert f'streetwatch_ingest_messages_committed_total{{kind=""}} {len(messages)}.0' in text
+    assert 'streetwatch_ingest_dead_letters_total{kind="not_json"} 1.0' in text
+    assert 'streetwatch_pipeline_cases_opened_total{kind=""}' in text
     summary = run.terminate()
     case_system.close()
 
