@@ -13,9 +13,10 @@ import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
+from typing import ClassVar
 
 import pytest
 import yaml
@@ -96,7 +97,11 @@ def demo_site(tmp_path: Path, case_system: str | None = None) -> Path:
 
 
 class RunProcess:
+    live: ClassVar[list[RunProcess]] = []
+    """Started and not yet terminated: `stop_leftover_runs` kills them when a test fails."""
+
     def __init__(self, config: Path, broker: Mosquitto, log: Path, *extra: str) -> None:
+        RunProcess.live.append(self)
         self.log = log
         self._err = log.open("ab")
         command = ["run", "-c", str(config), "--broker", broker.url, "--no-cameras", *extra]
@@ -115,11 +120,22 @@ class RunProcess:
         return "running:" in self.log.read_text()
 
     def terminate(self) -> dict:
+        RunProcess.live.remove(self)
         self.proc.send_signal(signal.SIGTERM)
         out, _ = self.proc.communicate(timeout=60)
         self._err.close()
         assert self.proc.returncode == 0, self.log.read_text()[-3000:]
         return json.loads(out.decode().strip().splitlines()[-1])
+
+
+@pytest.fixture(autouse=True)
+def stop_leftover_runs() -> Iterator[None]:
+    yield
+    while RunProcess.live:
+        run = RunProcess.live.pop()
+        run.proc.kill()
+        run.proc.wait(10)
+        run._err.close()
 
 
 def scenario(config_path: Path) -> list:

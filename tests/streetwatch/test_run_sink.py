@@ -24,6 +24,7 @@ from tests.streetwatch.test_run_e2e import (
     all_analysed,
     publish,
     scenario,
+    stop_leftover_runs,  # noqa: F401 (an autouse fixture: kills runs a failing test left)
     wait_until,
 )
 
