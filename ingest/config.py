@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import zlib
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any
@@ -122,6 +123,23 @@ class Reconnect(Strict):
         return self
 
 
+class Partition(Strict):
+    """This worker's share of the site's devices when several workers split one site."""
+
+    index: int = Field(ge=0)
+    count: int = Field(ge=1, le=1024)
+
+    @model_validator(mode="after")
+    def _index_below_count(self) -> Partition:
+        if self.index >= self.count:
+            raise ValueError(f"index {self.index} must be below count {self.count} (0-based)")
+        return self
+
+    def owns(self, device_id: str) -> bool:
+        """Stable across processes and restarts (CRC-32 of the id, not Python's hash)."""
+        return zlib.crc32(device_id.encode()) % self.count == self.index
+
+
 class Broker(Strict):
     url: str = "mqtt://127.0.0.1:1883"
     """`mqtt://host:port`, `mqtts://host:port` (TLS), or `embedded` for the in-process broker."""
@@ -136,6 +154,9 @@ class Broker(Strict):
     """Join an MQTT v5 shared subscription group (`$share/<group>/...`) to split load."""
     receive_maximum: int = Field(1000, ge=1, le=65535)
     reconnect: Reconnect = Reconnect()
+    partition: Partition | None = None
+    """Split the site by device: this worker subscribes to, and runs the cameras of, only the
+    devices it owns, so every device's whole stream reaches one worker's detectors."""
 
     username: Any = Field(None, exclude=True, repr=False)
     password: Any = Field(None, exclude=True, repr=False)
@@ -167,6 +188,18 @@ class Broker(Strict):
         except ValueError:
             raise ValueError("port is not a number in 0-65535") from None
         return value
+
+    @model_validator(mode="after")
+    def _one_way_to_split(self) -> Broker:
+        if self.partition is not None and self.shared_group is not None:
+            raise ValueError(
+                "shared_group and partition both split the load; choose one (partition keeps "
+                "each device's stream on one worker, which the detectors need)"
+            )
+        return self
+
+    def owns(self, device_id: str) -> bool:
+        return self.partition is None or self.partition.owns(device_id)
 
     @property
     def embedded(self) -> bool:

@@ -231,8 +231,11 @@ class MqttIngestor:
         self.last_error = None
         self.stats.inc("connects")
         filters = self.registry.subscriptions(self.config.broker.shared_group)
-        _, mid = client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
-        self._subscribing[mid] = filters
+        if filters:
+            _, mid = client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
+            self._subscribing[mid] = filters
+        else:
+            log.warning("this worker's partition owns no device of the site: nothing to hear")
         log.info(
             "connected to %s (session present: %s); subscribing to %s",
             self.config.broker.url,

@@ -43,8 +43,13 @@ class DeviceRegistry:
                 self._exact[device.topic] = route
 
     def subscriptions(self, shared_group: str | None = None) -> list[str]:
-        filters = [f"{self.prefix}+/+"]
-        filters += [d.topic for d in self.config.devices if d.topic]
+        broker = self.config.broker
+        if broker.partition is None:
+            filters = [f"{self.prefix}+/+"]
+            filters += [d.topic for d in self.config.devices if d.topic]
+        else:
+            owned = [d for d in self.config.devices if broker.owns(d.id)]
+            filters = [d.topic or f"{self.prefix}{d.id}/+" for d in owned]
         if shared_group:
             return [f"$share/{shared_group}/{f}" for f in filters]
         return filters

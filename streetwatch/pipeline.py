@@ -102,7 +102,8 @@ class Pipeline:
 
         cameras = {}
         for device in self.config.devices:
-            if device.kind in (DeviceKind.CAMERA, DeviceKind.DRONE) and device.detect is not None:
+            video = device.kind in (DeviceKind.CAMERA, DeviceKind.DRONE)
+            if video and device.detect is not None and self.config.broker.owns(device.id):
                 cameras[device.id] = CameraPipeline(
                     device, self.config, self._camera_observation, loop=self.options.loop_video
                 )

@@ -1,0 +1,94 @@
+"""Scale-out: two `streetwatch run` workers, each owning half of the site's devices, on one
+Mosquitto. Every reading is journaled by exactly one of them, each device's whole stream
+reaches one worker's detectors, and together they open the same cases as a single worker."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import yaml
+
+from ingest.config import load_config
+from streetwatch.localbroker import Mosquitto
+from tests.conftest import REPO
+from tests.streetwatch.test_run_e2e import (
+    FAULTS,
+    RunProcess,
+    all_analysed,
+    cases_of,
+    publish,
+    scenario,
+    stop_leftover_runs,  # noqa: F401 (an autouse fixture: kills runs a failing test left)
+    wait_until,
+)
+
+
+def worker_site(tmp_path: Path, name: str, partition: dict | None) -> Path:
+    doc = yaml.safe_load((REPO / "devices.yaml").read_text())
+    doc["storage"] = {"root": str(tmp_path / name)}
+    doc["broker"]["client_id"] = f"sw-{name}"
+    if partition is not None:
+        doc["broker"]["partition"] = partition
+    path = tmp_path / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+    return path
+
+
+def journal(var: Path) -> tuple[dict[str, set[str]], int]:
+    db = sqlite3.connect(var / "journal.sqlite")
+    keys: dict[str, set[str]] = {}
+    for device, key in db.execute("SELECT device_id, key FROM readings"):
+        keys.setdefault(device, set()).add(key)
+    (letters,) = db.execute("SELECT count(*) FROM dead_letters").fetchone()
+    db.close()
+    return keys, letters
+
+
+def opened(var: Path) -> set[tuple[str, str]]:
+    db = sqlite3.connect(var / "cases.sqlite")
+    rows = db.execute("SELECT rule_id, violation_id FROM cases").fetchall()
+    db.close()
+    return set(rows)
+
+
+def run_workers(tmp_path: Path, broker: Mosquitto, configs: list[Path], messages: list) -> None:
+    runs = [RunProcess(c, broker, tmp_path / f"{c.stem}.log") for c in configs]
+    report = publish(messages, broker)
+    assert report.acked == len(messages)
+    for config in configs:
+        var = tmp_path / config.stem
+        wait_until(lambda var=var: all_analysed(var), 60, f"{config.stem} to analyse")
+        wait_until(lambda var=var: all(s != "opened" for _, _, s in cases_of(var)), 60, "packages")
+    for run in runs:
+        run.terminate()
+
+
+def test_two_partitioned_workers_split_devices_and_match_one_worker(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    single = worker_site(tmp_path, "single", None)
+    messages = scenario(single)
+    run_workers(tmp_path, mosquitto, [single], messages)
+    halves = [worker_site(tmp_path, f"half{i}", {"index": i, "count": 2}) for i in range(2)]
+    run_workers(tmp_path, mosquitto, halves, messages)
+
+    config = load_config(halves[0])
+    owned = [{d.id for d in config.devices if config.broker.partition.owns(d.id)}]
+    owned.append({d.id for d in config.devices} - owned[0])
+    assert all(owned), "each worker owns some devices"
+    per_worker = [journal(tmp_path / f"half{i}") for i in range(2)]
+    for (keys, _), mine in zip(per_worker, owned, strict=True):
+        assert set(keys) <= mine
+    all_keys = [k for keys, _ in per_worker for device in keys.values() for k in device]
+    assert len(all_keys) == len(set(all_keys)) == len(messages) - FAULTS
+    reference, _ = journal(tmp_path / "single")
+    for keys, _ in per_worker:
+        for device, device_keys in keys.items():
+            assert device_keys == reference[device]
+    # the unknown-device fault reaches no partition; the other bad messages reach one each
+    assert sum(letters for _, letters in per_worker) == FAULTS - 1
+
+    together = opened(tmp_path / "half0") | opened(tmp_path / "half1")
+    assert together == opened(tmp_path / "single")
+    assert {"fire-lane-occupied", "muck-truck-off-route"} <= {rule for rule, _ in together}
