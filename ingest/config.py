@@ -154,6 +154,8 @@ class Broker(Strict):
     """Join an MQTT v5 shared subscription group (`$share/<group>/...`) to split load."""
     receive_maximum: int = Field(1000, ge=1, le=65535)
     reconnect: Reconnect = Reconnect()
+    embedded_port: int = Field(1883, ge=1, le=65535)
+    """With `url: embedded`: the loopback port of the broker `streetwatch run` starts itself."""
     partition: Partition | None = None
     """Split the site by device: this worker subscribes to, and runs the cameras of, only the
     devices it owns, so every device's whole stream reaches one worker's detectors."""
@@ -215,8 +217,15 @@ class Broker(Strict):
 
     @property
     def port(self) -> int:
+        if self.embedded:
+            return self.embedded_port
         parts = urlsplit(self.url)
         return parts.port or (8883 if self.uses_tls else 1883)
+
+    @property
+    def connect_url(self) -> str:
+        """Where clients connect: the url, or the embedded broker's loopback address."""
+        return f"mqtt://127.0.0.1:{self.embedded_port}" if self.embedded else self.url
 
     def credentials(self) -> tuple[str | None, str | None]:
         """Username and password from the environment; a named but unset variable is an error."""

@@ -1,7 +1,7 @@
 """`make demo`: the demo site end to end on this machine, with no server to install.
 
-A private Mosquitto on loopback, the whole `streetwatch run` pipeline in this process on
-devices.yaml (vtest.avi, real street footage, as the market camera; the catalog rules plus one
+The embedded broker (a private Mosquitto on loopback), the whole `streetwatch run` pipeline in
+this process on devices.yaml (vtest.avi, real street footage, as the market camera; the catalog rules plus one
 demo rule for people lingering at a shop front), and `streetwatch simulate` feeding the sensors
 (with a few deliberately bad messages). A status line every two seconds; at the end, a table of
 the cases opened, each with its evidence package verified. Bounded: it ends by itself within
@@ -23,7 +23,8 @@ from evidence.keys import Verifier
 from evidence.settings import evidence_paths
 from evidence.verify import verify_chain, verify_package
 from ingest.config import EvidenceMqttFeed, load_config
-from streetwatch.localbroker import Mosquitto
+from streetwatch.embedded import start_embedded_broker
+from streetwatch.localbroker import free_port
 from streetwatch.logs import setup_logging
 from streetwatch.pipeline import CATALOG, Pipeline, PipelineOptions
 from streetwatch.run_cli import status_line
@@ -54,10 +55,11 @@ def main(argv: list[str] | None = None) -> int:
     config = load_config(args.config)
     root = Path("var/demo").resolve()
     shutil.rmtree(root, ignore_errors=True)
-    broker = Mosquitto(root / "mosquitto").start()
     config = config.model_copy(
         update={
-            "broker": config.broker.model_copy(update={"url": broker.url}),
+            "broker": config.broker.model_copy(
+                update={"url": "embedded", "embedded_port": free_port()}
+            ),
             "storage": config.storage.model_copy(
                 update={
                     "root": root,
@@ -71,6 +73,7 @@ def main(argv: list[str] | None = None) -> int:
     config = config.model_copy(
         update={"evidence": config.evidence.model_copy(update={"feed": feed})}
     )
+    config, broker = start_embedded_broker(config)
     options = PipelineOptions(rules_dir=demo_rules(root), loop_video=True)
     pipeline = Pipeline(config, options)
     stop = threading.Event()

@@ -12,6 +12,7 @@ import click
 
 from ingest.yamlsource import ConfigError
 from streetwatch.cliconfig import CONFIG_OPTION, load_or_fail
+from streetwatch.localbroker import Mosquitto
 from streetwatch.pipeline import CATALOG, Pipeline, PipelineOptions
 
 
@@ -88,10 +89,14 @@ def run(
         config = config.model_copy(
             update={"broker": config.broker.model_copy(update={"url": broker_url})}
         )
+    embedded = None
     if config.broker.embedded:
-        raise click.ClickException(
-            "broker: embedded is not available yet; name a broker with --broker mqtt://host:port"
-        )
+        from streetwatch.embedded import EmbeddedBrokerError, start_embedded_broker
+
+        try:
+            config, embedded = start_embedded_broker(config)
+        except EmbeddedBrokerError as exc:
+            raise click.ClickException(str(exc)) from None
     options = PipelineOptions(
         rules_dir=rules_dir,
         record=record,
@@ -103,10 +108,12 @@ def run(
     try:
         pipeline = Pipeline(config, options)
     except ConfigError as exc:
+        _stop(embedded)
         for problem in exc.problems:
             click.echo(problem, err=True)
         raise click.ClickException(f"{len(exc.problems)} problem(s), see above") from None
     except KeyFileError as exc:
+        _stop(embedded)
         raise click.ClickException(str(exc)) from None
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
@@ -115,6 +122,7 @@ def run(
         pipeline.start(wait_s=15)
     except (BrokerRefused, ConfigError) as exc:
         pipeline.stop(timeout_s=1)
+        _stop(embedded)
         raise click.ClickException(str(exc)) from None
     ops = None
     if metrics_port is not None:
@@ -130,7 +138,13 @@ def run(
         if duration is not None and time.monotonic() - started >= duration:
             break
     pipeline.stop()
+    _stop(embedded)
     if ops is not None:
         ops.stop()
     stages = pipeline.stage_counters()
     click.echo(json.dumps({"ingest": stages["ingest"], "pipeline": stages["pipeline"]}))
+
+
+def _stop(broker: Mosquitto | None) -> None:
+    if broker is not None:
+        broker.stop()

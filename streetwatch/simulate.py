@@ -286,11 +286,7 @@ def simulate(
             err=True,
         )
         return
-    url = broker_url or config.broker.url
-    if url == "embedded":
-        raise click.ClickException(
-            "broker: the config says embedded; name the broker to publish to with --broker URL"
-        )
+    url = broker_url or config.broker.connect_url
     try:
         broker_address(url)
         username, password = config.broker.credentials()

@@ -100,11 +100,14 @@ class RunProcess:
     live: ClassVar[list[RunProcess]] = []
     """Started and not yet terminated: `stop_leftover_runs` kills them when a test fails."""
 
-    def __init__(self, config: Path, broker: Mosquitto, log: Path, *extra: str) -> None:
+    def __init__(self, config: Path, broker: Mosquitto | None, log: Path, *extra: str) -> None:
+        """`broker` None: the one devices.yaml names (e.g. `embedded`)."""
         RunProcess.live.append(self)
         self.log = log
         self._err = log.open("ab")
-        command = ["run", "-c", str(config), "--broker", broker.url, "--no-cameras", *extra]
+        command = ["run", "-c", str(config), "--no-cameras", *extra]
+        if broker is not None:
+            command += ["--broker", broker.url]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "streetwatch", *command, "--status-every", "1"],
             cwd=REPO,
@@ -144,8 +147,9 @@ def scenario(config_path: Path) -> list:
     return build_scenario(config, duration_s=DURATION_S, seed=3, start=start, faults=True)
 
 
-def publish(messages: list, broker: Mosquitto) -> PublishReport:
-    return publish_scenario(messages, url=broker.url, client_id="e2e-simulate", speed=SPEED)
+def publish(messages: list, broker: Mosquitto | str) -> PublishReport:
+    url = broker if isinstance(broker, str) else broker.url
+    return publish_scenario(messages, url=url, client_id="e2e-simulate", speed=SPEED)
 
 
 def query(path: Path, sql: str) -> list[tuple]:
@@ -301,3 +305,49 @@ def test_run_refuses_a_broken_rules_folder_with_file_and_line(tmp_path: Path, ba
     assert result.returncode != 0
     assert "broken.yaml:6" in result.stderr, result.stderr
     assert result.stderr.strip().splitlines()[-1].startswith("Error:")
+
+
+def test_embedded_broker_runs_the_site_with_no_server(tmp_path: Path) -> None:
+    config = demo_site(tmp_path)
+    port = free_port()
+    doc = yaml.safe_load(config.read_text())
+    doc["broker"] = {"url": "embedded", "embedded_port": port, "client_id": "sw-embedded"}
+    config.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+    var = tmp_path / "var"
+    messages = scenario(config)
+    run = RunProcess(config, None, tmp_path / "run.log")
+    assert (
+        f"embedded broker (Mosquitto, loopback only) at mqtt://127.0.0.1:{port}"
+        in (tmp_path / "run.log").read_text()
+    )
+    report = publish(messages, f"mqtt://127.0.0.1:{port}")
+    assert report.acked == len(messages)
+    wait_until(lambda: all_analysed(var), 60, "every journaled reading to be analysed")
+    wait_until(
+        lambda: all(state != "opened" for _, _, state in cases_of(var)), 60, "evidence packages"
+    )
+    summary = run.terminate()
+    assert summary["ingest"]["messages_committed"] == len(messages)
+    assert "fire-lane-occupied" in {rule for _, rule, _ in cases_of(var)}
+    assert (var / "broker" / "mosquitto.db").exists()
+    result = verify(config, var / "evidence")
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_embedded_broker_on_a_taken_port_stops_with_a_reason(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    config = demo_site(tmp_path)
+    doc = yaml.safe_load(config.read_text())
+    doc["broker"] = {"url": "embedded", "embedded_port": mosquitto.port}
+    config.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+    result = subprocess.run(
+        [sys.executable, "-m", "streetwatch", "run", "-c", str(config), "--no-cameras"],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode != 0
+    last = result.stderr.strip().splitlines()[-1]
+    assert last.startswith("Error: embedded broker on 127.0.0.1:") and "embedded_port" in last

@@ -200,11 +200,14 @@ def test_cli_publishes_and_summarises(mosquitto: Mosquitto, tmp_path: Path) -> N
     assert len(summary) == 1 and " 0 failed" in summary[0], summary
 
 
-def test_cli_embedded_broker_needs_an_explicit_one(tmp_path: Path) -> None:
-    site = write_site(tmp_path, "embedded")
-    result = CliRunner().invoke(simulate, ["-c", str(site), "--duration", "5"])
-    assert result.exit_code != 0
-    assert "--broker" in result.stderr
+def test_cli_embedded_config_publishes_to_the_embedded_brokers_port(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    site = write_site(tmp_path, "embedded", embedded_port=mosquitto.port)
+    args = ["-c", str(site), "--duration", "5", "--speed", "50"]
+    result = CliRunner().invoke(simulate, args)
+    assert result.exit_code == 0, result.output
+    assert f"mqtt://127.0.0.1:{mosquitto.port}" in result.output
 
 
 def test_cli_unreachable_broker_is_one_line_and_non_zero(tmp_path: Path) -> None:
