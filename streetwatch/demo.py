@@ -1,11 +1,11 @@
 """`make demo`: the demo site end to end on this machine, with no server to install.
 
 The embedded broker (a private Mosquitto on loopback), the whole `streetwatch run` pipeline in
-this process on devices.yaml (vtest.avi, real street footage, as the market camera; the catalog rules plus one
-demo rule for people lingering at a shop front), and `streetwatch simulate` feeding the sensors
-(with a few deliberately bad messages). A status line every two seconds; at the end, a table of
-the cases opened, each with its evidence package verified. Bounded: it ends by itself within
-five minutes unless --keep-running. Everything lands under var/demo/.
+this process on devices.yaml (vtest.avi, real street footage, as the market camera; the catalog
+rules plus one demo rule for people lingering at a shop front), and `streetwatch simulate`
+feeding the sensors (with a few deliberately bad messages). A status line every two seconds; at
+the end, a table of the cases opened, each with its evidence package verified. Bounded: it ends
+by itself within five minutes unless --keep-running. Everything lands under var/demo/.
 """
 
 from __future__ import annotations
