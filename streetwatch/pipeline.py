@@ -66,11 +66,17 @@ class PipelineOptions:
 
 
 class Pipeline:
-    def __init__(self, config: SiteConfig, options: PipelineOptions | None = None) -> None:
+    def __init__(
+        self,
+        config: SiteConfig,
+        options: PipelineOptions | None = None,
+        rules: RuleSet | None = None,
+    ) -> None:
+        """`rules`: already loaded from `options.rules_dir` (else they are loaded here)."""
         self.config = config
         self.options = options = options or PipelineOptions()
         assert config.storage.journal is not None
-        self.rules = load_rules(options.rules_dir, config)
+        self.rules = rules if rules is not None else load_rules(options.rules_dir, config)
         self.journal = Journal(config.storage.journal)
         self.ingestor = MqttIngestor(config, self.journal)
         self.sensors = SensorDetectors(config)

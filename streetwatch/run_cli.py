@@ -14,6 +14,7 @@ from ingest.yamlsource import ConfigError
 from streetwatch.cliconfig import CONFIG_OPTION, load_or_fail
 from streetwatch.localbroker import Mosquitto
 from streetwatch.pipeline import CATALOG, Pipeline, PipelineOptions
+from streetwatch.rules_cli import load_rules_or_fail
 
 
 def status_line(stages: dict[str, dict[str, float]], last: dict[str, float], every: float) -> str:
@@ -89,6 +90,7 @@ def run(
         config = config.model_copy(
             update={"broker": config.broker.model_copy(update={"url": broker_url})}
         )
+    rules = load_rules_or_fail(rules_dir, config)
     embedded = None
     if config.broker.embedded:
         from streetwatch.embedded import EmbeddedBrokerError, start_embedded_broker
@@ -106,7 +108,7 @@ def run(
         whip_port=whip_port,
     )
     try:
-        pipeline = Pipeline(config, options)
+        pipeline = Pipeline(config, options, rules)
     except ConfigError as exc:
         _stop(embedded)
         for problem in exc.problems:
