@@ -260,6 +260,12 @@ class CaseFeed:
             ).fetchone()
         return 1.0 if row[0] is None else row[0] - self._clock()
 
+    def backlog(self) -> int:
+        """Deliveries still pending (one per case and target); cheap, by the outbox index."""
+        with self._lock:
+            row = self._db.execute("SELECT count(*) FROM outbox WHERE state = 'pending'").fetchone()
+        return int(row[0])
+
     def outbox(self) -> list[dict[str, Any]]:
         with self._lock:
             rows = self._db.execute(

@@ -15,7 +15,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
-GAUGES = frozenset({"queue_depth", "feed_backlog", "open_cases", "cameras_live", "journal_bytes"})
+GAUGES = frozenset(
+    {"queue_depth", "feed_backlog", "sink_backlog", "backlog", "journal_bytes", "connected"}
+)
 """Figures that go up and down; everything else a stage reports is a counter."""
 
 

@@ -373,10 +373,11 @@ class Pipeline:
             "rules": dict(self.engine.stats),
             "pipeline": {**self.counters, "queue_depth.camera": self._camera_obs.qsize()},
             "evidence": dict(self.builder.stats),
-            "feed": dict(self.feed.stats),
+            "feed": {**self.feed.stats, "feed_backlog": self.feed.backlog()},
         }
         if self.sink is not None:
             stages["sink"] = {
                 k: v for k, v in self.sink.stats.snapshot().items() if isinstance(v, int | float)
             }
+            stages["sink"]["sink_backlog"] = self.sink.backlog()
         return stages

@@ -214,6 +214,8 @@ def test_simulated_street_becomes_verified_delivered_cases(
     assert f'streetwatch_ingest_messages_committed_total{{kind=""}} {len(messages)}.0' in text
     assert 'streetwatch_ingest_dead_letters_total{kind="not_json"} 1.0' in text
     assert 'streetwatch_pipeline_cases_opened_total{kind=""}' in text
+    assert 'streetwatch_feed_feed_backlog{kind=""} 0.0' in text
+    assert 'streetwatch_pipeline_queue_depth{kind="camera"} 0.0' in text
     summary = run.terminate()
     case_system.close()
 
