@@ -92,3 +92,39 @@ def test_two_partitioned_workers_split_devices_and_match_one_worker(
     together = opened(tmp_path / "half0") | opened(tmp_path / "half1")
     assert together == opened(tmp_path / "single")
     assert {"fire-lane-occupied", "muck-truck-off-route"} <= {rule for rule, _ in together}
+
+
+def test_two_workers_in_one_shared_group_journal_every_reading_once(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """A shared subscription splits messages, not devices: right for workers that journal and
+    ship, so these run without rules (detection would see only part of each device)."""
+    no_rules = tmp_path / "no-rules"
+    no_rules.mkdir()
+    configs = []
+    for i in range(2):
+        path = worker_site(tmp_path, f"shared{i}", None)
+        doc = yaml.safe_load(path.read_text())
+        doc["broker"]["shared_group"] = "journalers"
+        path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+        configs.append(path)
+    messages = scenario(configs[0])
+    runs = [
+        RunProcess(c, mosquitto, tmp_path / f"{c.stem}.log", "-r", str(no_rules)) for c in configs
+    ]
+    report = publish(messages, mosquitto)
+    assert report.acked == len(messages)
+    wait_until(
+        lambda: sum(len(k) for v in (journal(tmp_path / f"shared{i}") for i in range(2))
+                    for k in v[0].values()) >= len(messages) - FAULTS,
+        60,
+        "both workers to journal everything",
+    )  # fmt: skip
+    summaries = [run.terminate() for run in runs]
+    per_worker = [journal(tmp_path / f"shared{i}") for i in range(2)]
+    keys = [k for worker, _ in per_worker for device in worker.values() for k in device]
+    assert len(keys) == len(set(keys)) == len(messages) - FAULTS
+    assert all(worker for worker, _ in per_worker), "both workers took a share"
+    assert sum(letters for _, letters in per_worker) == FAULTS
+    committed = sum(s["ingest"]["messages_committed"] for s in summaries)
+    assert committed == len(messages)
