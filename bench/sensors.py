@@ -24,7 +24,7 @@ sys.path.insert(0, str(REPO))
 
 from detectors.sensors import SensorDetectors  # noqa: E402
 from ingest.config import DeviceKind, SiteConfig, load_config  # noqa: E402
-from ingest.decoders import DecodeContext, decode  # noqa: E402
+from ingest.decoders import decode  # noqa: E402
 from ingest.readings import Reading, Stream  # noqa: E402
 from ingest.registry import DeviceRegistry  # noqa: E402
 from streetwatch.scenario import build_scenario  # noqa: E402
@@ -53,14 +53,7 @@ def readings(site: SiteConfig, duration_s: float) -> list[tuple[float, Reading]]
         route = registry.route(message.topic)
         if route.stream is Stream.SNAPSHOT:
             continue
-        ctx = DecodeContext(
-            device_id=route.device.id,
-            stream=route.stream,
-            fmt=route.device.format_of(route.stream),
-            crs=route.device.crs.value,
-            topic=message.topic,
-            received_ts=START + timedelta(seconds=message.at_s + 0.3),
-        )
+        ctx = route.context(message.topic, START + timedelta(seconds=message.at_s + 0.3))
         out += [(message.at_s, r) for r in decode(ctx, message.payload)]
     return out
 

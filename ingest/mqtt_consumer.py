@@ -26,7 +26,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest.config import SiteConfig
 from ingest.decoders import decode
-from ingest.decoders.base import DecodeContext, DecodeError, Reason
+from ingest.decoders.base import DecodeError, Reason
 from ingest.journal import DeadLetter, Journal
 from ingest.mqtt_session import apply_broker_settings
 from ingest.readings import Reading, Stream
@@ -329,19 +329,7 @@ class MqttIngestor:
         user_properties = ()
         if properties is not None and hasattr(properties, "UserProperty"):
             user_properties = tuple(properties.UserProperty)
-        device = route.device
-        ctx = DecodeContext(
-            device_id=device.id,
-            stream=route.stream,
-            fmt=device.format_of(route.stream),
-            crs=device.crs.value,
-            topic=topic,
-            received_ts=received_ts,
-            user_properties=user_properties,
-            max_future_s=self.limits.max_clock_future_s,
-            max_past_s=self.limits.max_clock_past_s,
-            max_image_pixels=self.limits.max_image_pixels,
-        )
+        ctx = route.context(topic, received_ts, user_properties, self.limits)
         return decode(ctx, payload)
 
     def _dead(

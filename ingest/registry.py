@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from paho.mqtt.client import topic_matches_sub
 
-from ingest.config import Device, SiteConfig
+from ingest.config import Device, Ingest, SiteConfig
+from ingest.decoders.base import DecodeContext
 from ingest.readings import Stream
 
 
@@ -14,6 +16,28 @@ from ingest.readings import Stream
 class Route:
     device: Device
     stream: Stream
+
+    def context(
+        self,
+        topic: str,
+        received_ts: datetime,
+        user_properties: tuple[tuple[str, str], ...] = (),
+        limits: Ingest | None = None,
+    ) -> DecodeContext:
+        """How a message on this route is decoded (`limits`: the site's `ingest:` section)."""
+        limits = limits or Ingest()
+        return DecodeContext(
+            device_id=self.device.id,
+            stream=self.stream,
+            fmt=self.device.format_of(self.stream),
+            crs=self.device.crs.value,
+            topic=topic,
+            received_ts=received_ts,
+            user_properties=user_properties,
+            max_future_s=limits.max_clock_future_s,
+            max_past_s=limits.max_clock_past_s,
+            max_image_pixels=limits.max_image_pixels,
+        )
 
 
 class UnknownTopic(LookupError):

@@ -12,7 +12,7 @@ import pytest
 from detectors.observation import Observation, ObservationKind
 from detectors.sensors import SensorDetectors
 from ingest.config import SiteConfig, load_config
-from ingest.decoders import DecodeContext, decode
+from ingest.decoders import decode
 from ingest.readings import (
     DroneTelemetry,
     GeomagField,
@@ -150,14 +150,7 @@ def simulated(site: SiteConfig) -> tuple[list[Observation], SensorDetectors]:
         route = registry.route(message.topic)
         if route.stream is Stream.SNAPSHOT:
             continue
-        ctx = DecodeContext(
-            device_id=route.device.id,
-            stream=route.stream,
-            fmt=route.device.format_of(route.stream),
-            crs=route.device.crs.value,
-            topic=message.topic,
-            received_ts=at(message.at_s + 0.4),
-        )
+        ctx = route.context(message.topic, at(message.at_s + 0.4))
         for decoded in decode(ctx, message.payload):
             out += detectors.process(decoded)
         out += detectors.tick(at(message.at_s + 0.4))

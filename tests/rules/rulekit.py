@@ -137,7 +137,7 @@ def scenario_recording(
     path: Path, config: SiteConfig, duration_s: float, start: datetime, seed: int = 1
 ) -> Path:
     """Record the readings of a `streetwatch/scenario.py` run, decoded as ingestion would."""
-    from ingest.decoders import DecodeContext, decode
+    from ingest.decoders import decode
     from ingest.registry import DeviceRegistry
     from rules.recording import RecordingWriter
     from streetwatch.scenario import build_scenario
@@ -147,16 +147,8 @@ def scenario_recording(
     with RecordingWriter(path, site_id=config.site.id) as writer:
         for message in messages:
             route = registry.route(message.topic)
-            device = route.device
-            ctx = DecodeContext(
-                device.id,
-                route.stream,
-                device.format_of(route.stream),
-                device.crs.value,
-                message.topic,
-                start + timedelta(seconds=message.at_s),
-                message.user_properties,
-            )
+            received = start + timedelta(seconds=message.at_s)
+            ctx = route.context(message.topic, received, message.user_properties, config.ingest)
             for reading in decode(ctx, message.payload):
                 writer.reading(reading)
     return path

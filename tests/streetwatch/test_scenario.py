@@ -16,7 +16,7 @@ from shapely.geometry import Point, Polygon
 
 from ingest.config import DeviceKind, SiteConfig, ZoneKind, load_config
 from ingest.coords import distance_m
-from ingest.decoders import DecodeContext, DecodeError, Reason, decode
+from ingest.decoders import DecodeError, Reason, decode
 from ingest.readings import (
     DroneTelemetry,
     GeomagField,
@@ -52,15 +52,8 @@ def consume(config: SiteConfig, message: SimMessage) -> list[Reading]:
     )
     if len(message.payload) > limit:
         raise DecodeError(Reason.OVERSIZED, f"{len(message.payload)} bytes")
-    ctx = DecodeContext(
-        device_id=route.device.id,
-        stream=route.stream,
-        fmt=route.device.format_of(route.stream),
-        crs=route.device.crs.value,
-        topic=message.topic,
-        received_ts=START + timedelta(seconds=message.at_s + 1),
-        user_properties=message.user_properties,
-    )
+    received = START + timedelta(seconds=message.at_s + 1)
+    ctx = route.context(message.topic, received, message.user_properties, limits)
     return decode(ctx, message.payload)
 
 
