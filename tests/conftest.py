@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import logging
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -45,3 +46,15 @@ def write_site(tmp_path: Path, broker_url: str, **broker: object) -> Path:
     path = tmp_path / "devices.yaml"
     path.write_text(yaml.safe_dump(site_dict(tmp_path, broker_url, **broker), sort_keys=False))
     return path
+
+
+@pytest.fixture
+def keep_root_logging() -> Iterator[None]:
+    """The CLI group installs a root log handler on the runner's stderr; undo that afterwards."""
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        yield
+    finally:
+        root.handlers[:] = handlers
+        root.setLevel(level)
