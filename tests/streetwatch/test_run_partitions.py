@@ -17,6 +17,7 @@ from tests.streetwatch.test_run_e2e import (
     RunProcess,
     all_analysed,
     cases_of,
+    journaled,
     publish,
     scenario,
     stop_leftover_runs,  # noqa: F401 (an autouse fixture: kills runs a failing test left)
@@ -56,6 +57,12 @@ def run_workers(tmp_path: Path, broker: Mosquitto, configs: list[Path], messages
     runs = [RunProcess(c, broker, tmp_path / f"{c.stem}.log") for c in configs]
     report = publish(messages, broker)
     assert report.acked == len(messages)
+    expected = len(messages) - FAULTS
+    wait_until(
+        lambda: sum(journaled(tmp_path / c.stem) for c in configs) >= expected,
+        60,
+        "every reading journaled by some worker",
+    )
     for config in configs:
         var = tmp_path / config.stem
         wait_until(lambda var=var: all_analysed(var), 60, f"{config.stem} to analyse")

@@ -81,7 +81,9 @@ def test_every_reading_lands_once_through_a_database_outage(
     postgres.start()
     publisher.join(120)
     assert reports and reports[0].acked == len(messages)
-    wait_until(lambda: all_analysed(var), 60, "every reading to be analysed")
+    wait_until(
+        lambda: all_analysed(var, len(messages) - FAULTS), 60, "every reading to be analysed"
+    )
     expected = len(messages) - FAULTS
     wait_until(lambda: shipped(dsn)[0] >= expected, 90, "the backlog to drain into PostgreSQL")
     run.terminate()
