@@ -26,6 +26,7 @@ from evidence.keys import Signer
 from evidence.ledger import Committed, Ledger
 from evidence.media import Overlay, annotate, decode, encode_jpeg, write_clip
 from evidence.package import FORMAT, both_times, case_id_of, package_dir
+from ingest import failpoints
 from ingest.config import Device, DeviceKind, SiteConfig
 from ingest.coords import wgs84_to_bd09, wgs84_to_gcj02
 from ingest.frames import EncodedFrame
@@ -74,7 +75,7 @@ class EvidenceBuilder:
         self.face_detector = face_detector
         if self.face_detector is None and settings.blur.enabled:
             self.face_detector = load_detector(settings.blur)
-        self._crash_hook = crash_hook or (lambda _point: None)
+        self._crash_hook = crash_hook or (lambda point: failpoints.reach(f"evidence.{point}"))
         self.stats: Counter[str] = Counter()
         self._stats_lock = threading.Lock()
         self.last: BuildResult | None = None

@@ -30,6 +30,7 @@ import paho.mqtt.client as mqtt
 
 from evidence.cases import Case, CaseStore, IllegalTransition, State
 from evidence.package import MANIFEST, SIGNATURE
+from ingest import failpoints
 from ingest.config import SiteConfig
 from ingest.mqtt_session import apply_broker_settings
 
@@ -189,7 +190,9 @@ class CaseFeed:
         self.stats[f"{target}_attempts"] += 1
         try:
             case = self.store.get(case_id)
+            failpoints.reach("feed.before_send")
             delivered = self._deliver(target, case)
+            failpoints.reach("feed.sent")
         except Refused as exc:
             self.stats[f"{target}_refused"] += 1
             log.error("case feed: %s refused case %s for good: %s", target, case_id, exc)

@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 import orjson
 
+from ingest import failpoints
 from ingest.readings import PAYLOAD_KINDS, Reading, Snapshot, Stream, TimeFlag
 
 SCHEMA = """
@@ -174,6 +175,8 @@ class Journal:
                     " payload_size) VALUES (?, ?, ?, ?, ?, ?)",
                     letters,
                 )
+            failpoints.reach("journal.before_commit")
+        failpoints.reach("journal.committed")
         return WriteResult(inserted, len(rows) - inserted, len(letters))
 
     def write_observations(self, observations: Iterable[ObservationLike]) -> int:

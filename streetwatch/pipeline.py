@@ -32,6 +32,7 @@ from detectors.sensors import SensorDetectors
 from evidence.cases import State
 from evidence.feed import CaseFeed
 from evidence.service import EvidenceService
+from ingest import failpoints
 from ingest.config import DeviceKind, SiteConfig
 from ingest.frames import EncodedFrame
 from ingest.journal import Journal
@@ -312,6 +313,7 @@ class Pipeline:
             log.warning("snapshot not analysed: %s", exc)
 
     def _checkpoint(self, cursor: int) -> None:
+        failpoints.reach("analysis.stored")
         self.sensors.save(self.sensor_state)
         if self.recorder is not None:
             self.recorder.flush()

@@ -58,3 +58,12 @@ def keep_root_logging() -> Iterator[None]:
     finally:
         root.handlers[:] = handlers
         root.setLevel(level)
+
+
+@pytest.fixture(autouse=True)
+def stop_leftover_runs() -> Iterator[None]:
+    """Kill any `streetwatch run` process a test started and did not stop (it failed)."""
+    yield
+    from tests.runkit import stop_leftover_runs
+
+    stop_leftover_runs()

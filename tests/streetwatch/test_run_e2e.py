@@ -4,189 +4,33 @@ signed evidence that verifies; SIGTERM mid-stream and a restart lose and double 
 from __future__ import annotations
 
 import json
-import os
-import signal
-import sqlite3
 import subprocess
 import sys
 import threading
 import time
 import urllib.request
 from collections import Counter
-from collections.abc import Callable, Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import ClassVar
 
 import pytest
 import yaml
 
-from ingest.config import load_config
 from streetwatch.localbroker import Mosquitto, free_port
-from streetwatch.scenario import build_scenario
-from streetwatch.simulate import PublishReport, publish_scenario, scenario_start
+from streetwatch.simulate import PublishReport
 from tests.conftest import REPO
-
-DURATION_S = 900.0
-SPEED = 90.0
-FAULTS = 7
-
-
-def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-class CaseSystem:
-    """A real HTTP case system on loopback that fails its first few requests with 503 and
-    counts the cases it accepted by Idempotency-Key."""
-
-    def __init__(self, fail_first: int = 3) -> None:
-        self.accepted: Counter[str] = Counter()
-        self.requests = 0
-        system = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_POST(self) -> None:
-                body = self.rfile.read(int(self.headers["Content-Length"]))
-                system.requests += 1
-                if system.requests <= fail_first:
-                    self.send_response(503)
-                    self.end_headers()
-                    return
-                assert self.headers["Content-Type"].startswith("multipart/form-data")
-                assert b"manifest.json" in body and b"manifest.sig" in body
-                system.accepted[self.headers["Idempotency-Key"]] += 1
-                answer = json.dumps({"case_no": f"CS-{len(system.accepted)}"}).encode()
-                self.send_response(200)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(answer)))
-                self.end_headers()
-                self.wfile.write(answer)
-
-            def log_message(self, format: str, *args: object) -> None:
-                return
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/cases"
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
-def demo_site(tmp_path: Path, case_system: str | None = None) -> Path:
-    """The shipped devices.yaml with its storage under tmp_path (cameras stay off: sensors)."""
-    doc = yaml.safe_load((REPO / "devices.yaml").read_text())
-    doc["storage"] = {"root": str(tmp_path / "var")}
-    if case_system is not None:
-        doc["evidence"] = {
-            "feed": {
-                "http": {"url": case_system, "media": "upload"},
-                "retry": {"min_delay_s": 0.2, "max_delay_s": 1.0},
-            }
-        }
-    path = tmp_path / "devices.yaml"
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
-    return path
-
-
-class RunProcess:
-    live: ClassVar[list[RunProcess]] = []
-    """Started and not yet terminated: `stop_leftover_runs` kills them when a test fails."""
-
-    def __init__(self, config: Path, broker: Mosquitto | None, log: Path, *extra: str) -> None:
-        """`broker` None: the one devices.yaml names (e.g. `embedded`)."""
-        RunProcess.live.append(self)
-        self.log = log
-        self._err = log.open("ab")
-        command = ["run", "-c", str(config), "--no-cameras", *extra]
-        if broker is not None:
-            command += ["--broker", broker.url]
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "streetwatch", *command, "--status-every", "1"],
-            cwd=REPO,
-            stdout=subprocess.PIPE,
-            stderr=self._err,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
-        )
-        wait_until(self._started, 60, "streetwatch run to start")
-
-    def _started(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"streetwatch run exited: {self.log.read_text()[-3000:]}")
-        return "running:" in self.log.read_text()
-
-    def terminate(self) -> dict:
-        RunProcess.live.remove(self)
-        self.proc.send_signal(signal.SIGTERM)
-        out, _ = self.proc.communicate(timeout=60)
-        self._err.close()
-        assert self.proc.returncode == 0, self.log.read_text()[-3000:]
-        return json.loads(out.decode().strip().splitlines()[-1])
-
-
-@pytest.fixture(autouse=True)
-def stop_leftover_runs() -> Iterator[None]:
-    yield
-    while RunProcess.live:
-        run = RunProcess.live.pop()
-        run.proc.kill()
-        run.proc.wait(10)
-        run._err.close()
-
-
-def scenario(config_path: Path) -> list:
-    config = load_config(config_path)
-    start = scenario_start(DURATION_S, SPEED)
-    return build_scenario(config, duration_s=DURATION_S, seed=3, start=start, faults=True)
-
-
-def publish(messages: list, broker: Mosquitto | str) -> PublishReport:
-    url = broker if isinstance(broker, str) else broker.url
-    return publish_scenario(messages, url=url, client_id="e2e-simulate", speed=SPEED)
-
-
-def query(path: Path, sql: str) -> list[tuple]:
-    db = sqlite3.connect(path)
-    try:
-        return db.execute(sql).fetchall()
-    finally:
-        db.close()
-
-
-def journaled(var: Path) -> int:
-    return query(var / "journal.sqlite", "SELECT count(*) FROM readings")[0][0]
-
-
-def all_analysed(var: Path, readings: int | None = None) -> bool:
-    """The analysis cursor is at the newest reading, and (when given) that many are journaled:
-    the publisher's acks come from the broker, so the consumer may still be committing."""
-    journal = var / "journal.sqlite"
-    if readings is not None and journaled(var) < readings:
-        return False
-    (top,) = query(journal, "SELECT coalesce(max(seq), 0) FROM readings")[0]
-    rows = query(journal, "SELECT seq FROM cursors WHERE name = 'analysis'")
-    return bool(rows) and rows[0][0] == top
-
-
-def cases_of(var: Path) -> list[tuple[str, str, str]]:
-    return query(var / "cases.sqlite", "SELECT case_id, rule_id, state FROM cases")
-
-
-def verify(config: Path, root: Path) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [sys.executable, "-m", "streetwatch", "evidence", "verify", "-c", str(config), str(root)],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
+from tests.runkit import (
+    FAULTS,
+    CaseSystem,
+    RunProcess,
+    all_analysed,
+    cases_of,
+    demo_site,
+    publish,
+    query,
+    scenario,
+    verify,
+    wait_until,
+)
 
 
 def test_simulated_street_becomes_verified_delivered_cases(

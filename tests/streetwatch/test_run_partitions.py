@@ -12,7 +12,7 @@ import yaml
 from ingest.config import load_config
 from streetwatch.localbroker import Mosquitto
 from tests.conftest import REPO
-from tests.streetwatch.test_run_e2e import (
+from tests.runkit import (
     FAULTS,
     RunProcess,
     all_analysed,
@@ -20,7 +20,6 @@ from tests.streetwatch.test_run_e2e import (
     journaled,
     publish,
     scenario,
-    stop_leftover_runs,  # noqa: F401 (an autouse fixture: kills runs a failing test left)
     wait_until,
 )
 

@@ -18,13 +18,12 @@ from streetwatch.localbroker import Mosquitto
 from streetwatch.simulate import PublishReport
 from streetwatch.sink.localpg import LocalPostgres
 from tests.conftest import REPO
-from tests.streetwatch.test_run_e2e import (
+from tests.runkit import (
     FAULTS,
     RunProcess,
     all_analysed,
     publish,
     scenario,
-    stop_leftover_runs,  # noqa: F401 (an autouse fixture: kills runs a failing test left)
     wait_until,
 )
 
