@@ -46,7 +46,7 @@ class CaseSystem:
     answers 503 to everything while `down` is set, and deduplicates by Idempotency-Key as the
     design asks of receivers: `accepted` counts each case once, `repeats` counts re-sends."""
 
-    def __init__(self, fail_first: int = 3) -> None:
+    def __init__(self, fail_first: int = 3, port: int = 0) -> None:
         self.accepted: Counter[str] = Counter()
         self.repeats: Counter[str] = Counter()
         self.requests = 0
@@ -84,7 +84,7 @@ class CaseSystem:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/cases"
 

@@ -1,0 +1,167 @@
+"""The case system down for an hour: cases wait in the outbox (through a restart of the box),
+nothing is given up, and when it comes back each case is delivered once."""
+
+from __future__ import annotations
+
+import threading
+import time
+import urllib.request
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from evidence.builder import EvidenceBuilder
+from evidence.cases import CaseStore, State
+from evidence.feed import CaseFeed
+from evidence.keys import Signer
+from evidence.service import EvidenceService
+from streetwatch.localbroker import Mosquitto, free_port
+from streetwatch.simulate import PublishReport
+from tests.evidence.evidence_support import VideoRing, ensure_vtest, make_violation, site_config
+from tests.faults.conftest import Reliability
+from tests.runkit import (
+    FAULTS,
+    CaseSystem,
+    RunProcess,
+    account,
+    all_analysed,
+    cases_of,
+    delivered,
+    demo_site,
+    publish,
+    scenario,
+    settled,
+    wait_until,
+)
+
+HOUR_S = 3600.0
+START = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
+
+
+def metric(port: int, name: str) -> float:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
+        for line in page.read().decode().splitlines():
+            if line.startswith(name):
+                return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} is not on /metrics")
+
+
+def test_case_system_down_for_an_hour_of_street_then_every_case_delivered_once(
+    mosquitto: Mosquitto, tmp_path: Path, reliability: Reliability
+) -> None:
+    """An hour of simulated street (at 90x) while the case system answers 503, with a restart
+    of the box half way; then the case system comes back."""
+    case_system = CaseSystem(fail_first=0)
+    case_system.down = True
+    config = demo_site(tmp_path, case_system.url)
+    var = tmp_path / "var"
+    messages = scenario(config, duration_s=HOUR_S, seed=5)
+    log = tmp_path / "run.log"
+    port = free_port()
+    run = RunProcess(config, mosquitto, log, "--metrics-port", str(port))
+    reports: list[PublishReport] = []
+    publisher = threading.Thread(
+        target=lambda: reports.append(publish(messages, mosquitto)), daemon=True
+    )
+    publisher.start()
+    wait_until(lambda: len(cases_of(var)) >= 3 and settled(var), 60, "cases in the outage")
+    assert metric(port, "streetwatch_feed_feed_backlog") >= 1
+    run.terminate()
+    run = RunProcess(config, mosquitto, log, "--metrics-port", str(port))
+    publisher.join(180)
+    assert reports and reports[0].acked == len(messages)
+    wait_until(lambda: all_analysed(var, len(messages) - FAULTS), 120, "the hour analysed")
+    wait_until(lambda: settled(var), 60, "every case packaged")
+    time.sleep(2.0)
+    cases = cases_of(var)
+    assert {state for _, _, state in cases} == {"submitted"}, cases
+    backlog = metric(port, "streetwatch_feed_feed_backlog")
+    assert backlog == len(cases)
+    refused_in_outage = case_system.refused
+    assert refused_in_outage >= len(cases)
+
+    case_system.down = False
+    wait_until(lambda: delivered(var), 60, "every case delivered after the outage")
+    wait_until(lambda: metric(port, "streetwatch_feed_feed_backlog") == 0, 30, "empty backlog")
+    run.terminate()
+    case_system.close()
+
+    books = account(config, var, len(messages) - FAULTS, case_system=case_system)
+    reliability.record(
+        "fault",
+        "case system down for an hour of simulated street (503), box restarted in it",
+        tried=1,
+        lost=books.lost + books.cases_doubled,
+        refused_requests=refused_in_outage,
+        **books.as_dict(),
+    )
+    assert books.readings_lost == 0 and books.cases_doubled == 0, books
+    assert books.cases_undelivered == 0 and books.cases_delivered == len(cases) >= 10, books
+    assert books.verify_ok and books.packages_verified == len(cases), books.verify_output
+
+
+def hour_of_outage(tmp_path: Path, reliability: Reliability, cases: int) -> None:
+    """The feed with the shipped retry settings (1 s doubling to 600 s) on its own clock,
+    stepped through an hour in which the case system does not even listen."""
+    port = free_port()
+    config = site_config(
+        tmp_path, feed={"http": {"url": f"http://127.0.0.1:{port}/cases", "media": "upload"}}
+    )
+    assert config.evidence.feed.retry.max_delay_s == 600.0
+    ring = VideoRing.from_file(ensure_vtest(), "cam-1", START, 30.0)
+    store = CaseStore(tmp_path / "var/cases.sqlite")
+    builder = EvidenceBuilder(config, Signer.load_or_create(tmp_path / "key.pem"), ring, None)
+    service = EvidenceService(builder, store)
+    now = [1_800_000_000.0]
+    start = now[0]
+    feed = CaseFeed(config, store, clock=lambda: now[0])
+    opened = 0
+    while now[0] - start < HOUR_S:
+        if opened < cases and now[0] - start >= opened * HOUR_S / cases:
+            service.handle(make_violation(START, opened % 20, dwell_s=2.0, pre_s=0.5, post_s=0.5))
+            opened += 1
+        feed.drain_once()
+        now[0] += 5.0
+    rows = feed.outbox()
+    assert len(rows) == cases and {r["state"] for r in rows} == {"pending"}, rows
+    assert {c.state for c in store.list()} == {State.SUBMITTED}
+    attempts = max(r["attempts"] for r in rows)
+    assert 5 <= attempts <= 20, rows
+    assert feed.stats["http_refused"] == 0
+    feed.close()
+
+    system = CaseSystem(fail_first=0, port=port)
+    try:
+        feed = CaseFeed(config, store, clock=lambda: now[0])
+        for _ in range(200):
+            if all(c.state is State.ACKNOWLEDGED for c in store.list()):
+                break
+            now[0] += 60.0
+            feed.drain_once()
+        feed.close()
+    finally:
+        system.close()
+    acknowledged = sum(c.state is State.ACKNOWLEDGED for c in store.list())
+    lost = cases - len(system.accepted) + sum(system.repeats.values())
+    reliability.record(
+        "fault",
+        "case system unreachable for one hour of feed clock (shipped 1-600 s backoff)",
+        tried=1,
+        lost=lost + (cases - acknowledged),
+        cases=cases,
+        most_attempts_in_the_hour=attempts,
+    )
+    assert acknowledged == cases
+    assert system.requests == len(system.accepted) == cases
+
+
+def test_feed_waits_out_an_hour_unreachable_with_bounded_retries(
+    tmp_path: Path, reliability: Reliability
+) -> None:
+    hour_of_outage(tmp_path, reliability, cases=12)
+
+
+@pytest.mark.soak
+def test_soak_feed_waits_out_an_hour_unreachable(tmp_path: Path, reliability: Reliability) -> None:
+    hour_of_outage(tmp_path, reliability, cases=120)
