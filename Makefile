@@ -69,7 +69,7 @@ format: $(STAMP)
 test: $(STAMP) system-deps footage lint
 	$(PY) -m pytest -m "not soak" -q
 
-soak: $(STAMP) system-deps
+soak: $(STAMP) system-deps footage
 	$(PY) -m pytest -m soak -q
 
 bench: $(STAMP) system-deps footage

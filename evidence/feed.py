@@ -13,7 +13,6 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import os
 import random
 import secrets
 import sqlite3
@@ -33,6 +32,7 @@ from evidence.package import MANIFEST, SIGNATURE
 from ingest import failpoints
 from ingest.config import SiteConfig
 from ingest.mqtt_session import apply_broker_settings
+from ingest.secrets import SecretError, read_secret
 
 log = logging.getLogger(__name__)
 
@@ -321,7 +321,10 @@ class CaseFeed:
         assert http is not None
         headers = {"Idempotency-Key": case.case_id, "User-Agent": "streetwatch-case-feed/1"}
         if http.token_env:
-            token = os.environ.get(http.token_env)
+            try:
+                token = read_secret(http.token_env)
+            except SecretError as exc:
+                raise Retry(str(exc)) from None
             if not token:
                 raise Retry(f"environment variable {http.token_env} (the token) is not set")
             headers["Authorization"] = f"Bearer {token}"

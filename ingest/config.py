@@ -6,7 +6,6 @@ file: the broker credentials are the *names* of environment variables.
 
 from __future__ import annotations
 
-import os
 import re
 import zlib
 from enum import StrEnum
@@ -29,6 +28,7 @@ from shapely.geometry import Polygon
 from shapely.validation import explain_validity
 
 from ingest.readings import Stream
+from ingest.secrets import SecretError, read_secret
 from ingest.yamlsource import ConfigError, format_loc, load_yaml, validate
 
 SAFE_ID = r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$"
@@ -234,7 +234,10 @@ class Broker(Strict):
             if name is None:
                 values.append(None)
                 continue
-            value = os.environ.get(name)
+            try:
+                value = read_secret(name)
+            except SecretError as exc:
+                raise ConfigError([f"broker: {exc}"]) from None
             if value is None:
                 raise ConfigError([f"broker: environment variable {name} is named but not set"])
             values.append(value)
@@ -319,7 +322,10 @@ class Timeseries(Strict):
         return self
 
     def resolve_dsn(self) -> str:
-        value = os.environ.get(self.dsn_env)
+        try:
+            value = read_secret(self.dsn_env)
+        except SecretError as exc:
+            raise ConfigError([f"timeseries: {exc}"]) from None
         if not value:
             raise ConfigError([f"timeseries: environment variable {self.dsn_env} is not set"])
         return value

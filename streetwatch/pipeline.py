@@ -17,7 +17,6 @@ restart finishes what was pending.
 from __future__ import annotations
 
 import logging
-import os
 import queue
 import threading
 import time
@@ -38,6 +37,7 @@ from ingest.frames import EncodedFrame
 from ingest.journal import Journal
 from ingest.mqtt_consumer import MqttIngestor
 from ingest.readings import Reading, Snapshot
+from ingest.secrets import SecretError, read_secret
 from ingest.yamlsource import ConfigError
 from rules import Engine, RecordingWriter, RuleSet, RuleWatcher, load_rules
 from rules.violation import Violation
@@ -124,7 +124,10 @@ class Pipeline:
             return None
         from ingest.video.webrtc import WhipServer
 
-        token = os.environ.get(WHIP_TOKEN_ENV)
+        try:
+            token = read_secret(WHIP_TOKEN_ENV)
+        except SecretError as exc:
+            raise ConfigError([str(exc)]) from None
         if not token:
             raise ConfigError(
                 [f"{', '.join(pushed)}: stream webrtc needs a token in ${WHIP_TOKEN_ENV}"]
