@@ -1,4 +1,10 @@
-"""JPEG snapshots over MQTT: checked and measured from the header, never decoded here."""
+"""JPEG snapshots over MQTT: checked and measured from the header, never decoded here.
+
+The check walks the marker segments up to the first scan (SOS): a header cut short, zero-filled
+or otherwise broken is refused here (`bad_image`) rather than journaled as a picture that no
+decoder can open later. Damage inside the compressed scan data is not detectable without
+decoding; libjpeg shows it as grey blocks.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +20,50 @@ from ingest.timeparse import TimeParseError, parse_ts_text, time_flag
 
 SOI = b"\xff\xd8\xff"
 EOI = b"\xff\xd9"
+SOS = 0xDA
+STANDALONE = frozenset({0x01, *range(0xD0, 0xD8)})
+"""TEM and RST0-7: markers without a length field."""
+SOF = frozenset({*range(0xC0, 0xC4), *range(0xC5, 0xC8), *range(0xC9, 0xCC), *range(0xCD, 0xD0)})
+"""Frame headers (baseline, progressive, lossless, arithmetic); C4 DHT, C8 JPG, CC DAC are not."""
+
+
+def _check_segments(payload: bytes) -> None:
+    """Every segment before the first scan is a marker with a length that fits; a frame header
+    (SOF) comes before the scan, and the scan has data before the closing EOI."""
+    pos, end, frame = 2, len(payload), False
+    while True:
+        if pos >= end or payload[pos] != 0xFF:
+            found = "the end" if pos >= end else f"0x{payload[pos]:02x}"
+            raise DecodeError(
+                Reason.BAD_IMAGE, f"JPEG header is corrupt: byte {pos} is {found}, not a marker"
+            )
+        while pos < end and payload[pos] == 0xFF:  # fill bytes may precede a marker
+            pos += 1
+        if pos >= end:
+            raise DecodeError(Reason.BAD_IMAGE, "JPEG header ends in fill bytes")
+        marker = payload[pos]
+        pos += 1
+        if marker == 0xD9:
+            raise DecodeError(Reason.BAD_IMAGE, "JPEG ends (EOI) before any scan: no image data")
+        if marker in STANDALONE:
+            continue
+        if pos + 2 > end:
+            raise DecodeError(Reason.BAD_IMAGE, f"JPEG segment FF{marker:02X} has no length")
+        length = int.from_bytes(payload[pos : pos + 2], "big")
+        if length < 2 or pos + length > end:
+            raise DecodeError(
+                Reason.BAD_IMAGE,
+                f"JPEG segment FF{marker:02X} at byte {pos - 2} declares {length} bytes, "
+                f"{end - pos} remain",
+            )
+        frame = frame or marker in SOF
+        pos += length
+        if marker == SOS:
+            if not frame:
+                raise DecodeError(Reason.BAD_IMAGE, "JPEG scan (SOS) without a frame header (SOF)")
+            if payload.rstrip(b"\x00").rfind(EOI) <= pos:
+                raise DecodeError(Reason.BAD_IMAGE, "JPEG scan has no data before its EOI")
+            return
 
 
 def _dimensions(ctx: DecodeContext, payload: bytes) -> tuple[int, int]:
@@ -23,6 +73,7 @@ def _dimensions(ctx: DecodeContext, payload: bytes) -> tuple[int, int]:
         )
     if not payload.rstrip(b"\x00").endswith(EOI):
         raise DecodeError(Reason.BAD_IMAGE, "JPEG has no EOI marker at its end: truncated")
+    _check_segments(payload)
     try:
         with Image.open(io.BytesIO(payload), formats=["JPEG"]) as image:
             width, height = image.size
