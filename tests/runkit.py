@@ -43,14 +43,16 @@ def wait_until(predicate: Callable[[], bool], timeout: float, what: str) -> None
 
 class CaseSystem:
     """A real HTTP case system on loopback. It fails its first `fail_first` requests with 503,
-    answers 503 to everything while `down` is set, and deduplicates by Idempotency-Key as the
+    answers 503 to everything while `down` is set, 401 without the bearer `token` (when given),
+    and deduplicates by Idempotency-Key as the
     design asks of receivers: `accepted` counts each case once, `repeats` counts re-sends."""
 
-    def __init__(self, fail_first: int = 3, port: int = 0) -> None:
+    def __init__(self, fail_first: int = 3, port: int = 0, token: str | None = None) -> None:
         self.accepted: Counter[str] = Counter()
         self.repeats: Counter[str] = Counter()
         self.requests = 0
         self.refused = 0
+        self.unauthorized = 0
         self.down = False
         self._lock = threading.Lock()
         system = self
@@ -60,6 +62,12 @@ class CaseSystem:
                 body = self.rfile.read(int(self.headers["Content-Length"]))
                 with system._lock:
                     system.requests += 1
+                    if token is not None and self.headers["Authorization"] != f"Bearer {token}":
+                        system.unauthorized += 1
+                        self.send_response(401)
+                        self.send_header("Content-Length", "0")
+                        self.end_headers()
+                        return
                     if system.down or system.requests <= fail_first:
                         system.refused += 1
                         self.send_response(503)
