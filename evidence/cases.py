@@ -233,7 +233,8 @@ class CaseStore:
                 )
                 self.db.execute("COMMIT")
             except BaseException:
-                self.db.execute("ROLLBACK")
+                if self.db.in_transaction:  # SQLite already rolled back a full disk
+                    self.db.execute("ROLLBACK")
                 raise
         return self.get(case_id), True
 
@@ -276,7 +277,8 @@ class CaseStore:
                 self._event(case_id, target.value, now, {"from": current.value, **(data or {})})
                 self.db.execute("COMMIT")
             except BaseException:
-                self.db.execute("ROLLBACK")
+                if self.db.in_transaction:  # SQLite already rolled back a full disk
+                    self.db.execute("ROLLBACK")
                 raise
         return self.get(case_id)
 
@@ -307,7 +309,8 @@ class CaseStore:
                     )
                 self.db.execute("COMMIT")
             except BaseException:
-                self.db.execute("ROLLBACK")
+                if self.db.in_transaction:  # SQLite already rolled back a full disk
+                    self.db.execute("ROLLBACK")
                 raise
         return [self.get(case_id) for case_id, _, _ in rows]
 

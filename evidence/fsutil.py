@@ -38,8 +38,12 @@ def write_file(path: Path, data: bytes, *, mode: int = 0o644) -> None:
 def write_atomic(path: Path, data: bytes, *, mode: int = 0o644) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    write_file(tmp, data, mode=mode)
-    os.replace(tmp, path)
+    try:
+        write_file(tmp, data, mode=mode)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)  # a full disk must not leave half a file behind
+        raise
     fsync_dir(path.parent)
 
 

@@ -83,6 +83,13 @@ class Ledger:
                 fcntl.flock(fd, fcntl.LOCK_UN)
                 os.close(fd)
 
+    def recover(self) -> None:
+        """Finish (or discard) a commit that failed after its pending record was written: a
+        full disk can stop `commit` between the rename and the new head."""
+        if (self.dir / "pending.json").exists():
+            with self.locked():
+                self._recover(clean_staging=False)
+
     def head(self) -> Head:
         return self.read_head(self.root) or GENESIS_HEAD
 

@@ -13,6 +13,7 @@ from evidence.keys import Signer
 from evidence.retention import Retention, RetentionReport
 from evidence.settings import evidence_paths
 from ingest.config import SiteConfig
+from ingest.diskspace import DiskGuard
 from ingest.journal import Journal
 from rules.violation import Violation
 
@@ -30,8 +31,12 @@ class EvidenceService:
         retention: Retention | None = None,
         *,
         retention_every_s: float = 300.0,
+        disk: DiskGuard | None = None,
     ) -> None:
+        """`disk`: no package is started while the storage disk is below its free-space floor
+        (DiskFull is raised and the case stays opened), rather than failing halfway."""
         self.builder = builder
+        self.disk = disk
         self.store = store
         self.retention = retention
         self.retention_every_s = retention_every_s
@@ -39,7 +44,11 @@ class EvidenceService:
 
     @classmethod
     def from_config(
-        cls, config: SiteConfig, frames: FrameProvider | None, journal: Journal | None
+        cls,
+        config: SiteConfig,
+        frames: FrameProvider | None,
+        journal: Journal | None,
+        disk: DiskGuard | None = None,
     ) -> EvidenceService:
         """Key (created on first run; refused when exposed), case store, builder, retention."""
         paths = evidence_paths(config)
@@ -55,13 +64,16 @@ class EvidenceService:
                 quota_bytes=settings.quota_bytes,
                 retention_days=settings.retention_days,
             )
-        return cls(builder, store, retention)
+        return cls(builder, store, retention, disk=disk)
 
     def handle(self, violation: Violation, now: datetime | None = None) -> Case:
         case, _new = self.store.open(violation, now, case_id=self.builder.case_id(violation))
         if case.state is not State.OPENED:
             return case
+        if self.disk is not None:
+            self.disk.check("evidence")
         result = self.builder.build_result(violation)
+        self.builder.ledger.recover()
         sha = hashlib.sha256((result.path / "manifest.json").read_bytes()).hexdigest()
         return self.store.transition(
             case.case_id,

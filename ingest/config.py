@@ -259,6 +259,9 @@ class Storage(Strict):
     root: Path = Path("var")
     journal: Path | None = None
     evidence: Path | None = None
+    min_free_mb: int = Field(32, ge=0)
+    """Free space to keep on the storage disk: below it, new writes wait (messages stay
+    unacknowledged, cases unpackaged) with a clear error instead of failing halfway."""
 
     def resolved(self, base: Path) -> Storage:
         root = self.root if self.root.is_absolute() else base / self.root
@@ -266,6 +269,7 @@ class Storage(Strict):
             root=root,
             journal=_under(base, self.journal, root / "journal.sqlite"),
             evidence=_under(base, self.evidence, root / "evidence"),
+            min_free_mb=self.min_free_mb,
         )
 
 

@@ -133,7 +133,8 @@ class Journal:
                 yield self._db
                 self._db.execute("COMMIT")
             except BaseException:
-                self._db.execute("ROLLBACK")
+                if self._db.in_transaction:  # SQLite already rolled back a full disk
+                    self._db.execute("ROLLBACK")
                 raise
 
     def write(self, readings: Iterable[Reading], dead: Iterable[DeadLetter] = ()) -> WriteResult:

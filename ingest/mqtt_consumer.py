@@ -27,6 +27,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from ingest.config import SiteConfig
 from ingest.decoders import decode
 from ingest.decoders.base import DecodeError, Reason
+from ingest.diskspace import DiskGuard
 from ingest.journal import DeadLetter, Journal
 from ingest.mqtt_session import apply_broker_settings
 from ingest.readings import Reading, Stream
@@ -128,9 +129,12 @@ class MqttIngestor:
         stats: IngestStats | None = None,
         on_batch: BatchListener | None = None,
         client_id: str | None = None,
+        disk: DiskGuard | None = None,
     ) -> None:
+        """`disk`: refuse journal writes (messages stay unacknowledged) while it is full."""
         self.config = config
         self.journal = journal
+        self.disk = disk
         self.stats = stats or IngestStats()
         self.on_batch = on_batch
         self.registry = DeviceRegistry(config)
@@ -366,12 +370,22 @@ class MqttIngestor:
         dead = [p.dead for p in batch if p.dead is not None]
         while True:
             try:
+                if self.disk is not None:
+                    self.disk.check("ingest")
                 result = self.journal.write(readings, dead)
                 break
-            except Exception:
-                log.exception(
-                    "journal write failed; holding %d messages unacknowledged", len(batch)
-                )
+            except Exception as exc:
+                if self.disk is not None and self.disk.failed("ingest", exc):
+                    log.error(
+                        "journal write failed, the storage disk is full (%s); holding %d"
+                        " messages unacknowledged",
+                        exc,
+                        len(batch),
+                    )
+                else:
+                    log.exception(
+                        "journal write failed; holding %d messages unacknowledged", len(batch)
+                    )
                 self.stats.inc("journal_errors")
                 time.sleep(1.0)
         for pending in batch:

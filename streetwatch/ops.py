@@ -16,7 +16,16 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 from prometheus_client.registry import Collector
 
 GAUGES = frozenset(
-    {"queue_depth", "feed_backlog", "sink_backlog", "backlog", "journal_bytes", "connected"}
+    {
+        "queue_depth",
+        "feed_backlog",
+        "sink_backlog",
+        "backlog",
+        "journal_bytes",
+        "connected",
+        "free_bytes",
+        "disk_full",
+    }
 )
 """Figures that go up and down; everything else a stage reports is a counter."""
 

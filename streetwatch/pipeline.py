@@ -33,6 +33,7 @@ from evidence.feed import CaseFeed
 from evidence.service import EvidenceService
 from ingest import failpoints
 from ingest.config import DeviceKind, SiteConfig
+from ingest.diskspace import DiskGuard
 from ingest.frames import EncodedFrame
 from ingest.journal import Journal
 from ingest.mqtt_consumer import MqttIngestor
@@ -79,7 +80,8 @@ class Pipeline:
         assert config.storage.journal is not None
         self.rules = rules if rules is not None else load_rules(options.rules_dir, config)
         self.journal = Journal(config.storage.journal)
-        self.ingestor = MqttIngestor(config, self.journal)
+        self.disk = DiskGuard(config.storage.root, config.storage.min_free_mb * 2**20)
+        self.ingestor = MqttIngestor(config, self.journal, disk=self.disk)
         self.sensors = SensorDetectors(config)
         self.sensor_state = Path(config.storage.root) / "sensors.state.json"
         self.engine = Engine(self.rules, config, external_clock=True)
@@ -97,7 +99,9 @@ class Pipeline:
         self.recorder = (
             RecordingWriter(options.record, site_id=config.site.id) if options.record else None
         )
-        self.evidence = EvidenceService.from_config(config, frames=self, journal=self.journal)
+        self.evidence = EvidenceService.from_config(
+            config, frames=self, journal=self.journal, disk=self.disk
+        )
         self.cases, self.builder = self.evidence.store, self.evidence.builder
         self.feed = CaseFeed(config, self.cases)
         self.sink = self._sink() if options.sink else None
@@ -227,17 +231,22 @@ class Pipeline:
         while True:
             stopping = self._stop.is_set()
             try:
+                self.disk.check("analysis")
                 cursor, quiet = self._analyse_once(cursor)
-            except Exception:
+                due = time.monotonic() - checkpointed >= self.options.checkpoint_s
+                if (stopping and quiet) or due:
+                    self._checkpoint(cursor)  # a failed checkpoint is retried on the next pass
+                    checkpointed = time.monotonic()
+            except Exception as exc:
                 self.counters["analysis_errors"] += 1
-                log.exception("analysis pass failed; retrying from journal seq %d", cursor)
+                if self.disk.failed("analysis", exc):
+                    log.error("analysis paused, the storage disk is full (%s); seq %d", exc, cursor)
+                else:
+                    log.exception("analysis pass failed; retrying from journal seq %d", cursor)
                 if stopping:
                     return
                 self._stop.wait(1.0)
                 continue
-            if (stopping and quiet) or time.monotonic() - checkpointed >= self.options.checkpoint_s:
-                self._checkpoint(cursor)
-                checkpointed = time.monotonic()
             if quiet:
                 if stopping:
                     return
@@ -334,8 +343,11 @@ class Pipeline:
                     continue
                 try:
                     self.evidence.handle(violation)
-                except Exception:
+                except Exception as exc:
                     self.counters["evidence_failures"] += 1
+                    if self.disk.failed("evidence", exc):
+                        log.error("evidence for case %s waits: disk full (%s)", case.case_id, exc)
+                        break
                     log.exception("evidence for case %s failed; retrying later", case.case_id)
                     continue
                 self.counters["packages"] += 1
@@ -343,7 +355,12 @@ class Pipeline:
                 built += 1
             if stopping:
                 return
-            self.counters["escalations"] += len(self.evidence.tick()[0])
+            try:
+                self.counters["escalations"] += len(self.evidence.tick()[0])
+            except Exception as exc:
+                self.counters["evidence_failures"] += 1
+                if not self.disk.failed("evidence", exc):
+                    log.exception("escalation and retention check failed; retrying later")
             if not built:
                 self._stop.wait(0.5)
 
@@ -355,14 +372,17 @@ class Pipeline:
     # ---- status ----------------------------------------------------------------------------
 
     def health(self) -> tuple[bool, dict[str, object]]:
-        """Healthy while the broker is connected and every stage thread is alive."""
+        """Healthy while the broker is connected, every stage thread is alive and the storage
+        disk has room."""
         threads = {t.name: t.is_alive() for t in self._threads}
         broker = self.ingestor.connected.is_set()
         detail: dict[str, object] = {"broker": "connected" if broker else "disconnected"}
         detail["stages"] = threads
+        storage = self.disk.status()
+        detail["storage"] = storage
         if self.sink is not None:
             detail["sink_backlog"] = self.sink.backlog()
-        return broker and all(threads.values()), detail
+        return broker and all(threads.values()) and not storage["full"], detail
 
     def stage_counters(self) -> dict[str, dict[str, float]]:
         """Every stage's counters, for the status line and the metrics endpoint."""
@@ -379,6 +399,7 @@ class Pipeline:
             "pipeline": {**self.counters, "queue_depth.camera": self._camera_obs.qsize()},
             "evidence": dict(self.builder.stats),
             "feed": {**self.feed.stats, "feed_backlog": self.feed.backlog()},
+            "storage": self.disk.counters(),
         }
         if self.sink is not None:
             stages["sink"] = {
