@@ -27,6 +27,10 @@ from streetwatch.scenario import SimMessage, build_scenario
 CONNECT_TIMEOUT_S = 10.0
 MAX_INFLIGHT = 1000
 PROGRESS_EVERY_S = 10.0
+RECONNECT_MIN_S = 1
+RECONNECT_MAX_S = 4
+"""A lost broker is retried within a few seconds of its return (paho's default backs off to
+two minutes); what was published meanwhile waits in paho and goes out on reconnect."""
 
 
 class BrokerUnreachable(ConnectionError):
@@ -105,6 +109,7 @@ def _client(
         mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
     )
     client.max_inflight_messages_set(MAX_INFLIGHT)
+    client.reconnect_delay_set(RECONNECT_MIN_S, RECONNECT_MAX_S)
     client.max_queued_messages_set(0)
     if username is not None or password is not None:
         client.username_pw_set(username, password)
@@ -143,6 +148,7 @@ def publish_scenario(
     ack_timeout_s: float = 30.0,
 ) -> PublishReport:
     """Publish each message at `at_s / speed` after the start; wait for every PUBACK at the end.
+    A broker lost mid-way is reconnected to; unacknowledged messages are resent then.
 
     Raises BrokerUnreachable when no connection is up within CONNECT_TIMEOUT_S. `on_progress`
     gets (sent, total) after every publish. Setting `stop` ends the run early.
@@ -201,10 +207,28 @@ def _pace(
             lost += 1
         if on_progress is not None:
             on_progress(sent, len(messages))
-    acks.wait(lambda: acks.acked + acks.failed + lost >= sent, ack_timeout_s)
+    _await_acks(acks, sent, lost, ack_timeout_s)
     with acks.cond:
         acked = acks.acked
     return PublishReport(sent, acked, sent - acked, time.monotonic() - started, stopped)
+
+
+def _await_acks(acks: _Acks, sent: int, lost: int, quiet_s: float) -> None:
+    """Wait for every PUBACK for as long as they keep coming: after a broker outage paho resends
+    its whole backlog at once and the broker may take a while to work through it. Only
+    `quiet_s` without a single new answer ends the wait."""
+
+    def answered() -> int:
+        return acks.acked + acks.failed
+
+    seen = -1
+    while answered() + lost < sent:
+        with acks.cond:
+            now = answered()
+        if now == seen:
+            return
+        seen = now
+        acks.wait(lambda before=now: answered() + lost >= sent or answered() != before, quiet_s)
 
 
 # ---- command line -------------------------------------------------------------------------
