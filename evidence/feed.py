@@ -172,11 +172,15 @@ class CaseFeed:
         result: Counter[str] = Counter()
         result["enqueued"] = self.enqueue_ready()
         now = self._clock()
+        # next_at is wall-clock time (it survives restarts); no retry is ever scheduled more
+        # than max_delay_s ahead, so a row further out was scheduled before the clock stepped
+        # back: it is due now, not an hour later
+        latest = now + self.settings.retry.max_delay_s
         with self._lock:
             due = self._db.execute(
                 "SELECT case_id, target, attempts FROM outbox WHERE state = 'pending'"
-                " AND next_at <= ? ORDER BY next_at, case_id",
-                (now,),
+                " AND (next_at <= ? OR next_at > ?) ORDER BY next_at, case_id",
+                (now, latest),
             ).fetchall()
         for case_id, target, attempts in due:
             if self._stop.is_set() and self._thread is not None:
