@@ -57,6 +57,11 @@ system-deps:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg; \
 	fi
+	@if ! command -v cc >/dev/null 2>&1; then \
+	  echo "installing Debian's gcc (the clock-jump fault test builds an LD_PRELOAD clock step)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq gcc libc6-dev; \
+	fi
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
