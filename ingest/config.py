@@ -376,6 +376,12 @@ class EvidenceMqttFeed(Strict):
     topic: str = "streetwatch/{site}/cases"
     """Where each case is published (QoS 1, not retained); {site} is replaced by site.id."""
 
+    @field_validator("topic")
+    @classmethod
+    def _publish_topic(cls, value: str) -> str:
+        _check_publish_topic(value.replace("{site}", "site"))
+        return value
+
 
 class EvidenceFeed(Strict):
     http: EvidenceHttpFeed | None = None
@@ -421,12 +427,32 @@ Point = tuple[Coordinate, Coordinate]
 def _check_polygon(points: list[Point], what: str) -> list[Point]:
     if len(points) < 3:
         raise ValueError(f"{what} needs at least 3 points, got {len(points)}")
+    if len(set(points)) < 3:
+        raise ValueError(f"{what} has fewer than 3 distinct points")
     polygon = Polygon(points)
+    if polygon.convex_hull.area <= 0:
+        raise ValueError(f"{what} is not a valid polygon: its points lie on one line (no area)")
     if not polygon.is_valid:
-        raise ValueError(f"{what} is not a valid polygon: {explain_validity(polygon)}")
+        raise ValueError(
+            f"{what} is not a valid polygon: {explain_validity(polygon)} "
+            "(edges must not cross or touch: list the corners in order round the outline)"
+        )
     if polygon.area <= 0:
         raise ValueError(f"{what} has zero area")
     return points
+
+
+MAX_PIXEL = 65535
+"""Largest pixel coordinate of a camera zone (JPEG's and most codecs' largest frame side)."""
+
+
+def _check_pixels(points: list[Point]) -> None:
+    for x, y in points:
+        if not (0 <= x <= MAX_PIXEL and 0 <= y <= MAX_PIXEL):
+            raise ValueError(
+                f"point [{x}, {y}] is not a pixel [x, y] of the image (0-{MAX_PIXEL}; "
+                "camera zones are in image pixels)"
+            )
 
 
 def _check_lonlat(points: list[Point]) -> None:
@@ -469,8 +495,9 @@ class Zone(Strict):
 
     @field_validator("polygon")
     @classmethod
-    def _polygon(cls, value: list[Point]) -> list[Point]:
-        return _check_polygon(value, "polygon")
+    def _polygon(cls, value: list[Point], info: ValidationInfo) -> list[Point]:
+        zone = info.data.get("id")
+        return _check_polygon(value, f"zone {zone!r} polygon" if zone else "zone polygon")
 
     @model_validator(mode="after")
     def _merchant(self) -> Zone:
@@ -629,6 +656,30 @@ VIDEO_PUSH = ("webrtc", "mqtt")
 _WILDCARD = re.compile(r"[+#]")
 
 
+def topic_matches(pattern: str, topic: str) -> bool:
+    """MQTT filter matching (`+` one level, `#` the rest), as the broker does it."""
+    want, have = pattern.split("/"), topic.split("/")
+    for index, level in enumerate(want):
+        if level == "#":
+            return True
+        if index >= len(have) or (level != "+" and level != have[index]):
+            return False
+    return len(want) == len(have)
+
+
+def _check_publish_topic(value: str) -> None:
+    """A topic we publish on: a name, never a filter."""
+    if not value or "\0" in value or len(value.encode()) > 1024:
+        raise ValueError("topic must be 1-1024 bytes without NUL")
+    if _WILDCARD.search(value):
+        raise ValueError(
+            f"topic {value!r} contains an MQTT wildcard ('+' or '#'): a publish topic is one "
+            "exact topic name, not a filter"
+        )
+    if value.startswith("$"):
+        raise ValueError("topics starting with '$' are reserved by the broker")
+
+
 class Device(Strict):
     id: SafeId
     kind: DeviceKind
@@ -769,14 +820,41 @@ class SiteConfig(Strict):
                             f" ({known})",
                         )
                     )
-                if device.kind in (DeviceKind.GPS, DeviceKind.DRONE):
-                    try:
-                        _check_lonlat(zone.polygon)
-                    except ValueError as exc:
-                        problems.append(
-                            ((*where, z_index, "polygon"), f"{exc} (geofences are WGS-84)")
+                geofence = device.kind in (DeviceKind.GPS, DeviceKind.DRONE)
+                if not geofence and device.kind is not DeviceKind.CAMERA:
+                    continue
+                try:
+                    (_check_lonlat if geofence else _check_pixels)(zone.polygon)
+                except ValueError as exc:
+                    why = f"zone {zone.id!r}: {exc}"
+                    problems.append(
+                        (
+                            (*where, z_index, "polygon"),
+                            f"{why} (geofences are WGS-84)" if geofence else why,
                         )
+                    )
         topics = [(i, d.topic) for i, d in enumerate(self.devices) if d.topic]
+        feed = self.evidence.feed.mqtt
+        if feed is not None:
+            cases = feed.topic.replace("{site}", self.site.id)
+            if topic_matches(f"streetwatch/{self.site.id}/+/+", cases):
+                problems.append(
+                    (
+                        ("evidence", "feed", "mqtt", "topic"),
+                        f"topic {cases!r} is in the devices' own namespace "
+                        f"(streetwatch/{self.site.id}/<device>/<stream>): the box would ingest "
+                        "its own cases",
+                    )
+                )
+            for index, topic in topics:
+                if topic_matches(topic, cases):
+                    problems.append(
+                        (
+                            ("devices", index, "topic"),
+                            f"topic {topic!r} also matches the case feed's topic {cases!r}: "
+                            "the box would ingest its own cases",
+                        )
+                    )
         seen: dict[str, int] = {}
         for index, topic in topics:
             if topic in seen:

@@ -190,8 +190,41 @@ def explain(doc: YamlDocument, error: ValidationError, model: type[BaseModel]) -
             shown = repr(item["input"])
             if len(shown) <= 80 and not isinstance(item["input"], dict | list):
                 message += f" (got {shown})"
+        owner = _owner(doc.data, loc)
+        if owner is not None and repr(owner[1]) not in message:
+            message += f" (in {owner[0]} {owner[1]!r})"
         problems.append(f"{doc.where(loc)}: {format_loc(loc)}: {message}")
     return ConfigError(problems)
+
+
+_OWNERS = {"zones": "zone", "merchants": "merchant"}
+"""Lists whose items have an `id` and a polygon: an error in the polygon names its owner, not
+only the owner's index."""
+_SHAPES = ("polygon", "shopfront")
+
+
+def _owner(data: Any, loc: tuple[str | int, ...]) -> tuple[str, str] | None:
+    """The innermost zone or merchant with a string id whose polygon `loc` points into."""
+    if not any(part in _SHAPES for part in loc):
+        return None
+    found = None
+    node = data
+    for index, part in enumerate(loc):
+        try:
+            node = node[part]
+        except (KeyError, IndexError, TypeError):
+            break
+        parent = loc[index - 1] if index else None
+        if (
+            isinstance(part, int)
+            and parent in _OWNERS
+            and isinstance(node, dict)
+            and isinstance(node.get("id"), str)
+            and index + 1 < len(loc)
+            and loc[index + 1] != "id"
+        ):
+            found = (_OWNERS[str(parent)], node["id"])
+    return found
 
 
 def _secret(loc: tuple[str | int, ...]) -> bool:

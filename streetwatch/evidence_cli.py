@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import click
@@ -108,8 +109,21 @@ def list_cases(config_path: Path, states: tuple[str, ...], as_json: bool) -> Non
     click.echo(f"{len(found)} case(s)", err=True)
 
 
+_CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
+
+
+def _case_id(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    """Case ids name evidence folders: refuse `../`, slashes and the like before any lookup."""
+    if not _CASE_ID.fullmatch(value):
+        raise click.BadParameter(
+            f"{value!r} is not a case id: case ids are letters, digits, '-' and '_' "
+            "(as `streetwatch cases list` prints them, e.g. 20260101-3f2a…)"
+        )
+    return value
+
+
 @cases.command("show")
-@click.argument("case_id")
+@click.argument("case_id", callback=_case_id)
 @CONFIG_OPTION
 @click.option("--json", "as_json", is_flag=True, help="The case and its events as JSON.")
 def show(case_id: str, config_path: Path, as_json: bool) -> None:
