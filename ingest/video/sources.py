@@ -43,6 +43,30 @@ def open_capture(url: str, timeout_s: float = 10.0) -> cv2.VideoCapture:
     return cv2.VideoCapture(path, cv2.CAP_FFMPEG, params)
 
 
+TRUNCATED_SHARE = 0.9
+"""A file that yields fewer than this share of the frames its container declares is damaged
+(frame counts of some containers are estimates, hence the margin)."""
+
+
+def unreadable_file(url: str) -> str:
+    """Why OpenCV could not open a video file, as precisely as can be told from outside."""
+    path = Path(url.removeprefix("file://"))
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return "cannot open: no such file"
+    except OSError as exc:
+        return f"cannot open: {exc.strerror}"
+    if not path.is_file():
+        return "cannot open: not a regular file"
+    if size == 0:
+        return "cannot open: the file is empty"
+    return (
+        f"cannot open: OpenCV/FFmpeg does not recognise the {size}-byte file as video "
+        "(corrupt, truncated before its header ends, or not a video)"
+    )
+
+
 class FileFrames:
     """Every frame of a video file with its container timestamp (`start` + position)."""
 
@@ -55,7 +79,7 @@ class FileFrames:
         capture = open_capture(self.path)
         try:
             if not capture.isOpened():
-                raise ValueError(f"{device_id}: OpenCV cannot open {self.path}")
+                raise ValueError(f"{device_id}: {self.path}: {unreadable_file(self.path)}")
             self.fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
             self.frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         finally:
@@ -201,12 +225,14 @@ class VideoSource:
         capture = open_capture(self.url, self.timeout_s)
         self.stats.opens += 1
         delivered = False
+        read = 0
         try:
             if not capture.isOpened():
                 self.stats.failures += 1
-                self.stats.last_error = "cannot open"
+                self.stats.last_error = "cannot open" if self.live else unreadable_file(self.url)
                 return False
             self.stats.connected = True
+            declared = int(capture.get(cv2.CAP_PROP_FRAME_COUNT) or 0)
             fps = capture.get(cv2.CAP_PROP_FPS) or 0.0
             period = 1.0 / fps if (fps > 0 and not self.live and self.realtime) else 0.0
             origin = self.clock()
@@ -229,9 +255,21 @@ class VideoSource:
                     position += 1
                 self._publish(Frame(self.device_id, self._index, ts, image))
                 self._index += 1
+                read += 1
             if not self.live and not self._stop.is_set():
+                short = read < TRUNCATED_SHARE * declared
+                if short:
+                    self.stats.failures += 1
+                    self.stats.last_error = (
+                        f"file is truncated or corrupt: {read} of the {declared} frames its "
+                        "header declares could be read"
+                    )
+                    if not self.loop:
+                        log.warning(
+                            "%s: video %s: %s", self.device_id, self.url, self.stats.last_error
+                        )
                 if self.loop:
-                    return True
+                    return not short  # a damaged file is replayed after a backoff, not spun
                 self.ended = True
                 return True
             self.stats.failures += 1
