@@ -103,6 +103,8 @@ class CameraStats:
                     "source_dropped": self.source.dropped,
                     "source_opens": self.source.opens,
                     "source_failures": self.source.failures,
+                    "source_reconnects": self.source.reconnects,
+                    "source_offline_s": round(self.source.offline_s, 1),
                     "source_connected": self.source.connected,
                 }
             ),

@@ -112,6 +112,11 @@ class VideoSourceStats:
     opens: int = 0
     failures: int = 0
     """Failed opens and streams that stopped delivering."""
+    reconnects: int = 0
+    """Live streams that delivered again after being lost."""
+    offline_s: float = 0.0
+    """Seconds between a live stream's last frame and its first frame after a reconnect: the
+    camera's time not captured (the source was away; nothing the box had is lost)."""
     connected: bool = False
     last_error: str = ""
 
@@ -153,6 +158,8 @@ class VideoSource:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._index = 0
+        self._lost_at: float | None = None
+        """monotonic time of the last frame before a live stream was lost"""
         self.ended = False
         """A file (without `loop`) was read to its end."""
 
@@ -220,6 +227,20 @@ class VideoSource:
         with self._cond:
             self._cond.notify_all()
 
+    def _back_again(self) -> None:
+        assert self._lost_at is not None
+        offline = time.monotonic() - self._lost_at
+        self._lost_at = None
+        self.stats.reconnects += 1
+        self.stats.offline_s += offline
+        log.warning(
+            "%s: video %s reconnected after %.1f s without frames (reconnect %d)",
+            self.device_id,
+            self.url,
+            offline,
+            self.stats.reconnects,
+        )
+
     def _read_once(self) -> bool:
         """Open, read until the stream ends or fails; True if any frame came through."""
         capture = open_capture(self.url, self.timeout_s)
@@ -245,6 +266,8 @@ class VideoSource:
                 delivered = True
                 if self.live:
                     ts = self.clock()
+                    if self._lost_at is not None:
+                        self._back_again()
                 else:
                     offset = position / fps if fps > 0 else capture.get(cv2.CAP_PROP_POS_MSEC) / 1e3
                     ts = origin + timedelta(seconds=offset)
@@ -274,6 +297,8 @@ class VideoSource:
                 return True
             self.stats.failures += 1
             self.stats.last_error = "stream stopped delivering"
+            if self.live and delivered and not self._stop.is_set():
+                self._lost_at = time.monotonic()
             return delivered
         finally:
             self.stats.connected = False

@@ -1,15 +1,19 @@
 """The MQTT broker killed with SIGKILL (no goodbye, no final save) and restarted, several times
 at seeded random moments, while `streetwatch run` ingests the simulated street: the publisher
 resends what the broker never acknowledged, the broker restores the consumer's persistent
-session from its persistence file, and afterwards every reading is journaled once, every case
-delivered once and every package verifies. /healthz says the broker is gone while it is."""
+session from its persistence file, and afterwards every message streetwatch received is
+journaled once, every case is delivered once and every package verifies; what the broker itself
+forgot (its durability window, below) is measured and bounded. /healthz says the broker is gone
+while it is."""
 
 from __future__ import annotations
 
-import contextlib
 import json
+import os
 import random
+import shutil
 import signal
+import tempfile
 import threading
 import time
 import urllib.error
@@ -29,6 +33,7 @@ from tests.runkit import (
     all_analysed,
     delivered,
     demo_site,
+    journaled,
     publish,
     scenario,
     settled,
@@ -36,12 +41,35 @@ from tests.runkit import (
 )
 
 SPEED = 90.0
-# What is left is Mosquitto's own durability window, which this test would show, not hide: the
-# broker saves its persistence file once a second (autosave_interval 1), so a kill -9 forgets a
-# message it had acknowledged to the publisher since its last save *and* not yet written to the
-# consumer (the consumer journals whatever reached it, acknowledged or not): microseconds per
-# message. `autosave_on_changes` does not close it (the save still follows the PUBACK) and,
-# rewriting the whole file per message, made the broker about five times slower (measured).
+DURABLE = "autosave_on_changes true\nautosave_interval 1\n"
+"""Mosquitto's tightest persistence: save after every change, not once a second."""
+
+# Mosquitto's own durability window, measured here rather than hidden. The broker acknowledges
+# a PUBLISH while handling it and saves its persistence file only after the handling pass
+# (mosquitto's main loop), so a kill -9 forgets every message acknowledged since the last save
+# that it had not yet written to the consumer. With the shipped `autosave_interval 1` (a save
+# every 1-2 s) that was ~900 readings per kill whenever the consumer was still catching up
+# after the previous restart (measured: 6,301 of 28,296 over 12 kills). Saving after every
+# change narrows it to the one pass in which the kill lands (at most one message from the
+# publisher's socket); kept on tmpfs so that the per-message save does not make the broker
+# five times slower (on disk: 124 s instead of 30 s for the same street). What is left is
+# reported as `lost_in_broker_window`; streetwatch's own share (received but not journaled)
+# must be zero.
+
+
+def broker_dir(tmp_path: Path) -> Path:
+    shm = Path("/dev/shm")
+    if shm.is_dir() and os.access(shm, os.W_OK):
+        return Path(tempfile.mkdtemp(prefix="sw-fault-broker-", dir=shm))
+    return tmp_path / "mosquitto"
+
+
+def caught_up(var: Path, expected: int, quiet_s: float = 5.0) -> bool:
+    if all_analysed(var, expected):
+        return True
+    before = journaled(var)
+    time.sleep(quiet_s)
+    return journaled(var) == before and all_analysed(var)
 
 
 def healthz(port: int) -> tuple[int, dict]:
@@ -68,7 +96,8 @@ def broker_killed_again_and_again(
     duration_s: float,
 ) -> None:
     rng = random.Random(seed)
-    broker = Mosquitto(tmp_path / "mosquitto").start()
+    workdir = broker_dir(tmp_path)
+    broker = Mosquitto(workdir, extra_config=DURABLE).start()
     case_system = CaseSystem(fail_first=0)
     config = demo_site(tmp_path, case_system.url)
     var = tmp_path / "var"
@@ -106,18 +135,31 @@ def broker_killed_again_and_again(
         assert reports, "the publisher did not finish"
         report = reports[0]
         expected = len(messages) - FAULTS
-        with contextlib.suppress(AssertionError):  # the accounting below says what is missing
-            wait_until(lambda: all_analysed(var, expected), 90, "every reading analysed")
+        # Every reading, or (when the broker forgot some) no new one for a few seconds.
+        wait_until(lambda: caught_up(var, expected), 90, "every reading analysed")
         wait_until(lambda: settled(var) and delivered(var), 90, "every case delivered")
         connects = metric(port, "streetwatch_ingest_connects_total")
         disconnects = metric(port, "streetwatch_ingest_disconnects_total")
         redelivered = metric(port, "streetwatch_ingest_duplicates_total")
+        wait_until(
+            lambda: (
+                metric(port, "streetwatch_ingest_received_total")
+                == metric(port, "streetwatch_ingest_messages_committed_total")
+            ),
+            30,
+            "every message received to be committed",
+        )
+        received = metric(port, "streetwatch_ingest_received_total")
+        committed = metric(port, "streetwatch_ingest_messages_committed_total")
         run.terminate()
     finally:
         case_system.close()
         broker.stop()
+        if workdir != tmp_path / "mosquitto":
+            shutil.rmtree(workdir, ignore_errors=True)
 
     books = account(config, var, expected, case_system=case_system)
+    in_broker_window = books.readings_lost + (books.dead_letters_sent - books.dead_letters_kept)
     reliability.record(
         "fault",
         "MQTT broker killed -9 and restarted",
@@ -129,13 +171,15 @@ def broker_killed_again_and_again(
         consumer_connects=connects,
         consumer_disconnects=disconnects,
         redelivered_readings_deduplicated=redelivered,
+        lost_by_streetwatch=received - committed,
+        lost_in_broker_window=in_broker_window,
         **books.as_dict(),
     )
     assert report.acked == report.sent == len(messages), report
     assert seen_down == cycles
     assert connects >= cycles + 1 and disconnects >= cycles, (connects, disconnects)
-    assert books.readings_lost == 0, books
-    assert books.dead_letters_kept == FAULTS, books
+    assert received == committed, "streetwatch lost a message it had received"
+    assert in_broker_window <= cycles, f"more than one message per kill lost: {books}"
     assert books.cases_doubled == 0 and books.cases_undelivered == 0, books
     assert books.cases > 0 and books.packages_verified == books.cases, books
     assert books.verify_ok, books.verify_output
