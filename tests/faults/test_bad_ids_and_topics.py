@@ -97,7 +97,8 @@ def ledger(request: pytest.FixtureRequest, reliability: Reliability) -> Iterator
     """One ledger row per test from what it tried and what was not refused clearly."""
     found = Ledger()
     yield found
-    what = request.node.function.__doc__.strip().splitlines()[0].rstrip(".")
+    first = request.node.function.__doc__.strip().splitlines()[0].rstrip(".")
+    what = first[0].lower() + first[1:]
     reliability.record("bad input", what, tried=found.tried, lost=len(found.wrong))
 
 
