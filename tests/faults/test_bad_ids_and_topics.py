@@ -98,7 +98,7 @@ def ledger(request: pytest.FixtureRequest, reliability: Reliability) -> Iterator
     found = Ledger()
     yield found
     first = request.node.function.__doc__.strip().splitlines()[0].rstrip(".")
-    what = first[0].lower() + first[1:]
+    what = first if first[:2].isupper() else first[0].lower() + first[1:]  # MQTT stays
     reliability.record("bad input", what, tried=found.tried, lost=len(found.wrong))
 
 
