@@ -10,12 +10,19 @@ observation to its last: `enter`, `inside`... `exit` share one; `off` and `back`
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
 from detectors.geofence import Corridor, Geofence, LocalProjection, projection_for
-from detectors.gps_filters import Candidate, FixFilter, implied_speed_kmh
+from detectors.gps_filters import (
+    Candidate,
+    FixFilter,
+    candidate_from_dict,
+    candidate_to_dict,
+    implied_speed_kmh,
+)
 from detectors.observation import GeoPoint, Observation, ObservationKind
 from ingest.config import Device, GpsFilters
 
@@ -34,6 +41,39 @@ class _Situation:
     streak: int = 0
     streak_since: datetime | None = None
     attributes: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "first_seen": self.first_seen.isoformat(),
+            "last_seen": self.last_seen.isoformat(),
+            "last_emitted": _iso(self.last_emitted),
+            "streak": self.streak,
+            "streak_since": _iso(self.streak_since),
+            "attributes": dict(self.attributes),
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> _Situation:
+        return cls(
+            first_seen=datetime.fromisoformat(data["first_seen"]),
+            last_seen=datetime.fromisoformat(data["last_seen"]),
+            last_emitted=_when(data.get("last_emitted")),
+            streak=int(data.get("streak", 0)),
+            streak_since=_when(data.get("streak_since")),
+            attributes=dict(data.get("attributes") or {}),
+        )
+
+
+def _iso(ts: datetime | None) -> str | None:
+    return None if ts is None else ts.isoformat()
+
+
+def _when(text: str | None) -> datetime | None:
+    return None if text is None else datetime.fromisoformat(text)
+
+
+def _situation(data: Mapping[str, Any] | None) -> _Situation | None:
+    return None if data is None else _Situation.from_dict(data)
 
 
 def _due(situation: _Situation, ts: datetime) -> bool:
@@ -70,6 +110,55 @@ class GpsDetector:
         self._fences = [Geofence(zone, projection) for zone in self.device.zones]
         if self.device.route is not None:
             self._corridor = Corridor(self.device.route, projection)
+
+    # ---- state across restarts ------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every open situation with its start, so that a restarted box carries on with the
+        same observation keys instead of opening a second case for the same episode."""
+
+        def one(situation: _Situation | None) -> dict[str, Any] | None:
+            return None if situation is None else situation.to_dict()
+
+        return {
+            "subject": self.subject,
+            "filters": self.filters.snapshot(),
+            "inside": {zone: s.to_dict() for zone, s in self._inside.items()},
+            "entering": {zone: s.to_dict() for zone, s in self._entering.items()},
+            "off": one(self._off),
+            "leaving": one(self._leaving),
+            "over": one(self._over),
+            "speeding_reported": self._speeding_reported,
+            "last": None if self._last is None else candidate_to_dict(self._last),
+            "location": None
+            if self._location is None
+            else [self._location.lon, self._location.lat],
+            "last_received": _iso(self._last_received),
+            "stale": one(self._stale),
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        zones = {zone.id for zone in self.device.zones}
+        self.filters.restore(data.get("filters") or {})
+        self._inside = {
+            z: _Situation.from_dict(s) for z, s in (data.get("inside") or {}).items() if z in zones
+        }
+        self._entering = {
+            z: _Situation.from_dict(s)
+            for z, s in (data.get("entering") or {}).items()
+            if z in zones
+        }
+        route = self.device.route is not None
+        self._off = _situation(data.get("off")) if route else None
+        self._leaving = _situation(data.get("leaving")) if route else None
+        self._over = _situation(data.get("over"))
+        self._speeding_reported = bool(data.get("speeding_reported", False))
+        last = data.get("last")
+        self._last = None if last is None else candidate_from_dict(last)
+        location = data.get("location")
+        self._location = None if location is None else GeoPoint(*map(float, location))
+        self._last_received = _when(data.get("last_received"))
+        self._stale = _situation(data.get("stale"))
 
     # ---- input ----------------------------------------------------------------------------
 

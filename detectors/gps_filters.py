@@ -16,9 +16,11 @@ truth (counted as `reanchored`).
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
 from ingest.config import GpsFilters
 from ingest.coords import distance_m
@@ -54,6 +56,34 @@ class Candidate:
     time_flag: TimeFlag = TimeFlag.OK
 
 
+def candidate_to_dict(fix: Candidate) -> dict[str, Any]:
+    """JSON-ready, for the detectors' saved state."""
+    return {
+        "ts": fix.ts.isoformat(),
+        "lat": fix.lat,
+        "lon": fix.lon,
+        "valid": fix.valid,
+        "hdop": fix.hdop,
+        "sats": fix.sats,
+        "received_ts": None if fix.received_ts is None else fix.received_ts.isoformat(),
+        "time_flag": fix.time_flag.value,
+    }
+
+
+def candidate_from_dict(data: Mapping[str, Any]) -> Candidate:
+    received = data.get("received_ts")
+    return Candidate(
+        ts=datetime.fromisoformat(data["ts"]),
+        lat=float(data["lat"]),
+        lon=float(data["lon"]),
+        valid=bool(data.get("valid", True)),
+        hdop=data.get("hdop"),
+        sats=data.get("sats"),
+        received_ts=None if received is None else datetime.fromisoformat(received),
+        time_flag=TimeFlag(data.get("time_flag", TimeFlag.OK.value)),
+    )
+
+
 def implied_speed_kmh(a: Candidate, b: Candidate) -> float:
     seconds = (b.ts - a.ts).total_seconds()
     metres = distance_m((a.lat, a.lon), (b.lat, b.lon))
@@ -70,6 +100,19 @@ class FixFilter:
         self.last: Candidate | None = None
         self._jumps: list[Candidate] = []
         self.reanchored = 0
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "last": None if self.last is None else candidate_to_dict(self.last),
+            "jumps": [candidate_to_dict(fix) for fix in self._jumps],
+            "reanchored": self.reanchored,
+        }
+
+    def restore(self, data: Mapping[str, Any]) -> None:
+        last = data.get("last")
+        self.last = None if last is None else candidate_from_dict(last)
+        self._jumps = [candidate_from_dict(fix) for fix in data.get("jumps") or ()]
+        self.reanchored = int(data.get("reanchored", 0))
 
     def check(self, fix: Candidate) -> Rejection | None:
         reason = self._reason(fix)
@@ -119,4 +162,12 @@ class FixFilter:
         return Rejection.JUMP
 
 
-__all__ = ["REANCHOR_FIXES", "Candidate", "FixFilter", "Rejection", "implied_speed_kmh"]
+__all__ = [
+    "REANCHOR_FIXES",
+    "Candidate",
+    "FixFilter",
+    "Rejection",
+    "candidate_from_dict",
+    "candidate_to_dict",
+    "implied_speed_kmh",
+]

@@ -117,12 +117,14 @@ class SensorDetectors:
         detector.recalibrate()
 
     def snapshot(self) -> dict[str, Any]:
-        """The bays' learnt baselines and states, JSON-ready, to carry across a restart."""
+        """The bays' learnt baselines and states and the vehicles' open situations (zones,
+        route, speed, health) with their filters, JSON-ready, to carry across a restart."""
         bays = {
             device_id: bay.snapshot()
             for device_id, bay in (*self._geomag.items(), *self._on_board.items())
         }
-        return {"version": STATE_VERSION, "bays": bays}
+        vehicles = {device_id: gps.snapshot() for device_id, gps in self._gps.items()}
+        return {"version": STATE_VERSION, "bays": bays, "vehicles": vehicles}
 
     def restore(self, data: Mapping[str, Any]) -> None:
         """Take back a `snapshot()`; devices gone from the config or of another kind are skipped
@@ -140,6 +142,14 @@ class SensorDetectors:
             else:
                 bay = self._on_board[device_id] = OnBoardBay(device, self.stats)
             bay.restore(bay_data)
+        for device_id, vehicle in dict(data.get("vehicles") or {}).items():
+            device = self.config.device(device_id)
+            if device is None or device.kind not in (DeviceKind.GPS, DeviceKind.DRONE):
+                self.stats["restore_skipped"] += 1
+                continue
+            detector = GpsDetector(device, self.stats, str(vehicle.get("subject", "vehicle")))
+            detector.restore(vehicle)
+            self._gps[device_id] = detector
 
     def save(self, path: Path) -> None:
         """Write `snapshot()` atomically (temporary file, fsync, rename)."""

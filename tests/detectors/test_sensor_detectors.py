@@ -252,3 +252,47 @@ def test_a_missing_or_broken_state_file_starts_fresh(site: SiteConfig, tmp_path:
     (tmp_path / "old.json").write_text('{"version": 1, "bays": {"gps-muck-07": {}, "x": {}}}')
     assert detectors.load(tmp_path / "old.json")
     assert detectors.stats["restore_failed"] == 1 and detectors.stats["restore_skipped"] == 2
+
+
+def feed(detectors: SensorDetectors, site: SiteConfig, messages: list) -> list[Observation]:
+    registry = DeviceRegistry(site)
+    out: list[Observation] = []
+    for message in messages:
+        route = registry.route(message.topic)
+        if route.stream is Stream.SNAPSHOT:
+            continue
+        ctx = route.context(message.topic, at(message.at_s + 0.4))
+        for decoded in decode(ctx, message.payload):
+            out += detectors.process(decoded)
+        out += detectors.tick(at(message.at_s + 0.4))
+    return out
+
+
+def test_vehicles_keep_their_open_situations_across_a_restart(
+    site: SiteConfig, tmp_path: Path
+) -> None:
+    """A restart in the middle of an off-route episode carries on with the same episode (one
+    case), where a box that forgot it would start a second one (a second case)."""
+    messages = build_scenario(site, duration_s=DURATION_S, seed=SEED, start=T0)
+    whole = feed(SensorDetectors(site), site, messages)
+    off = situations(whole, kind=ObservationKind.OFF_ROUTE, device_id="gps-muck-07")
+    episode = off[0]
+    ends = [o for o in whole if o.key == episode.key and o.state == "back"]
+    middle = (
+        episode.first_seen + (ends[0].last_seen - episode.first_seen) / 2 - T0
+    ).total_seconds()
+    cut = next(i for i, m in enumerate(messages) if m.at_s > middle)
+
+    before = SensorDetectors(site)
+    first = feed(before, site, messages[:cut])
+    before.save(tmp_path / "sensors.json")
+    after = SensorDetectors(site)
+    assert after.load(tmp_path / "sensors.json")
+    resumed = first + feed(after, site, messages[cut:])
+    keys = {o.key for o in situations(resumed, kind=ObservationKind.OFF_ROUTE)}
+    assert keys == {o.key for o in situations(whole, kind=ObservationKind.OFF_ROUTE)}
+    zones = {o.key for o in situations(resumed, kind=ObservationKind.GEOFENCE)}
+    assert zones == {o.key for o in situations(whole, kind=ObservationKind.GEOFENCE)}
+
+    forgetful = first + feed(SensorDetectors(site), site, messages[cut:])
+    assert len({o.key for o in situations(forgetful, kind=ObservationKind.OFF_ROUTE)}) > len(keys)

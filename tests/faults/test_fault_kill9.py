@@ -88,7 +88,7 @@ def kill_again_and_again(
         stage = stages[kill % len(stages)]
         point = rng.choice([p for p in POINTS if p.startswith(f"{stage}.")])
         passes = rng.randint(*PASSES[point])
-        run = RunProcess(config, mosquitto, log, env={ENV: f"{point}={passes}"})
+        run = RunProcess(config, mosquitto, log, env={ENV: f"{point}={passes}"}, wait_started=False)
         try:
             run.proc.wait(PATIENCE_S)
         except Exception:
