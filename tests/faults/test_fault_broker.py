@@ -80,6 +80,15 @@ def healthz(port: int) -> tuple[int, dict]:
         return exc.code, json.loads(exc.read())
 
 
+def ops_up(port: int) -> bool:
+    """The ops endpoint starts just after `running:` is logged."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5):
+            return True
+    except OSError:
+        return False
+
+
 def metric(port: int, name: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
         for line in page.read().decode().splitlines():
@@ -104,6 +113,7 @@ def broker_killed_again_and_again(
     messages = scenario(config, duration_s=duration_s, seed=seed)
     port = free_port()
     run = RunProcess(config, broker, tmp_path / "run.log", "--metrics-port", str(port))
+    wait_until(lambda: ops_up(port), 30, "the ops endpoint")
     try:
         reports: list[PublishReport] = []
         publisher = threading.Thread(

@@ -117,6 +117,15 @@ def camera_site(tmp_path: Path, stream: str) -> tuple[Path, Path]:
     return path, rules
 
 
+def ops_up(port: int) -> bool:
+    """The ops endpoint starts just after `running:` is logged."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5):
+            return True
+    except OSError:
+        return False
+
+
 def metrics(port: int) -> dict[str, float]:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
         found = {}
@@ -158,6 +167,7 @@ def cut_and_resume(
     port = free_port()
     run = CameraRun(config, mosquitto, tmp_path / "run.log", "-r", str(rules), "--metrics-port",
                     str(port))  # fmt: skip
+    wait_until(lambda: ops_up(port), 30, "the ops endpoint")
     messages = scenario(config, duration_s=900.0 * cuts, seed=seed)
     reports: list[PublishReport] = []
     publisher = threading.Thread(

@@ -70,6 +70,15 @@ def shipped(dsn: str) -> tuple[int, int]:
         return -1, -1
 
 
+def ops_up(port: int) -> bool:
+    """The ops endpoint starts just after `running:` is logged."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5):
+            return True
+    except OSError:
+        return False
+
+
 def metric(port: int, name: str) -> float:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
         for line in page.read().decode().splitlines():
@@ -212,6 +221,7 @@ def database_stopped_mid_stream(
     rng = random.Random(seed)
     port = free_port()
     run = RunProcess(config, mosquitto, tmp_path / "run.log", "--metrics-port", str(port))
+    wait_until(lambda: ops_up(port), 30, "the ops endpoint")
     reports: list[PublishReport] = []
     publisher = threading.Thread(
         target=lambda: reports.append(publish(messages, mosquitto)), daemon=True
@@ -263,6 +273,7 @@ def database_down_at_start(
     messages = scenario(config, duration_s=90.0 * (down_s + 4.0), seed=seed)
     port = free_port()
     run = RunProcess(config, mosquitto, tmp_path / "run.log", "--metrics-port", str(port))
+    wait_until(lambda: ops_up(port), 30, "the ops endpoint")
     reports: list[PublishReport] = []
     publisher = threading.Thread(
         target=lambda: reports.append(publish(messages, mosquitto)), daemon=True
