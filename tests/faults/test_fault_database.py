@@ -332,5 +332,5 @@ def test_soak_database_crashed_again_and_again_mid_stream(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     database_stopped_mid_stream(
-        tmp_path, reliability, mosquitto, postgres, monkeypatch, cycles=6, down_s=25.0, seed=31
+        tmp_path, reliability, mosquitto, postgres, monkeypatch, cycles=6, down_s=20.0, seed=31
     )
