@@ -338,6 +338,20 @@ class CaseStore:
             raise UnknownCase(case_id)
         return Violation.from_dict(json.loads(row[0]))
 
+    def last_opened(self) -> list[tuple[str, str, datetime]]:
+        """(rule id, situation, when it last opened a case) per rule and situation: what the
+        rules engine needs to keep its cooldowns across a restart."""
+        with self.lock:
+            rows = self.db.execute(
+                "SELECT rule_id, json_extract(violation, '$.situation'), max(opened_at)"
+                " FROM cases GROUP BY 1, 2"
+            ).fetchall()
+        return [
+            (rule, situation, datetime.fromtimestamp(at, UTC))
+            for rule, situation, at in rows
+            if situation is not None
+        ]
+
     def list(self, states: Iterable[State | str] | None = None) -> list[Case]:
         query = f"SELECT {_COLUMNS} FROM cases"
         params: tuple[str, ...] = ()

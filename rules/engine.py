@@ -263,6 +263,19 @@ class Engine:
                         self._push(self._sat_from(rule, c_index, track), r_index, c_index, track)
         self._counts["rules_loaded"] = len(self._rules)
 
+    def remember_opened(self, rule_id: str, situation: str, opened_at: datetime) -> bool:
+        """A case this rule opened before a restart: its cooldown holds across the restart.
+        (A situation that fires again after the restart gives the same violation id, which
+        the case store already holds; the cooldown covers the situations that follow it.)
+        False when no loaded rule has that id."""
+        for rule in self._rules:
+            if rule.rule.id == rule_id:
+                kind, _, value = situation.partition(":")
+                state = rule.dedup.setdefault((kind, value), _DedupState())
+                state.last_opened = max(state.last_opened, opened_at.timestamp())
+                return True
+        return False
+
     def _candidates(
         self, obs: Observation, zone: str | None, zone_kind: str | None
     ) -> tuple[_Slot, ...]:

@@ -156,6 +156,7 @@ class Pipeline:
     def start(self, wait_s: float | None = 15.0) -> None:
         if self.sensors.load(self.sensor_state):
             log.info("sensor detectors resumed from %s", self.sensor_state)
+        self._resume_cooldowns()
         self.ingestor.start(wait_s=wait_s)
         self.watcher.start()
         for camera in self.cameras.values():
@@ -177,6 +178,16 @@ class Pipeline:
             self.journal.path,
             self.cases.path,
         )
+
+    def _resume_cooldowns(self) -> None:
+        """The engine's memory of what it opened lives in the case store: without it a restart
+        would forget every rule's cooldown and open a case for each new situation."""
+        resumed = sum(
+            self.engine.remember_opened(rule_id, situation, opened_at)
+            for rule_id, situation, opened_at in self.cases.last_opened()
+        )
+        if resumed:
+            log.info("rule cooldowns resumed from %d case(s) in %s", resumed, self.cases.path)
 
     def stop(self, timeout_s: float = 30.0) -> None:
         """Drain and flush: sources stop first, then each stage finishes what it holds."""

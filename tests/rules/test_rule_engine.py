@@ -564,3 +564,36 @@ def test_new_situation_of_the_same_subject_ends_the_previous_one(tmp_path):
     out += occ("vacant", 20, 20)  # ... and arrives: the first car stayed 20 s
     out += engine.advance(at(200))
     assert [v.opened_at for v in out] == [at(55)]
+
+
+def test_a_restarted_engine_keeps_the_cooldowns_of_the_cases_it_opened(tmp_path):
+    fire = rule(
+        "fire", condition={"kind": "occupancy", "zone": "bay-1", "dwell": "30s"}, cooldown="1h"
+    )
+
+    def park(engine, first, state="occupied"):
+        engine.process(
+            obs(
+                "occupancy",
+                device="mag-1",
+                sid="bay-1",
+                zone="bay-1",
+                state=state,
+                first=first,
+                last=first,
+            )
+        )
+        return engine.advance(at(first + 60))
+
+    before = _engine(tmp_path, fire)
+    (opened,) = park(before, 0)
+    # the box restarts; the next car parks 20 minutes later, inside the hour's cooldown
+    forgetful = _engine(tmp_path, fire)
+    assert len(park(forgetful, 1200)) == 1
+    restarted = _engine(tmp_path, fire)
+    assert restarted.remember_opened(opened.rule_id, opened.situation, opened.opened_at)
+    assert not restarted.remember_opened("no-such-rule", opened.situation, opened.opened_at)
+    assert park(restarted, 1200) == []
+    assert restarted.stats["suppressed_cooldown"] == 1
+    park(restarted, 3000, "vacant")
+    assert [v.rule_id for v in park(restarted, 3700)] == ["fire"]  # the hour is over
