@@ -49,6 +49,8 @@ class _Pending:
     qos: int
     readings: list[Reading]
     dead: DeadLetter | None
+    session: int = 0
+    """The connection it came on: a packet id means nothing on another one."""
 
 
 class _Dead(Exception):
@@ -147,6 +149,7 @@ class MqttIngestor:
         self._pending: list[_Pending] = []
         self._cond = threading.Condition()
         self._stopping = False
+        self._session = 0
         self._writer: threading.Thread | None = None
         self._log_dead = _DeadLetterLog()
         self._client = self._make_client()
@@ -258,6 +261,7 @@ class MqttIngestor:
                 self.stats.inc("subscribe_refused")
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
+        self._session += 1  # what came before is acked on this connection never
         was_connected = self.connected.is_set()
         self.connected.clear()
         if self._stopping:
@@ -285,7 +289,7 @@ class MqttIngestor:
                 self.stats.inc("messages_without_fix")  # e.g. NMEA from a receiver in a tunnel
         except _Dead as exc:
             readings, dead = [], exc.letter
-        pending = _Pending(message.mid, message.qos, readings, dead)
+        pending = _Pending(message.mid, message.qos, readings, dead, self._session)
         with self._cond:
             self._pending.append(pending)
             if len(self._pending) >= self.limits.batch_size:
@@ -389,7 +393,12 @@ class MqttIngestor:
                 self.stats.inc("journal_errors")
                 time.sleep(1.0)
         for pending in batch:
-            if pending.qos > 0:
+            if pending.qos > 0 and pending.session != self._session:
+                # Received before a reconnect: the broker redelivers it (journaled once, by
+                # key); acking its packet id now could ack another message of a broker that
+                # restored an older session after a crash.
+                self.stats.inc("acks_after_reconnect_skipped")
+            elif pending.qos > 0:
                 self._client.ack(pending.mid, pending.qos)
         self.stats.inc("messages_committed", len(batch))
         self.stats.inc("readings_journaled", result.inserted)

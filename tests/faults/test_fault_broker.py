@@ -48,15 +48,14 @@ DURABLE = "autosave_on_changes true\nautosave_interval 1\n"
 
 # Mosquitto's own durability window, measured here rather than hidden. The broker acknowledges
 # a PUBLISH while handling it and saves its persistence file only after the handling pass
-# (mosquitto's main loop), so a kill -9 forgets every message acknowledged since the last save
-# that it had not yet written to the consumer. With the shipped `autosave_interval 1` (a save
-# every 1-2 s) that was ~900 readings per kill whenever the consumer was still catching up
-# after the previous restart (measured: 6,301 of 28,296 over 12 kills). Saving after every
-# change narrows it to the one pass in which the kill lands (at most one message from the
-# publisher's socket); kept on tmpfs so that the per-message save does not make the broker
-# five times slower (on disk: 124 s instead of 30 s for the same street). What is left is
-# reported as `lost_in_broker_window`; streetwatch's own share (received but not journaled)
-# must be zero.
+# (mosquitto's main loop), so a kill -9 forgets what it acknowledged since its last save and had
+# not yet delivered. With the shipped `autosave_interval 1` (a save every 1-2 s) that was 457
+# readings in 12 kills (soak, `..._shipped_autosave_...`), mostly messages queued for a consumer
+# still reconnecting. Saving after every change narrows the window to the pass in which the
+# kill lands (2 readings in 12 kills), kept on tmpfs so that the per-message save does not make
+# the broker five times slower (on disk: 124 s instead of 30 s for the same street). What is left
+# is reported as `lost_in_broker_window`; streetwatch's own share (received but not journaled)
+# must be zero, and with no broker loss the cases must be those of a run without faults.
 
 
 def broker_dir(tmp_path: Path) -> Path:
@@ -119,10 +118,13 @@ def broker_killed_again_and_again(
     cycles: int,
     seed: int,
     duration_s: float,
+    durable: bool = True,
 ) -> None:
+    """`durable`: Mosquitto saves after every change (else: the shipped once-a-second save,
+    whose window is only measured, not bounded)."""
     rng = random.Random(seed)
-    workdir = broker_dir(tmp_path)
-    broker = Mosquitto(workdir, extra_config=DURABLE).start()
+    workdir = broker_dir(tmp_path) if durable else tmp_path / "mosquitto"
+    broker = Mosquitto(workdir, extra_config=DURABLE if durable else "").start()
     case_system = CaseSystem(fail_first=0)
     config = demo_site(tmp_path, case_system.url)
     var = tmp_path / "var"
@@ -177,6 +179,7 @@ def broker_killed_again_and_again(
             30,
             "every message received to be committed",
         )
+        stale = metric(port, "streetwatch_ingest_acks_after_reconnect_skipped_total")
         received = metric(port, "streetwatch_ingest_received_total")
         committed = metric(port, "streetwatch_ingest_messages_committed_total")
         run.terminate()
@@ -192,7 +195,7 @@ def broker_killed_again_and_again(
     missing, extra = expected_cases - got, got - expected_cases
     reliability.record(
         "fault",
-        "MQTT broker killed -9 and restarted",
+        "MQTT broker killed -9 and restarted" + ("" if durable else " (shipped 1 s autosave)"),
         tried=cycles,
         lost=books.lost + books.cases_doubled + sum(missing.values()) + sum(extra.values()),
         cases_missing=dict(missing),
@@ -203,6 +206,7 @@ def broker_killed_again_and_again(
         consumer_connects=connects,
         consumer_disconnects=disconnects,
         redelivered_readings_deduplicated=redelivered,
+        acks_after_reconnect_skipped=stale,
         lost_by_streetwatch=received - committed,
         lost_in_broker_window=in_broker_window,
         **books.as_dict(),
@@ -211,7 +215,8 @@ def broker_killed_again_and_again(
     assert seen_down == cycles
     assert connects >= cycles + 1 and disconnects >= cycles, (connects, disconnects)
     assert received == committed, "streetwatch lost a message it had received"
-    assert in_broker_window <= cycles, f"more than one message per kill lost: {books}"
+    if durable:
+        assert in_broker_window <= cycles, f"more than one message per kill lost: {books}"
     assert books.cases_doubled == 0 and books.cases_undelivered == 0, books
     assert books.cases > 0 and books.packages_verified == books.cases, books
     assert books.verify_ok, books.verify_output
@@ -231,3 +236,15 @@ def test_soak_broker_killed_and_restarted_many_times(
     tmp_path: Path, reliability: Reliability
 ) -> None:
     broker_killed_again_and_again(tmp_path, reliability, cycles=12, seed=29, duration_s=5400.0)
+
+
+@pytest.mark.soak
+@pytest.mark.timeout(300)
+def test_soak_broker_with_the_shipped_autosave_killed_many_times(
+    tmp_path: Path, reliability: Reliability
+) -> None:
+    """The embedded broker's own settings (a save every second): streetwatch must lose nothing
+    it received; what the broker forgets in its window is recorded as it is."""
+    broker_killed_again_and_again(
+        tmp_path, reliability, cycles=12, seed=37, duration_s=5400.0, durable=False
+    )
