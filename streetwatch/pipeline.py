@@ -412,6 +412,8 @@ class Pipeline:
             "feed": {**self.feed.stats, "feed_backlog": self.feed.backlog()},
             "storage": self.disk.counters(),
         }
+        if self.whip is not None:
+            stages["whip"] = dict(self.whip.stats)
         if self.sink is not None:
             stages["sink"] = {
                 k: v for k, v in self.sink.stats.snapshot().items() if isinstance(v, int | float)

@@ -144,6 +144,7 @@ def test_webrtc_cameras_need_a_token_and_get_a_guarded_whip_endpoint(
     assert refused.returncode != 0
     assert "STREETWATCH_WHIP_TOKEN" in refused.stderr
 
+    metrics_port = free_port()
     proc, err = start_run(
         config,
         rules,
@@ -151,6 +152,8 @@ def test_webrtc_cameras_need_a_token_and_get_a_guarded_whip_endpoint(
         tmp_path / "run.log",
         "--whip-port",
         str(free_port()),
+        "--metrics-port",
+        str(metrics_port),
         STREETWATCH_WHIP_TOKEN="a-long-enough-whip-token",
     )
     try:
@@ -166,6 +169,9 @@ def test_webrtc_cameras_need_a_token_and_get_a_guarded_whip_endpoint(
         with pytest.raises(urllib.error.HTTPError) as refused_offer:
             urllib.request.urlopen(request, timeout=10)
         assert refused_offer.value.code == 401
+        metrics = f"http://127.0.0.1:{metrics_port}/metrics"
+        with urllib.request.urlopen(metrics, timeout=10) as page:
+            assert 'streetwatch_whip_unauthorised_total{kind=""} 1.0' in page.read().decode()
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.communicate(timeout=60)
