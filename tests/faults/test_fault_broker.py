@@ -224,7 +224,7 @@ def broker_killed_again_and_again(
         assert got == expected_cases, f"missing {missing}, extra {extra}"
 
 
-def test_broker_killed_and_restarted_mid_stream_loses_nothing(
+def test_broker_killed_9_and_restarted_mid_stream(
     tmp_path: Path, reliability: Reliability
 ) -> None:
     broker_killed_again_and_again(tmp_path, reliability, cycles=3, seed=11, duration_s=1350.0)
