@@ -21,9 +21,14 @@ class Reliability:
     test: str
     soak: bool
 
-    def record(self, group: str, what: str, tried: int, lost: int, **detail: object) -> None:
-        """One row: `group` is "fault" or "bad input", `what` the fault or input tried,
-        `tried` how many times, `lost` readings/cases/packages lost or doubled (must be 0)."""
+    def record(
+        self, group: str, what: str, tried: int, lost: int, outside: int = 0, **detail: object
+    ) -> None:
+        """One row: `group` is "fault", "bad input" or "security", `what` the fault or input
+        tried, `tried` how many times, `lost` readings/cases/packages streetwatch lost or
+        doubled (must be 0), `outside` what the MQTT broker lost before streetwatch ever
+        received it (acknowledged to the publisher, not yet saved when the broker was killed),
+        reported in its own column."""
         row = {
             "at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "test": self.test,
@@ -32,6 +37,7 @@ class Reliability:
             "what": what,
             "tried": tried,
             "lost": lost,
+            "outside": outside,
             "detail": detail,
         }
         LEDGER.parent.mkdir(parents=True, exist_ok=True)

@@ -19,23 +19,25 @@ START, END = "<!-- ledger:start -->", "<!-- ledger:end -->"
 
 def table(rows: list[dict]) -> str:
     merged: dict[tuple[str, str], dict] = defaultdict(
-        lambda: {"tried": 0, "lost": 0, "runs": 0, "soak": 0, "last": ""}
+        lambda: {"tried": 0, "lost": 0, "outside": 0, "runs": 0, "soak": 0, "last": ""}
     )
     for row in rows:
         entry = merged[(row["group"], row["what"])]
         entry["tried"] += row["tried"]
         entry["lost"] += row["lost"]
+        entry["outside"] += row.get("outside", 0)
         entry["runs"] += 1
         entry["soak"] += row["soak"]
         entry["last"] = max(entry["last"], row["at"][:10])
     lines = [
-        "| Group | Fault or bad input | Tried (times) | Test runs (soak)"
-        " | Lost or doubled | Last run |",
-        "|---|---|---:|---:|---:|---|",
+        "| Group | Fault or bad input | Tried (times) | Test runs (soak) | Lost or doubled"
+        " by streetwatch | Lost by the broker itself | Last run |",
+        "|---|---|---:|---:|---:|---:|---|",
     ]
     for (group, what), e in sorted(merged.items()):
         runs = f"{e['runs']} ({e['soak']})"
-        lines.append(f"| {group} | {what} | {e['tried']} | {runs} | {e['lost']} | {e['last']} |")
+        cells = [group, what, e["tried"], runs, e["lost"], e["outside"], e["last"]]
+        lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
 
