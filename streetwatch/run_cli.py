@@ -120,19 +120,23 @@ def run(
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
+    ops = None
+    if metrics_port is not None:
+        from streetwatch.ops import OpsServer
+
+        # serving before the pipeline starts: /healthz tells a slow start from a dead one, and
+        # /metrics is up by the time the log says "running:"
+        ops = OpsServer(
+            pipeline.stage_counters, pipeline.health, host=http_host, port=metrics_port
+        ).start()
     try:
         pipeline.start(wait_s=15)
     except (BrokerRefused, ConfigError) as exc:
         pipeline.stop(timeout_s=1)
         _stop(embedded)
+        if ops is not None:
+            ops.stop()
         raise click.ClickException(str(exc)) from None
-    ops = None
-    if metrics_port is not None:
-        from streetwatch.ops import OpsServer
-
-        ops = OpsServer(
-            pipeline.stage_counters, pipeline.health, host=http_host, port=metrics_port
-        ).start()
     started = time.monotonic()
     last: dict[str, float] = {}
     while not stop.wait(status_every):
