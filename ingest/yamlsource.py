@@ -161,8 +161,11 @@ def format_loc(loc: Iterable[str | int]) -> str:
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        else:
-            out += f".{part}" if out else str(part)
+            continue
+        text = str(part)
+        if not text or not text.isprintable() or text != text.strip():
+            text = repr(text)  # a key of spaces or control characters stays visible, one line
+        out += f".{text}" if out else text
     return out or "(document)"
 
 

@@ -447,3 +447,11 @@ def test_config_error_is_a_value_error_with_its_problems() -> None:
     error = ConfigError(["a.yaml:1: x: bad", "a.yaml:2: y: worse"])
     assert isinstance(error, ValueError)
     assert str(error) == "a.yaml:1: x: bad\na.yaml:2: y: worse"
+
+
+def test_keys_of_blanks_or_line_breaks_are_quoted_in_the_location(tmp_path: Path) -> None:
+    """Found by the rule fuzz: a key of U+0085 (a line break) and spaces made the message
+    `file:24:  : unknown field` — split across lines, with an invisible field name."""
+    assert format_loc(["evidence", "\x85  ", 0]) == "evidence.'\\x85  '[0]"
+    assert format_loc([" pad", "ok"]) == "' pad'.ok"
+    assert format_loc(["devices", 0, "id"]) == "devices[0].id"
