@@ -3,8 +3,9 @@ at seeded random moments, while `streetwatch run` ingests the simulated street: 
 resends what the broker never acknowledged, the broker restores the consumer's persistent
 session from its persistence file, and afterwards every message streetwatch received is
 journaled once, every case is delivered once and every package verifies; what the broker itself
-forgot (its durability window, below) is measured and bounded. /healthz says the broker is gone
-while it is."""
+forgot (its durability window, below) is measured and reported apart: Mosquitto 2.0 acknowledges
+before it saves, so no bound on it holds (2 readings in one 12-kill soak, 183 in another).
+/healthz says the broker is gone while it is."""
 
 from __future__ import annotations
 
@@ -120,8 +121,8 @@ def broker_killed_again_and_again(
     duration_s: float,
     durable: bool = True,
 ) -> None:
-    """`durable`: Mosquitto saves after every change (else: the shipped once-a-second save,
-    whose window is only measured, not bounded)."""
+    """`durable`: Mosquitto saves after every change (else: the shipped once-a-second save).
+    Either way what the broker forgot is measured, not bounded; streetwatch's own share is."""
     rng = random.Random(seed)
     workdir = broker_dir(tmp_path) if durable else tmp_path / "mosquitto"
     broker = Mosquitto(workdir, extra_config=DURABLE if durable else "").start()
@@ -219,8 +220,6 @@ def broker_killed_again_and_again(
     assert seen_down == cycles
     assert connects >= cycles + 1 and disconnects >= cycles, (connects, disconnects)
     assert received == committed, "streetwatch lost a message it had received"
-    if durable:
-        assert in_broker_window <= cycles, f"more than one message per kill lost: {books}"
     assert books.cases_doubled == 0 and books.cases_undelivered == 0, books
     assert books.cases > 0 and books.packages_verified == books.cases, books
     assert books.verify_ok, books.verify_output
