@@ -36,7 +36,8 @@ def table(rows: list[dict]) -> str:
     ]
     for (group, what), e in sorted(merged.items()):
         runs = f"{e['runs']} ({e['soak']})"
-        cells = [group, what, e["tried"], runs, e["lost"], e["outside"], e["last"]]
+        lost, outside = round(e["lost"]), round(e["outside"])
+        cells = [group, what, e["tried"], runs, lost, outside, e["last"]]
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
     return "\n".join(lines)
 
