@@ -12,6 +12,8 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.error
+import urllib.request
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -182,6 +184,35 @@ class RunProcess:
         self.proc.kill()
         self.proc.wait(10)
         self._err.close()
+
+
+def ops_up(port: int) -> bool:
+    """Whether the run's ops endpoint (`--metrics-port`) answers."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5):
+            return True
+    except OSError:
+        return False
+
+
+def metric(port: int, name: str, default: float | None = None) -> float:
+    """One series of the run's /metrics; `default` when it is absent (else an error)."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
+        for line in page.read().decode().splitlines():
+            if line.startswith(name + " ") or line.startswith(name + "{"):
+                return float(line.rsplit(" ", 1)[1])
+    if default is None:
+        raise AssertionError(f"{name} is not on /metrics")
+    return default
+
+
+def healthz(port: int) -> tuple[int, dict]:
+    """The run's /healthz: status code and its JSON detail."""
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as page:
+            return page.status, json.loads(page.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read())
 
 
 def stop_leftover_runs() -> None:

@@ -9,7 +9,6 @@ before it saves, so no bound on it holds (2 readings in one 12-kill soak, 183 in
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import shutil
@@ -17,8 +16,6 @@ import signal
 import tempfile
 import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
 from pathlib import Path
 
@@ -36,7 +33,10 @@ from tests.runkit import (
     cases_of,
     delivered,
     demo_site,
+    healthz,
     journaled,
+    metric,
+    ops_up,
     publish,
     scenario,
     settled,
@@ -86,31 +86,6 @@ def caught_up(var: Path, expected: int, quiet_s: float = 3.0) -> bool:
     before = journaled(var)
     time.sleep(quiet_s)
     return journaled(var) == before and all_analysed(var)
-
-
-def healthz(port: int) -> tuple[int, dict]:
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=5) as page:
-            return page.status, json.loads(page.read())
-    except urllib.error.HTTPError as exc:
-        return exc.code, json.loads(exc.read())
-
-
-def ops_up(port: int) -> bool:
-    """The ops endpoint starts just after `running:` is logged."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5):
-            return True
-    except OSError:
-        return False
-
-
-def metric(port: int, name: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
-        for line in page.read().decode().splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 def broker_killed_again_and_again(
@@ -169,20 +144,20 @@ def broker_killed_again_and_again(
         # Every reading, or (when the broker forgot some) no new one for a few seconds.
         wait_until(lambda: caught_up(var, expected), 90, "every reading analysed")
         wait_until(lambda: settled(var) and delivered(var), 90, "every case delivered")
-        connects = metric(port, "streetwatch_ingest_connects_total")
-        disconnects = metric(port, "streetwatch_ingest_disconnects_total")
-        redelivered = metric(port, "streetwatch_ingest_duplicates_total")
+        connects = metric(port, "streetwatch_ingest_connects_total", default=0.0)
+        disconnects = metric(port, "streetwatch_ingest_disconnects_total", default=0.0)
+        redelivered = metric(port, "streetwatch_ingest_duplicates_total", default=0.0)
         wait_until(
             lambda: (
-                metric(port, "streetwatch_ingest_received_total")
-                == metric(port, "streetwatch_ingest_messages_committed_total")
+                metric(port, "streetwatch_ingest_received_total", default=0.0)
+                == metric(port, "streetwatch_ingest_messages_committed_total", default=0.0)
             ),
             30,
             "every message received to be committed",
         )
-        stale = metric(port, "streetwatch_ingest_acks_after_reconnect_skipped_total")
-        received = metric(port, "streetwatch_ingest_received_total")
-        committed = metric(port, "streetwatch_ingest_messages_committed_total")
+        stale = metric(port, "streetwatch_ingest_acks_after_reconnect_skipped_total", default=0.0)
+        received = metric(port, "streetwatch_ingest_received_total", default=0.0)
+        committed = metric(port, "streetwatch_ingest_messages_committed_total", default=0.0)
         run.terminate()
     finally:
         case_system.close()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import threading
 import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -29,6 +28,7 @@ from tests.runkit import (
     cases_of,
     delivered,
     demo_site,
+    metric,
     publish,
     scenario,
     settled,
@@ -37,14 +37,6 @@ from tests.runkit import (
 
 HOUR_S = 3600.0
 START = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
-
-
-def metric(port: int, name: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
-        for line in page.read().decode().splitlines():
-            if line.startswith(name):
-                return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{name} is not on /metrics")
 
 
 def test_case_system_down_for_an_hour_of_street_then_every_case_delivered_once(

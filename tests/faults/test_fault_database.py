@@ -9,7 +9,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,8 @@ from tests.runkit import (
     delivered,
     demo_site,
     journaled,
+    metric,
+    ops_up,
     publish,
     query,
     scenario,
@@ -68,23 +69,6 @@ def shipped(dsn: str) -> tuple[int, int]:
             return rows, keys
     except (psycopg.OperationalError, psycopg.errors.UndefinedTable):
         return -1, -1
-
-
-def ops_up(port: int) -> bool:
-    """The ops endpoint starts just after `running:` is logged."""
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5):
-            return True
-    except OSError:
-        return False
-
-
-def metric(port: int, name: str) -> float:
-    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10) as page:
-        for line in page.read().decode().splitlines():
-            if line.startswith(name + " ") or line.startswith(name + "{"):
-                return float(line.rsplit(" ", 1)[1])
-    raise AssertionError(f"{name} is not on /metrics")
 
 
 def backlog(port: int) -> float:
