@@ -139,13 +139,10 @@ DURATION_S = 1500.0
 SEED = 11
 
 
-@pytest.fixture(scope="module")
-def simulated(site: SiteConfig) -> tuple[list[Observation], SensorDetectors]:
-    """The demo site's generated messages, decoded as ingestion does, through SensorDetectors."""
+def feed(detectors: SensorDetectors, site: SiteConfig, messages: list) -> list[Observation]:
+    """Messages decoded as ingestion does, through `detectors`, with a tick after each."""
     registry = DeviceRegistry(site)
-    detectors = SensorDetectors(site)
     out: list[Observation] = []
-    messages = build_scenario(site, duration_s=DURATION_S, seed=SEED, start=T0)
     for message in messages:
         route = registry.route(message.topic)
         if route.stream is Stream.SNAPSHOT:
@@ -154,7 +151,15 @@ def simulated(site: SiteConfig) -> tuple[list[Observation], SensorDetectors]:
         for decoded in decode(ctx, message.payload):
             out += detectors.process(decoded)
         out += detectors.tick(at(message.at_s + 0.4))
-    return out, detectors
+    return out
+
+
+@pytest.fixture(scope="module")
+def simulated(site: SiteConfig) -> tuple[list[Observation], SensorDetectors]:
+    """The demo site's generated messages, decoded as ingestion does, through SensorDetectors."""
+    detectors = SensorDetectors(site)
+    messages = build_scenario(site, duration_s=DURATION_S, seed=SEED, start=T0)
+    return feed(detectors, site, messages), detectors
 
 
 def situations(observations: list[Observation], **match: object) -> list[Observation]:
@@ -252,20 +257,6 @@ def test_a_missing_or_broken_state_file_starts_fresh(site: SiteConfig, tmp_path:
     (tmp_path / "old.json").write_text('{"version": 1, "bays": {"gps-muck-07": {}, "x": {}}}')
     assert detectors.load(tmp_path / "old.json")
     assert detectors.stats["restore_failed"] == 1 and detectors.stats["restore_skipped"] == 2
-
-
-def feed(detectors: SensorDetectors, site: SiteConfig, messages: list) -> list[Observation]:
-    registry = DeviceRegistry(site)
-    out: list[Observation] = []
-    for message in messages:
-        route = registry.route(message.topic)
-        if route.stream is Stream.SNAPSHOT:
-            continue
-        ctx = route.context(message.topic, at(message.at_s + 0.4))
-        for decoded in decode(ctx, message.payload):
-            out += detectors.process(decoded)
-        out += detectors.tick(at(message.at_s + 0.4))
-    return out
 
 
 def test_vehicles_keep_their_open_situations_across_a_restart(
