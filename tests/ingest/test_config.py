@@ -582,6 +582,12 @@ def test_embedded_broker(tmp_path: Path) -> None:
     assert load_config(write(tmp_path, text)).broker.embedded
 
 
+def test_embedded_broker_default_port_keeps_clear_of_a_local_mosquitto() -> None:
+    broker = Broker(url="embedded")
+    assert broker.embedded_port == 11883
+    assert (broker.port, broker.connect_url) == (11883, "mqtt://127.0.0.1:11883")
+
+
 @pytest.mark.parametrize(
     "tls",
     [
