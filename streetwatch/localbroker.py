@@ -1,17 +1,39 @@
-"""A private Mosquitto process on a free loopback port, for tests, benchmarks and the demo."""
+"""A private Mosquitto process on a free loopback port, for tests, benchmarks and the demo,
+and the embedded broker of `streetwatch run` (`tied=True`: it dies with its parent)."""
 
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import random
 import shutil
 import signal
 import socket
 import subprocess
+import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
+logger = logging.getLogger("streetwatch.localbroker")
+
+_EXEC_TIED = """
+import ctypes, os, sys
+parent, sig, *argv = sys.argv[1:]
+libc = ctypes.CDLL(None, use_errno=True)
+if libc.prctl(1, int(sig), 0, 0, 0) != 0:  # PR_SET_PDEATHSIG
+    sys.exit("prctl(PR_SET_PDEATHSIG) failed: errno %d" % ctypes.get_errno())
+if os.getppid() != int(parent):
+    sys.exit("the process that started the broker is gone")
+os.execv(argv[0], argv)
+"""
+"""Runs between fork and Mosquitto: asks the kernel to send SIGTERM to the broker when the
+thread that started it dies (so a `kill -9` of `streetwatch run` cannot leave it holding the
+port), then becomes Mosquitto (same pid). A separate exec instead of `preexec_fn`, which is not
+safe in a process that already runs threads. The `getppid` check closes the window in which the
+parent died before the request was made. SIGTERM, not SIGKILL: Mosquitto saves its queue."""
 
 
 def mosquitto_binary() -> str:
@@ -60,6 +82,12 @@ class Mosquitto:
     extra_config: str = ""
     tls: dict[str, Path] | None = None
     tls_port: int | None = None
+    tied: bool = False
+    """Die with the process that started it (PR_SET_PDEATHSIG, Linux), and leave a pid file
+    `reclaim_orphan()` can find if it did not: what the embedded broker of `run` uses. The
+    kernel signals when the *thread* that started the broker ends, so a tied broker is started
+    from the main thread (which lives as long as the process); from another thread only the
+    pid file applies."""
     process: subprocess.Popen | None = None
 
     @property
@@ -69,6 +97,15 @@ class Mosquitto:
     @property
     def log_path(self) -> Path:
         return self.workdir / "mosquitto.log"
+
+    @property
+    def config_path(self) -> Path:
+        return self.workdir / "mosquitto.conf"
+
+    @property
+    def pid_path(self) -> Path:
+        """`<broker pid> <pid of the process that started it>`, while a tied broker runs."""
+        return self.workdir / "mosquitto.pid"
 
     def write_config(self) -> Path:
         self.workdir.mkdir(parents=True, exist_ok=True)
@@ -103,21 +140,35 @@ class Mosquitto:
                 "require_certificate true",
                 "use_identity_as_username false",
             ]
-        path = self.workdir / "mosquitto.conf"
+        path = self.config_path
         path.write_text("\n".join(lines) + "\n" + self.extra_config + "\n")
         return path
 
     def start(self) -> Mosquitto:
         """Start and wait for the port. A port still held by the previous run is retried."""
-        config = self.write_config()
+        config = self.write_config().resolve()
+        command = [mosquitto_binary(), "-c", str(config)]
+        if self.tied and sys.platform == "linux":
+            if threading.current_thread() is threading.main_thread():
+                parent, sig = str(os.getpid()), str(int(signal.SIGTERM))
+                command = [sys.executable, "-I", "-S", "-c", _EXEC_TIED, parent, sig, *command]
+            else:
+                logger.warning(
+                    "broker started from thread %s, not the main thread: it is not tied to "
+                    "this process's life (the pid file %s still lets the next start reclaim it)",
+                    threading.current_thread().name,
+                    self.pid_path,
+                )
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
             log_size = self.log_path.stat().st_size if self.log_path.exists() else 0
             self.process = subprocess.Popen(
-                [mosquitto_binary(), "-c", str(config)],
+                command,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.PIPE,
             )
+            if self.tied:
+                self._write_pid(self.process.pid)
             while time.monotonic() < deadline:
                 if self.process.poll() is not None:
                     break
@@ -149,6 +200,8 @@ class Mosquitto:
                 self.process.wait()
         if self.process.stderr:
             self.process.stderr.close()
+        if self.tied:
+            self.pid_path.unlink(missing_ok=True)
         self.process = None
 
     def restart(self, pause_s: float = 0.0) -> None:
@@ -158,3 +211,84 @@ class Mosquitto:
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
+
+    def _write_pid(self, pid: int) -> None:
+        temp = self.pid_path.with_suffix(".pid.tmp")
+        with temp.open("w") as handle:
+            handle.write(f"{pid} {os.getpid()}\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        temp.replace(self.pid_path)
+
+    def reclaim_orphan(self, timeout_s: float = 10.0) -> int | None:
+        """Stop the broker a previous process left running on this workdir, if any.
+
+        Only a process that is alive and is *this* broker (a mosquitto whose command line names
+        this workdir's config) is touched, and only when the process that started it is no
+        longer its parent (it died); a broker still held by a live process raises
+        `BrokerInUse`. SIGTERM first (Mosquitto saves its queue), SIGKILL after `timeout_s`.
+        Returns the pid stopped, or None when there was nothing to reclaim."""
+        try:
+            broker_pid, owner_pid = (int(n) for n in self.pid_path.read_text().split())
+        except FileNotFoundError:
+            return None
+        except ValueError:
+            self.pid_path.unlink(missing_ok=True)
+            return None
+        if not _is_broker_for(broker_pid, self.config_path.resolve()):
+            self.pid_path.unlink(missing_ok=True)  # gone, or the pid now belongs to another
+            return None
+        if _parent_of(broker_pid) == owner_pid and owner_pid != os.getpid():
+            raise BrokerInUse(
+                f"the broker under {self.workdir} (pid {broker_pid}) belongs to process "
+                f"{owner_pid}, which is still running"
+            )
+        for sig, wait_s in ((signal.SIGTERM, timeout_s), (signal.SIGKILL, 5.0)):
+            try:
+                os.kill(broker_pid, sig)
+            except ProcessLookupError:
+                break
+            deadline = time.monotonic() + wait_s
+            while time.monotonic() < deadline and _alive(broker_pid):
+                time.sleep(0.05)
+            if not _alive(broker_pid):
+                break
+        else:
+            raise RuntimeError(f"the orphaned broker (pid {broker_pid}) did not stop")
+        self.pid_path.unlink(missing_ok=True)
+        return broker_pid
+
+
+class BrokerInUse(RuntimeError):
+    """The workdir's broker is running for another live process."""
+
+
+def _proc_stat(pid: int) -> list[str] | None:
+    """Fields of /proc/<pid>/stat after the command name (state first), None if gone."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return None
+    return stat.rpartition(")")[2].split()
+
+
+def _alive(pid: int) -> bool:
+    """Running (a zombie holds no port and waits only for its parent to reap it)."""
+    fields = _proc_stat(pid)
+    return fields is not None and fields[0] not in ("Z", "X")
+
+
+def _parent_of(pid: int) -> int | None:
+    fields = _proc_stat(pid)
+    return int(fields[1]) if fields else None
+
+
+def _is_broker_for(pid: int, config: Path) -> bool:
+    """Whether `pid` is a live mosquitto started with `config`."""
+    if not _alive(pid):
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    return bool(argv) and "mosquitto" in Path(argv[0]).name and str(config) in argv
