@@ -8,14 +8,17 @@ leaves the schema as it was. The mode a database was first migrated in is record
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
 import psycopg
+from psycopg.conninfo import make_conninfo
 
 log = logging.getLogger("streetwatch.sink")
 
@@ -76,30 +79,134 @@ def _extension_version(conn: psycopg.Connection) -> str | None:
     return None if row is None else row[0]
 
 
-def _detect_mode(conn: psycopg.Connection) -> Mode:
-    """TimescaleDB when the extension is installed or can be; plain PostgreSQL otherwise."""
-    if _extension_version(conn) is not None:
-        return Mode.TIMESCALE
+class Plan(StrEnum):
+    USE = "use"
+    """The extension is created in this database already."""
+    CREATE = "create"
+    """Try `CREATE EXTENSION` (on a connection of its own: a failure may close it)."""
+    PLAIN = "plain"
+    """Plain PostgreSQL, without trying: the reason says why."""
+
+
+@dataclass(frozen=True)
+class ExtensionFacts:
+    """What the server says about timescaledb, read before anything is tried."""
+
+    installed: str | None
+    """extversion in this database's pg_extension, None when not created here."""
+    available: bool
+    """In pg_available_extensions: the server has the files."""
+    preloaded: bool | None
+    """In shared_preload_libraries; None when this role may not read the setting."""
+
+
+def preloaded_libraries(value: str) -> set[str]:
+    """The library names in a `shared_preload_libraries` value ('a, "$libdir/b"' -> {a, b})."""
+    names = set()
+    for item in value.split(","):
+        name = item.strip().strip('"').strip()
+        if name:
+            names.add(name.rsplit("/", 1)[-1].removesuffix(".so"))
+    return names
+
+
+def extension_plan(facts: ExtensionFacts) -> tuple[Plan, str]:
+    """Whether to use, create or do without TimescaleDB, and why (pure: no database here).
+
+    An extension created in the database but not preloaded is an error rather than a fallback:
+    the database is a TimescaleDB one, and any use of it fails until the server preloads it.
+    """
+    if facts.installed is not None:
+        if facts.preloaded is False:
+            raise RuntimeError(
+                f"the timescaledb extension {facts.installed} is created in this database but "
+                "not in the server's shared_preload_libraries: add it there and restart "
+                "PostgreSQL"
+            )
+        return Plan.USE, f"timescaledb {facts.installed} is enabled in this database"
+    if not facts.available:
+        return Plan.PLAIN, "the timescaledb extension is not installed on the server"
+    if facts.preloaded is False:
+        return Plan.PLAIN, (
+            "timescaledb is installed on the server but not in shared_preload_libraries "
+            "(CREATE EXTENSION would fail with 'must be preloaded')"
+        )
+    return Plan.CREATE, "timescaledb is available and preloaded (or the setting is hidden)"
+
+
+def read_facts(conn: psycopg.Connection) -> ExtensionFacts:
     available = conn.execute(
         "SELECT 1 FROM pg_available_extensions WHERE name = 'timescaledb'"
     ).fetchone()
-    if available is None:
-        return Mode.PLAIN
     try:
-        with conn.transaction():
-            conn.execute("CREATE EXTENSION IF NOT EXISTS timescaledb")
+        with conn.transaction():  # a savepoint inside the migration's transaction
+            row = conn.execute("SHOW shared_preload_libraries").fetchone()
+        preloaded: bool | None = "timescaledb" in preloaded_libraries(row[0] if row else "")
+    except psycopg.errors.InsufficientPrivilege:
+        preloaded = None
+    return ExtensionFacts(_extension_version(conn), available is not None, preloaded)
+
+
+CREATE_EXTENSION = "CREATE EXTENSION IF NOT EXISTS timescaledb"
+
+Connect = Callable[[], psycopg.Connection]
+
+
+def same_server(conn: psycopg.Connection) -> Connect:
+    """A factory for another connection with `conn`'s parameters (password included)."""
+    params = {
+        opt.keyword.decode(): opt.val.decode() for opt in conn.pgconn.info if opt.val is not None
+    }
+    return lambda: psycopg.connect(make_conninfo(**params), autocommit=True)
+
+
+def try_create_extension(connect: Connect) -> str | None:
+    """`CREATE EXTENSION` on a connection of its own; None when it worked, else why not.
+
+    Not on the migration's connection: `FATAL: extension "timescaledb" must be preloaded` (and
+    any other FATAL) closes the connection it happens on. A failure to connect at all is raised:
+    that is an outage to retry, not a reason to give up TimescaleDB for good.
+    """
+    probe = connect()
+    try:
+        probe.execute(CREATE_EXTENSION)
     except psycopg.Error as exc:
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    finally:
+        with contextlib.suppress(Exception):
+            probe.close()
+    return None
+
+
+def _detect_mode(conn: psycopg.Connection, connect: Connect) -> Mode:
+    """TimescaleDB when the extension is enabled or can be; plain PostgreSQL otherwise."""
+    plan, reason = extension_plan(read_facts(conn))
+    if plan is Plan.USE:
+        return Mode.TIMESCALE
+    if plan is Plan.PLAIN:
+        log.info("%s: plain PostgreSQL", reason)
+        return Mode.PLAIN
+    failed = try_create_extension(connect)
+    if failed is not None:
         log.warning(
             "timescaledb is installed on the server but cannot be enabled (%s); is it in "
             "shared_preload_libraries? falling back to plain PostgreSQL",
-            str(exc).strip().splitlines()[0],
+            failed,
         )
         return Mode.PLAIN
+    if _extension_version(conn) is None:  # pragma: no cover - the probe committed it
+        raise RuntimeError("CREATE EXTENSION timescaledb succeeded but it is not in pg_extension")
     return Mode.TIMESCALE
 
 
-def apply_migrations(conn: psycopg.Connection, folder: Path = MIGRATIONS) -> MigrationResult:
-    """Bring the schema up to date (no-op when it is). Leaves `conn` idle, not in a transaction."""
+def apply_migrations(
+    conn: psycopg.Connection, folder: Path = MIGRATIONS, *, connect: Connect | None = None
+) -> MigrationResult:
+    """Bring the schema up to date (no-op when it is). Leaves `conn` idle, not in a transaction.
+
+    `connect` opens the separate connection that tries `CREATE EXTENSION` (default: one with
+    `conn`'s parameters).
+    """
     with conn.transaction():
         conn.execute("SELECT pg_advisory_xact_lock(%s)", (LOCK_ID,))
         conn.execute(
@@ -119,7 +226,7 @@ def apply_migrations(conn: psycopg.Connection, folder: Path = MIGRATIONS) -> Mig
                     "missing from this database"
                 )
         else:
-            mode = _detect_mode(conn)
+            mode = _detect_mode(conn, connect or same_server(conn))
         done = {row[0]: row for row in recorded}
         applied = []
         for migration in migrations_for(mode, folder):

@@ -28,170 +28,47 @@ import random
 import sqlite3
 import threading
 import time
-from collections import defaultdict
-from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 import psycopg
-from psycopg import sql
 
 from ingest.config import SiteConfig, Timeseries
+from streetwatch.sink.commit import _REFUSED, BatchWriter
+from streetwatch.sink.copier import _copy_rows, _staging_sql
 from streetwatch.sink.migrate import MigrationResult, Mode, apply_migrations
 from streetwatch.sink.policies import apply_policies, enforce_retention
 from streetwatch.sink.records import (
-    TABLES,
     CaseEventConverter,
     ObservationConverter,
     ReadingConverter,
-    Reject,
 )
+from streetwatch.sink.refresh import refresh_pending
+from streetwatch.sink.source import Batch, Converter, Item, Refused, Source
 from streetwatch.sink.stats import SinkStats
+
+__all__ = [
+    "JOURNAL_CHECK_EVERY_S",
+    "REFRESH_RETRY_S",
+    "RETENTION_EVERY_S",
+    "_REFUSED",
+    "Converter",
+    "Source",
+    "TimeseriesSink",
+    "_copy_rows",
+    "_staging_sql",
+]
 
 log = logging.getLogger("streetwatch.sink")
 
-_REFUSED = (
-    psycopg.DataError,
-    psycopg.IntegrityError,
-    psycopg.errors.ProgramLimitExceeded,
-    UnicodeEncodeError,
-)
-"""Errors that belong to the rows of a batch, not to the connection: the batch is bisected."""
 _CONNECTION = (psycopg.OperationalError, psycopg.InterfaceError)
 RETENTION_EVERY_S = 3600.0
 JOURNAL_CHECK_EVERY_S = 5.0
+REFRESH_RETRY_S = 300.0
 
-
-class Converter(Protocol):
-    SELECT: str
-
-    def key_of(self, row: tuple) -> str: ...
-
-    def convert(self, row: tuple) -> tuple[str, tuple]: ...
-
-    def select(self, tables: set[str]) -> str: ...
-
-    def snapshot(self) -> Any: ...
-
-    def restore(self, state: Any) -> None: ...
-
-
-@dataclass
-class Source:
-    """One local SQLite table read by seq; `cursor` mirrors the database's after each commit."""
-
-    name: str
-    path: Path
-    table: str
-    converter: Converter
-    cursor: int = 0
-    committed_state: Any = None
-    """The converter's state right after the last committed batch (restored on a replay)."""
-    prefetch: tuple[int, Future[_Batch]] | None = None
-    lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
-    _db: sqlite3.Connection | None = field(default=None, repr=False)
-    _select: str | None = field(default=None, repr=False)
-
-    def _open(self) -> sqlite3.Connection | None:
-        """The file's connection once the file and the table exist (the case store may come
-        later than the sink)."""
-        if self._select is not None:
-            return self._db
-        if self._db is None:
-            if not self.path.exists():
-                return None
-            db = sqlite3.connect(self.path, check_same_thread=False)
-            db.execute("PRAGMA busy_timeout=5000")
-            db.execute("PRAGMA query_only=1")
-            self._db = db
-        tables = {
-            name
-            for (name,) in self._db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
-        }
-        if self.table not in tables:
-            return None
-        self._select = self.converter.select(tables)
-        return self._db
-
-    def fetch(self, after: int, limit: int) -> list[tuple]:
-        with self.lock:
-            db = self._open()
-            if db is None or self._select is None:
-                return []
-            return db.execute(self._select, (after, limit)).fetchall()
-
-    def max_seq(self) -> int:
-        with self.lock:
-            db = self._open()
-            if db is None:
-                return 0
-            return db.execute(f"SELECT coalesce(max(seq), 0) FROM {self.table}").fetchone()[0]
-
-    def key_at(self, seq: int) -> str | None:
-        rows = self.fetch(seq - 1, 1)
-        return self.converter.key_of(rows[0]) if rows and rows[0][0] == seq else None
-
-    def close(self) -> None:
-        with self.lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
-                self._select = None
-
-
-_Item = tuple[int, str, tuple]
-"""(seq, table, row)"""
-
-
-@dataclass
-class _Refused:
-    seq: int
-    reason: str
-    detail: str
-    record: str
-
-
-@dataclass
-class _Batch:
-    """A batch read and converted, ready to ship (possibly ahead of time, on the worker)."""
-
-    rows: list[tuple]
-    items: list[_Item]
-    refused: list[_Refused]
-    state_after: Any
-
-
-def _copy_rows(cur: psycopg.Cursor, statement: sql.Composed, types: list[str], rows: list) -> None:
-    with cur.copy(statement) as copy:
-        copy.set_types(types)
-        write = copy.write_row
-        for row in rows:
-            write(row)
-
-
-def _staging_sql(table: str) -> tuple[str, sql.Composed, sql.Composed, sql.Composed]:
-    cols = TABLES[table]
-    stage = sql.Identifier(f"stage_{table}")
-    create = sql.SQL("CREATE TEMP TABLE IF NOT EXISTS {} ({}) ON COMMIT DELETE ROWS").format(
-        stage,
-        sql.SQL(", ").join(
-            sql.SQL("{} {}").format(sql.Identifier(c.name), sql.SQL(c.stage_type)) for c in cols
-        ),
-    )
-    copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-        stage, sql.SQL(", ").join(sql.Identifier(c.name) for c in cols)
-    )
-    insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
-        sql.Identifier(table),
-        sql.SQL(", ").join(sql.Identifier(c.name) for c in cols),
-        sql.SQL(", ").join(sql.SQL(c.expr) if c.expr else sql.Identifier(c.name) for c in cols),
-        stage,
-    )
-    direct = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
-        sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c.name) for c in cols)
-    )
-    return create.as_string(None), copy, insert, direct
+# the names these had before the module was split
+_Batch, _Item, _Refused = Batch, Item, Refused
 
 
 class TimeseriesSink:
@@ -234,14 +111,14 @@ class TimeseriesSink:
         self._conn: psycopg.Connection | None = None
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self._sql = {table: _staging_sql(table) for table in TABLES}
-        self._types = {table: [c.stage_type for c in cols] for table, cols in TABLES.items()}
-        self._careful: set[str] = set()
+        self._writer = BatchWriter(self.origin, self.stats)
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="sink-prefetch")
         self._outage_since: float | None = None
         self._next_retention = 0.0
         self._next_journal_check = 0.0
         self._journal_warned_at = 0
+        self._refresh_due = False
+        self._next_refresh = 0.0
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -262,21 +139,12 @@ class TimeseriesSink:
 
     def close(self) -> None:
         for source in self.sources:
-            self._rewind(source)
+            source.rewind()
         self._disconnect()
         for source in self.sources:
             source.close()
         self._worker.shutdown(wait=True)
         self._worker = ThreadPoolExecutor(1, thread_name_prefix="sink-prefetch")
-
-    @staticmethod
-    def _rewind(source: Source) -> None:
-        """Forget batches converted but not committed: the converter goes back to its state
-        after the last commit (vehicles' last fixes), so a re-read batch converts the same."""
-        if source.prefetch is not None:
-            source.prefetch[1].result()
-            source.prefetch = None
-        source.converter.restore(source.committed_state)
 
     def _run(self) -> None:
         settings = self.settings
@@ -318,11 +186,8 @@ class TimeseriesSink:
 
     # -- connection ------------------------------------------------------------------------
 
-    def connect(self) -> psycopg.Connection:
-        """Connect, migrate, set policies, create staging tables and load the cursors."""
-        if self._conn is not None and not self._conn.closed:
-            return self._conn
-        conn = psycopg.connect(
+    def _open(self) -> psycopg.Connection:
+        return psycopg.connect(
             self.dsn,
             autocommit=True,
             application_name=f"streetwatch-sink-{self.origin}",
@@ -332,10 +197,16 @@ class TimeseriesSink:
             keepalives_interval=5,
             keepalives_count=3,
         )
+
+    def connect(self) -> psycopg.Connection:
+        """Connect, migrate, set policies, create staging tables and load the cursors."""
+        if self._conn is not None and not self._conn.closed:
+            return self._conn
+        conn = self._open()
         try:
             if not self.settings.synchronous_commit:
                 conn.execute("SET synchronous_commit = off")
-            result = apply_migrations(conn)
+            result = apply_migrations(conn, connect=self._open)
             if self.mode is None or result.applied:
                 log.info(
                     "timeseries sink: %s mode%s; schema at version %d%s",
@@ -350,8 +221,9 @@ class TimeseriesSink:
             self.stats.set("mode", result.mode.value)
             apply_policies(conn, self.settings, result.mode)
             self._next_retention = time.monotonic() + RETENTION_EVERY_S
-            for create, *_ in self._sql.values():
-                conn.execute(create)  # type: ignore[arg-type]
+            self._refresh_due = result.mode is Mode.TIMESCALE  # ranges a crash left behind
+            self._writer.mode = result.mode
+            self._writer.copier.create_staging(conn)
             self._load_cursors(conn)
         except BaseException:
             conn.close()
@@ -384,7 +256,7 @@ class TimeseriesSink:
             ).fetchall()
         }
         for source in self.sources:
-            self._rewind(source)
+            source.rewind()
             seq, key = stored.get(source.name, (0, None))
             if seq > 0:
                 local_max = source.max_seq()
@@ -436,19 +308,41 @@ class TimeseriesSink:
             last = batch.rows[-1]
             if len(batch.rows) == limit:  # a backlog: read and convert the next batch meanwhile
                 full = True
-                source.prefetch = (last[0], self._worker.submit(self._prepare, source, last[0]))
-            self._commit(
+                source.prefetch = (last[0], self._worker.submit(source.prepare, last[0], limit))
+            late = self._writer.commit(
                 conn, source, batch.items, batch.refused, last[0], source.converter.key_of(last)
             )
+            self._refresh_due = self._refresh_due or late
             source.committed_state = batch.state_after
             handled += len(batch.rows)
         now = time.monotonic()
         if self.mode is Mode.PLAIN and now >= self._next_retention:
             enforce_retention(conn, self.settings)
             self._next_retention = now + RETENTION_EVERY_S
+        if self._refresh_due and not full and now >= self._next_refresh:
+            self._refresh(conn)
         return handled, full
 
-    def _next_batch(self, source: Source, limit: int) -> _Batch:
+    def _refresh(self, conn: psycopg.Connection) -> None:
+        """Refresh the continuous aggregates behind which late data landed (once caught up)."""
+        try:
+            done = refresh_pending(conn, self.origin)
+        except _CONNECTION:
+            raise
+        except psycopg.Error as exc:
+            self._next_refresh = time.monotonic() + REFRESH_RETRY_S
+            self.stats.inc("refresh_errors")
+            log.warning(
+                "timeseries sink: refreshing continuous aggregates for late data failed (%s); "
+                "retrying in %.0f s",
+                str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__,
+                REFRESH_RETRY_S,
+            )
+            return
+        self._refresh_due = False
+        self.stats.inc("aggregate_refreshes", len(done))
+
+    def _next_batch(self, source: Source, limit: int) -> Batch:
         if source.prefetch is not None:
             after, future = source.prefetch
             source.prefetch = None
@@ -456,130 +350,7 @@ class TimeseriesSink:
             if after == source.cursor:
                 return batch
             source.converter.restore(source.committed_state)  # the batch before it failed
-        return self._prepare(source, source.cursor)
-
-    def _prepare(self, source: Source, after: int) -> _Batch:
-        rows = source.fetch(after, self.settings.batch_size)
-        convert = source.converter.convert
-        items: list[_Item] = []
-        refused: list[_Refused] = []
-        for row in rows:
-            try:
-                table, out = convert(row)
-            except Reject as exc:
-                refused.append(_Refused(row[0], exc.reason, exc.detail, repr(row[1:])))
-                continue
-            except Exception as exc:
-                why = f"{type(exc).__name__}: {exc}"
-                refused.append(_Refused(row[0], "bad_record", why, repr(row[1:])))
-                continue
-            items.append((row[0], table, out))
-        return _Batch(rows, items, refused, source.converter.snapshot())
-
-    def _commit(
-        self,
-        conn: psycopg.Connection,
-        source: Source,
-        items: list[_Item],
-        refused: list[_Refused],
-        last_seq: int,
-        last_key: str,
-    ) -> None:
-        """One transaction: rows, rejects and the cursor. Rows the database refuses are found
-        by bisecting the batch (each half its own transaction) and become rejects."""
-        try:
-            with conn.transaction():
-                shipped = self._copy(conn, items)
-                if refused:
-                    with conn.cursor() as cur:
-                        cur.executemany(
-                            "INSERT INTO sink_rejects (origin, source, seq, reason, detail,"
-                            " record) VALUES (%s, %s, %s, %s, %s, %s) ON CONFLICT DO NOTHING",
-                            [
-                                (
-                                    self.origin,
-                                    source.name,
-                                    r.seq,
-                                    r.reason,
-                                    r.detail,
-                                    r.record[:2000].replace("\x00", "\\0"),
-                                )
-                                for r in refused
-                            ],
-                        )
-                conn.execute(
-                    "INSERT INTO sink_cursors (origin, source, seq, last_key) VALUES (%s, %s, %s,"
-                    " %s) ON CONFLICT (origin, source) DO UPDATE SET seq = excluded.seq,"
-                    " last_key = excluded.last_key, updated_at = now()",
-                    (self.origin, source.name, last_seq, last_key.replace("\x00", "\\0")),
-                )
-        except _REFUSED as exc:
-            if not items:
-                raise
-            if len(items) == 1:
-                seq, _, row = items[0]
-                why = str(exc).strip().splitlines()[0]
-                refused = sorted(
-                    [*refused, _Refused(seq, "database_refused", why, repr(row))],
-                    key=lambda r: r.seq,
-                )
-                self._commit(conn, source, [], refused, last_seq, last_key)
-                return
-            mid = len(items) // 2
-            cut = items[mid - 1][0]
-            first = [r for r in refused if r.seq <= cut]
-            self._commit(conn, source, items[:mid], first, cut, self._key_at(source, cut))
-            rest = [r for r in refused if r.seq > cut]
-            self._commit(conn, source, items[mid:], rest, last_seq, last_key)
-            return
-        source.cursor = last_seq
-        for table, (staged, inserted) in shipped.items():
-            self.stats.inc("rows_shipped", inserted)
-            self.stats.inc(f"rows_shipped.{table}", inserted)
-            self.stats.inc("duplicates", staged - inserted)
-        self.stats.inc("batches")
-        for r in refused:
-            self.stats.reject(r.reason)
-            log.warning(
-                "timeseries sink: %s seq %d rejected: %s: %s",
-                source.name,
-                r.seq,
-                r.reason,
-                r.detail,
-            )
-
-    @staticmethod
-    def _key_at(source: Source, seq: int) -> str:
-        return source.key_at(seq) or ""
-
-    def _copy(self, conn: psycopg.Connection, items: list[_Item]) -> dict[str, tuple[int, int]]:
-        """COPY each table's rows straight into it, inside a savepoint. A unique violation
-        means some rows are already there (a replay, another box): the savepoint is rolled back
-        and the rows go through the staging table and `ON CONFLICT DO NOTHING` instead, which
-        stays the way for that table until a batch comes through with no duplicate."""
-        by_table: dict[str, list[tuple]] = defaultdict(list)
-        for _, table, row in items:
-            by_table[table].append(row)
-        result = {}
-        with conn.cursor() as cur:
-            for table, rows in by_table.items():
-                _, stage_sql, insert_sql, direct_sql = self._sql[table]
-                types = self._types[table]
-                if table not in self._careful:
-                    try:
-                        with conn.transaction():
-                            _copy_rows(cur, direct_sql, types, rows)
-                        result[table] = (len(rows), len(rows))
-                        continue
-                    except psycopg.errors.UniqueViolation:
-                        self._careful.add(table)
-                        self.stats.inc("replayed_batches")
-                _copy_rows(cur, stage_sql, types, rows)
-                cur.execute(insert_sql)
-                result[table] = (len(rows), cur.rowcount)
-                if cur.rowcount == len(rows):
-                    self._careful.discard(table)
-        return result
+        return source.prepare(source.cursor, limit)
 
     # -- status ----------------------------------------------------------------------------
 

@@ -19,6 +19,7 @@ TABLES = [
     "observations",
     "schema_migrations",
     "sink_cursors",
+    "sink_refresh_pending",
     "sink_rejects",
     "snapshots",
 ]
@@ -38,8 +39,8 @@ def test_from_empty_then_reapplied(pg_dsn: str, caplog: pytest.LogCaptureFixture
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         first = apply_migrations(conn)
         assert first.mode is Mode.PLAIN  # Debian's registry has no timescaledb package
-        assert first.applied == [1, 2, 3]
-        assert first.current == 3
+        assert first.applied == [1, 2, 3, 4]
+        assert first.current == 4
         assert _tables(conn, "r") == TABLES
         assert _tables(conn, "v") == VIEWS
         brin = conn.execute(
@@ -53,12 +54,13 @@ def test_from_empty_then_reapplied(pg_dsn: str, caplog: pytest.LogCaptureFixture
             (1, "tables", "plain"),
             (2, "time_layout", "plain"),
             (3, "aggregates", "plain"),
+            (4, "refresh_pending", "plain"),
         ]
 
         again = apply_migrations(conn)
         assert again.applied == []
-        assert again.current == 3
-        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (3,)
+        assert again.current == 4
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (4,)
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
 
@@ -79,7 +81,7 @@ def test_concurrent_boxes_take_turns(pg_dsn: str) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    assert sorted(results) == [[], [], [], [1, 2, 3]]
+    assert sorted(results) == [[], [], [], [1, 2, 3, 4]]
 
 
 def test_failed_migration_leaves_schema_untouched(pg_dsn: str, tmp_path: Path) -> None:
