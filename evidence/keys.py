@@ -32,6 +32,16 @@ def key_id_of(public: Ed25519PublicKey) -> str:
     return hashlib.sha256(_public_raw(public)).hexdigest()[:16]
 
 
+def key_id_of_b64(public_b64: str) -> str:
+    """The fingerprint of a raw Ed25519 public key in base64 (as a manifest's signer names it);
+    ValueError when it is not one."""
+    try:
+        raw = base64.b64decode(public_b64, validate=True)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"not base64: {exc}") from None
+    return key_id_of(Ed25519PublicKey.from_public_bytes(raw))
+
+
 @dataclass(frozen=True)
 class Verifier:
     public_key: Ed25519PublicKey

@@ -14,7 +14,17 @@ Each problem is one `Finding` with a distinct kind:
 | `broken_link` | `prev_manifest_sha256` is not the SHA-256 of the previous link |
 | `seq_gap` / `duplicate_seq` | links missing from, or doubled in, the chain |
 | `head_mismatch` | the last link is not the ledger's recorded head (truncation) |
+| `missing_head` | packages but no recorded head: the ledger itself was removed |
 | `unknown_key` | signed by another key than the one verifying |
+| `key_change` | the signing key changes inside the chain (e.g. a re-signed tail) |
+| `tail_missing` / `tail_rewritten` | the chain does not reach the head the case system |
+|   | acknowledged (`expect_head`), or has another manifest at that sequence number |
+
+A chain cannot prove its own tail: deleting the newest packages together with `.ledger/`
+leaves a shorter chain that is consistent in itself. Only a record held elsewhere (the case
+system's highest acknowledged sequence number and manifest hash, passed as `expect_head`)
+shows it. Without a pinned key, anyone can re-sign a whole chain with their own key; a key that
+changes inside the chain is always reported.
 """
 
 from __future__ import annotations
@@ -28,7 +38,7 @@ from pathlib import Path
 from typing import Any
 
 from evidence.fsutil import sha256_file
-from evidence.keys import Verifier
+from evidence.keys import Verifier, key_id_of_b64
 from evidence.ledger import LEDGER, PRUNED, STAGING, Ledger
 from evidence.package import (
     GENESIS,
@@ -56,6 +66,14 @@ class Report:
     pruned: int = 0
     findings: list[Finding] = field(default_factory=list)
     key_source: str = ""
+    pinned: bool = False
+    """Signatures were checked against a key given from outside, not the manifests' own."""
+    signing_keys: list[str] = field(default_factory=list)
+    """Fingerprints of the keys the manifests name, in chain order of first appearance."""
+    head: dict[str, Any] | None = None
+    """The last link of the chain: seq, manifest SHA-256, case id."""
+    config: str | None = None
+    """The devices.yaml the key came from (set by the CLI); None when none was read."""
 
     @property
     def ok(self) -> bool:
@@ -67,8 +85,16 @@ class Report:
             "packages": self.packages,
             "pruned_links": self.pruned,
             "key": self.key_source,
+            "pinned": self.pinned,
+            "signing_keys": self.signing_keys,
+            "head": self.head,
+            "config": self.config,
             "findings": [asdict(f) for f in self.findings],
         }
+
+    def _saw_key(self, key_id: str | None) -> None:
+        if key_id is not None and key_id not in self.signing_keys:
+            self.signing_keys.append(key_id)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +104,8 @@ class _Link:
     prev: str
     where: str
     case_id: str
+    key_id: str | None
+    """Fingerprint of the key the manifest names (computed from the key itself)."""
 
 
 def verify_package(
@@ -86,6 +114,7 @@ def verify_package(
     """Files, sizes, hashes, signature and place of one package. Returns the manifest too."""
     report = report or Report()
     report.packages += 1
+    report.pinned = verifier is not None
     where = str(path)
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
@@ -99,6 +128,7 @@ def verify_package(
         report.findings.append(Finding("bad_manifest", where, f"unreadable manifest: {exc}"))
         return report, None
     _check_signature(path, data, manifest, verifier, report)
+    report._saw_key(_named_key_id(manifest))
     for rel, entry in sorted(listed.items()):
         file = path / rel
         if not _inside(path, file):
@@ -129,9 +159,18 @@ def verify_package(
     return report, manifest
 
 
-def verify_chain(root: Path, verifier: Verifier | None = None) -> Report:
-    """Every package and pruned link under an evidence root, and the chain through them."""
-    report = Report()
+def verify_chain(
+    root: Path,
+    verifier: Verifier | None = None,
+    *,
+    expect_head: tuple[int, str] | None = None,
+) -> Report:
+    """Every package and pruned link under an evidence root, and the chain through them.
+
+    `expect_head` is (seq, manifest SHA-256) of a link known from outside the box, e.g. the
+    highest one the case system acknowledged: the chain must reach it, with that very manifest.
+    """
+    report = Report(pinned=verifier is not None)
     links: list[_Link] = []
     for path in package_dirs(root):
         _, manifest = verify_package(path, verifier, report=report)
@@ -152,9 +191,26 @@ def verify_chain(root: Path, verifier: Verifier | None = None) -> Report:
                 continue
             _check_signature(entry, data, manifest, verifier, report)
             links.append(_link(entry / MANIFEST, manifest, f"{LEDGER}/{PRUNED}/{entry.name}"))
+    links.sort(key=lambda k: k.seq)
+    report.signing_keys = []
+    for link in links:
+        report._saw_key(link.key_id)
     _check_links(links, report)
+    _check_key_changes(links, report)
     head = Ledger.read_head(root)
     last = max(links, key=lambda k: k.seq) if links else None
+    if last is not None:
+        report.head = {"seq": last.seq, "manifest_sha256": last.sha256, "case_id": last.case_id}
+    if head is None and last is not None:
+        report.findings.append(
+            Finding(
+                "missing_head",
+                str(root / LEDGER / "head.json"),
+                f"no recorded head, yet the chain has {len(links)} link(s) up to seq {last.seq}: "
+                "the ledger was removed, and with it the box's own record of its newest package "
+                "(check the tail against the case system's record: --expect-head SEQ:SHA256)",
+            )
+        )
     if head is not None and (last is None or last.sha256 != head.manifest_sha256):
         report.findings.append(
             Finding(
@@ -164,7 +220,84 @@ def verify_chain(root: Path, verifier: Verifier | None = None) -> Report:
                 + ("nothing" if last is None else f"seq {last.seq} ({last.case_id})"),
             )
         )
+    if expect_head is not None:
+        _check_expected_head(links, expect_head, root, report)
     return report
+
+
+def parse_expected_head(value: str) -> tuple[int, str]:
+    """`SEQ:SHA256` (the manifest's full SHA-256 in hex) as given to `--expect-head`."""
+    seq, sep, sha = value.strip().partition(":")
+    sha = sha.strip().lower()
+    if not sep or not seq.strip().isdigit() or int(seq) < 1:
+        raise ValueError(f"{value!r}: expected SEQ:SHA256, e.g. 42:{'ab' * 32}")
+    if len(sha) != 64 or any(c not in "0123456789abcdef" for c in sha):
+        raise ValueError(f"{value!r}: the SHA-256 must be 64 hex digits (got {len(sha)})")
+    return int(seq), sha
+
+
+def _check_expected_head(
+    links: list[_Link], expect: tuple[int, str], root: Path, report: Report
+) -> None:
+    seq, sha = expect
+    at_seq = [k for k in links if k.seq == seq]
+    if any(k.sha256 == sha for k in at_seq):
+        return
+    if not at_seq:
+        last = links[-1].seq if links else 0
+        report.findings.append(
+            Finding(
+                "tail_missing",
+                str(root),
+                f"the case system acknowledged seq {seq} (manifest {sha[:16]}…); "
+                + (
+                    f"the chain ends at seq {last}: its tail was removed"
+                    if last < seq
+                    else f"the chain has no link {seq}"
+                ),
+            )
+        )
+        return
+    link = at_seq[0]
+    report.findings.append(
+        Finding(
+            "tail_rewritten",
+            link.where,
+            f"seq {seq} is manifest {link.sha256[:16]}… ({link.case_id}); the case system "
+            f"acknowledged manifest {sha[:16]}… at seq {seq}: the chain was rewritten",
+        )
+    )
+
+
+def _check_key_changes(links: list[_Link], report: Report) -> None:
+    """A chain is signed by one box key: report every link where the named key changes."""
+    previous: _Link | None = None
+    for link in links:
+        if link.key_id is None:
+            continue
+        if previous is not None and link.key_id != previous.key_id:
+            report.findings.append(
+                Finding(
+                    "key_change",
+                    link.where,
+                    f"seq {link.seq} is signed by key {link.key_id}, seq {previous.seq} "
+                    f"({previous.where}) by key {previous.key_id}: the signing key changes "
+                    "inside the chain",
+                )
+            )
+        previous = link
+
+
+def _named_key_id(manifest: dict[str, Any]) -> str | None:
+    """Fingerprint of the key a manifest names: computed from the key, not the claimed id."""
+    signer = manifest.get("signer")
+    if not isinstance(signer, dict):
+        return None
+    try:
+        return key_id_of_b64(signer["public_key"])
+    except (KeyError, TypeError, ValueError):
+        key_id = signer.get("key_id")
+        return None if key_id is None else str(key_id)
 
 
 def _link(path: Path, manifest: dict[str, Any], where: str) -> _Link:
@@ -174,6 +307,7 @@ def _link(path: Path, manifest: dict[str, Any], where: str) -> _Link:
         prev=str(manifest.get("prev_manifest_sha256")),
         where=where,
         case_id=str(manifest.get("case_id")),
+        key_id=_named_key_id(manifest),
     )
 
 
@@ -280,4 +414,6 @@ def _inside(root: Path, path: Path) -> bool:
 
 
 def is_evidence_root(path: Path) -> bool:
-    return (path / LEDGER).is_dir() or (path / STAGING).is_dir()
+    """A box's evidence root: its ledger, its staging folder, or date folders of packages
+    (a root whose `.ledger/` was removed is still one, and is checked as a chain)."""
+    return (path / LEDGER).is_dir() or (path / STAGING).is_dir() or bool(package_dirs(path))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from dataclasses import dataclass
 from pathlib import Path
 
 import click
@@ -12,7 +13,13 @@ from evidence.cases import CaseStore, UnknownCase
 from evidence.keys import KeyFileError, Verifier
 from evidence.package import MANIFEST
 from evidence.settings import evidence_paths
-from evidence.verify import Report, is_evidence_root, verify_chain, verify_package
+from evidence.verify import (
+    Report,
+    is_evidence_root,
+    parse_expected_head,
+    verify_chain,
+    verify_package,
+)
 from streetwatch.cliconfig import CONFIG_OPTION, load_or_fail
 
 
@@ -26,19 +33,56 @@ def evidence() -> None:
 @click.option(
     "--public-key",
     type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="The box's public key (PEM). Default: the key named in devices.yaml, if it exists.",
+    help="The box's public key (PEM) to pin the chain to. Default: the key named in the "
+    "devices.yaml of -c, when that file exists.",
 )
 @CONFIG_OPTION
+@click.option(
+    "--expect-head",
+    metavar="SEQ:SHA256",
+    help="A link known from outside the box, e.g. the highest sequence number and manifest "
+    "SHA-256 the case system acknowledged: fail unless the chain reaches it with that manifest "
+    "(a chain cannot prove its own tail).",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
-def verify(path: Path, public_key: Path | None, config_path: Path, as_json: bool) -> None:
-    """Check a package folder, or an evidence root (every package and the hash chain)."""
-    verifier, source = _verifier(public_key, config_path)
+def verify(
+    path: Path,
+    public_key: Path | None,
+    config_path: Path,
+    expect_head: str | None,
+    as_json: bool,
+) -> None:
+    """Check a package folder, or an evidence root (every package and the hash chain).
+
+    The chain is pinned to the box's public key: --public-key, else the evidence key of the
+    devices.yaml named by -c (./devices.yaml by default, used only when it exists). The report
+    says which config and key it used; without one it warns that the key is not pinned. A
+    signing key that changes inside the chain always fails.
+    """
+    source = click.get_current_context().get_parameter_source("config_path")
+    explicit = source is not click.core.ParameterSource.DEFAULT
+    expected = None
+    if expect_head is not None:
+        try:
+            expected = parse_expected_head(expect_head)
+        except ValueError as exc:
+            raise click.BadParameter(str(exc), param_hint="--expect-head") from None
+    pin = _verifier(public_key, config_path, explicit=explicit)
     if (path / MANIFEST).exists() or not is_evidence_root(path):
-        report, _ = verify_package(path, verifier)
+        if expected is not None:
+            raise click.ClickException(
+                f"{path}: --expect-head needs an evidence root (a chain), not one package"
+            )
+        report, _ = verify_package(path, pin.verifier)
     else:
-        report = verify_chain(path, verifier)
-    report.key_source = report.key_source or source
-    _print(report, path, as_json)
+        report = verify_chain(path, pin.verifier, expect_head=expected)
+    report.key_source = pin.source
+    if pin.verifier is None and report.signing_keys:
+        report.key_source += ": " + ", ".join(report.signing_keys)
+    report.config = pin.config
+    if pin.verifier is None:
+        _warn_unpinned(report, pin)
+    _print(report, path, as_json, pin)
     if not report.ok:
         raise click.ClickException(
             f"{path}: {len(report.findings)} finding(s): "
@@ -46,29 +90,69 @@ def verify(path: Path, public_key: Path | None, config_path: Path, as_json: bool
         )
 
 
-def _verifier(public_key: Path | None, config_path: Path) -> tuple[Verifier | None, str]:
+@dataclass(frozen=True, slots=True)
+class _Pin:
+    verifier: Verifier | None
+    source: str
+    """Where the key came from, or why there is none."""
+    config: str | None
+    """The devices.yaml that was read, if any."""
+    config_note: str
+    """What the report says about the config: its path, or that none was used and why."""
+
+
+def _verifier(public_key: Path | None, config_path: Path, *, explicit: bool) -> _Pin:
+    """The key to pin the chain to: --public-key, else the one -c (or ./devices.yaml) names.
+    A config named with -c must exist and name an existing key; the default may be absent."""
     try:
         if public_key is not None:
-            return Verifier.from_pem(public_key), str(public_key)
-        if config_path.exists():
-            pub = evidence_paths(load_or_fail(config_path)).public_key
-            if pub.exists():
-                return Verifier.from_pem(pub), str(pub)
+            note = "not read (--public-key given)"
+            return _Pin(Verifier.from_pem(public_key), f"{public_key} (--public-key)", None, note)
+        if not config_path.exists():
+            if explicit:
+                raise click.ClickException(f"{config_path}: no such file (-c)")
+            note = f"none ({config_path} not found in {Path.cwd()})"
+            return _Pin(None, "the key named in each manifest (not pinned)", None, note)
+        pub = evidence_paths(load_or_fail(config_path)).public_key
+        if not pub.exists():
+            if explicit:
+                raise click.ClickException(
+                    f"{config_path}: its evidence key's public half {pub} does not exist; "
+                    "pass the box's public key with --public-key"
+                )
+            note = f"{config_path} (its public key {pub} does not exist)"
+            unpinned = "the key named in each manifest (not pinned)"
+            return _Pin(None, unpinned, str(config_path), note)
+        return _Pin(Verifier.from_pem(pub), f"{pub} (from {config_path})", str(config_path), "")
     except KeyFileError as exc:
         raise click.ClickException(str(exc)) from None
-    return None, "the key named in each manifest (not pinned: pass --public-key)"
 
 
-def _print(report: Report, path: Path, as_json: bool) -> None:
+def _warn_unpinned(report: Report, pin: _Pin) -> None:
+    keys = ", ".join(report.signing_keys) or "none"
+    click.echo(
+        f"warning: not pinned: the chain's signing key ({keys}) was not checked against the "
+        f"box's key, only against the key each manifest names; anyone can re-sign a whole "
+        f"chain with a key of their own (config: {pin.config_note}). Pin it: --public-key "
+        "<evidence key>.pub (e.g. var/keys/box_ed25519.pem.pub), or -c devices.yaml",
+        err=True,
+    )
+
+
+def _print(report: Report, path: Path, as_json: bool, pin: _Pin) -> None:
     if as_json:
         click.echo(json.dumps(report.to_dict(), ensure_ascii=False))
         return
     for finding in report.findings:
         click.echo(str(finding))
     state = "ok" if report.ok else "FAILED"
+    head = ""
+    if report.head is not None:
+        head = f"; head: seq {report.head['seq']} {report.head['manifest_sha256']}"
     click.echo(
         f"{path}: {state} — {report.packages} package(s), {report.pruned} pruned link(s), "
-        f"{len(report.findings)} finding(s); key: {report.key_source}",
+        f"{len(report.findings)} finding(s); key: {report.key_source}; "
+        f"config: {pin.config_note or pin.config}{head}",
         err=not report.ok,
     )
 
