@@ -64,7 +64,7 @@ def _show(value: timedelta | None) -> str:
     if value is None:
         return "none"
     if value % timedelta(days=1) == timedelta(0):
-        return f"{value.days} days"
+        return f"{value.days} day{'' if value.days == 1 else 's'}"
     return f"{value / timedelta(hours=1):g} hours"
 
 
