@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import click
 import psycopg
@@ -12,13 +11,18 @@ import psycopg
 from ingest.config import SiteConfig, Timeseries
 from ingest.yamlsource import ConfigError
 from streetwatch.cliconfig import CONFIG_OPTION, load_or_fail
-from streetwatch.sink.migrate import apply_migrations
+from streetwatch.sink.migrate import Mode, apply_migrations
 from streetwatch.sink.policies import HYPERTABLES, apply_policies
 from streetwatch.sink.sink import TimeseriesSink
 
 
-def _settings(config: SiteConfig) -> tuple[Timeseries, str]:
-    settings = config.timeseries or Timeseries()
+def _settings(config: SiteConfig, config_path: Path) -> tuple[Timeseries, str]:
+    settings = config.timeseries
+    if settings is None:
+        raise click.ClickException(
+            f"{config_path} has no timeseries: section, so there is no sink to migrate or "
+            "report on (see docs/timeseries.md)"
+        )
     try:
         return settings, settings.resolve_dsn()
     except ConfigError as exc:
@@ -40,6 +44,21 @@ def default_case_store(config: SiteConfig) -> Path | None:
         return None
 
 
+ROW_ESTIMATE = {
+    # a hypertable's own pg_class row stays empty: its rows are in the chunks
+    Mode.TIMESCALE: "SELECT approximate_row_count(%s::regclass)",
+    Mode.PLAIN: "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = %s::regclass",
+}
+
+
+def row_estimates(conn: psycopg.Connection, mode: Mode) -> dict[str, int]:
+    """Rows per table from the statistics (no count(*) over a year of data)."""
+    return {
+        table: int(conn.execute(ROW_ESTIMATE[mode], (table,)).fetchone()[0] or 0)  # type: ignore[index]
+        for table in HYPERTABLES
+    }
+
+
 @click.group()
 def sink() -> None:
     """Time series in PostgreSQL/TimescaleDB: schema and shipping status."""
@@ -51,7 +70,7 @@ def sink() -> None:
 def migrate(config_path: Path, as_json: bool) -> None:
     """Create or update the schema (idempotent) and set the chunk/compression/retention policies."""
     config = load_or_fail(config_path)
-    settings, dsn = _settings(config)
+    settings, dsn = _settings(config, config_path)
     try:
         with psycopg.connect(dsn, autocommit=True, connect_timeout=10) as conn:
             result = apply_migrations(conn)
@@ -81,7 +100,7 @@ def migrate(config_path: Path, as_json: bool) -> None:
 def status(config_path: Path, cases_path: Path | None, as_json: bool) -> None:
     """Where the sink stands: cursors against the journal, backlog, rows, rejects."""
     config = load_or_fail(config_path)
-    settings, dsn = _settings(config)
+    settings, dsn = _settings(config, config_path)
     assert config.storage.journal is not None
     shipper = TimeseriesSink(
         config,
@@ -92,13 +111,7 @@ def status(config_path: Path, cases_path: Path | None, as_json: bool) -> None:
     )
     try:
         conn = shipper.connect()
-        rows: dict[str, Any] = {
-            table: conn.execute(
-                "SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = %s::regclass",
-                (table,),
-            ).fetchone()[0]  # type: ignore[index]
-            for table in HYPERTABLES
-        }
+        rows = row_estimates(conn, shipper.mode or Mode.PLAIN)
         rejects = dict(
             conn.execute(
                 "SELECT reason, count(*) FROM sink_rejects WHERE origin = %s GROUP BY reason",

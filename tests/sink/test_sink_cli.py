@@ -62,3 +62,29 @@ def test_unset_dsn_and_unreachable_database(tmp_path: Path) -> None:
     )
     assert down.exit_code == 1
     assert "Error: database: connection failed" in down.output
+
+
+def test_no_timeseries_section_says_so(tmp_path: Path) -> None:
+    """Issue 13, 2.11: not a complaint about an unset DSN variable."""
+    config = tmp_path / "devices.yaml"
+    config.write_text(
+        yaml.safe_dump(
+            {
+                "site": {"id": "no-sink"},
+                "storage": {"root": str(tmp_path / "var")},
+                "devices": [{"id": "gps-1", "kind": "gps"}],
+            }
+        )
+    )
+    runner = CliRunner()
+    for command in ("status", "migrate"):
+        result = runner.invoke(
+            cli, ["sink", command, "-c", str(config)], env={"STREETWATCH_PG_DSN": ""}
+        )
+        assert result.exit_code == 1
+        lines = result.output.strip().splitlines()
+        assert lines == [
+            f"Error: {config} has no timeseries: section, so there is no sink to migrate or "
+            "report on (see docs/timeseries.md)"
+        ]
+        assert "STREETWATCH_PG_DSN" not in result.output
