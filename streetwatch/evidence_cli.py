@@ -94,11 +94,14 @@ def verify(
 class _Pin:
     verifier: Verifier | None
     source: str
-    """Where the key came from, or why there is none."""
+    """Where the key came from, or that there is none."""
     config: str | None
     """The devices.yaml that was read, if any."""
-    config_note: str
-    """What the report says about the config: its path, or that none was used and why."""
+    why: str = ""
+    """Why no config, or no key from it, was used."""
+
+
+_UNPINNED = "the key named in each manifest (not pinned)"
 
 
 def _verifier(public_key: Path | None, config_path: Path, *, explicit: bool) -> _Pin:
@@ -106,13 +109,12 @@ def _verifier(public_key: Path | None, config_path: Path, *, explicit: bool) -> 
     A config named with -c must exist and name an existing key; the default may be absent."""
     try:
         if public_key is not None:
-            note = "not read (--public-key given)"
-            return _Pin(Verifier.from_pem(public_key), f"{public_key} (--public-key)", None, note)
+            why = "--public-key given"
+            return _Pin(Verifier.from_pem(public_key), f"{public_key} (--public-key)", None, why)
         if not config_path.exists():
             if explicit:
                 raise click.ClickException(f"{config_path}: no such file (-c)")
-            note = f"none ({config_path} not found in {Path.cwd()})"
-            return _Pin(None, "the key named in each manifest (not pinned)", None, note)
+            return _Pin(None, _UNPINNED, None, f"{config_path} not found in {Path.cwd()}")
         pub = evidence_paths(load_or_fail(config_path)).public_key
         if not pub.exists():
             if explicit:
@@ -120,10 +122,9 @@ def _verifier(public_key: Path | None, config_path: Path, *, explicit: bool) -> 
                     f"{config_path}: its evidence key's public half {pub} does not exist; "
                     "pass the box's public key with --public-key"
                 )
-            note = f"{config_path} (its public key {pub} does not exist)"
-            unpinned = "the key named in each manifest (not pinned)"
-            return _Pin(None, unpinned, str(config_path), note)
-        return _Pin(Verifier.from_pem(pub), f"{pub} (from {config_path})", str(config_path), "")
+            why = f"the public key {pub} that {config_path} names does not exist"
+            return _Pin(None, _UNPINNED, str(config_path), why)
+        return _Pin(Verifier.from_pem(pub), str(pub), str(config_path))
     except KeyFileError as exc:
         raise click.ClickException(str(exc)) from None
 
@@ -132,9 +133,9 @@ def _warn_unpinned(report: Report, pin: _Pin) -> None:
     keys = ", ".join(report.signing_keys) or "none"
     click.echo(
         f"warning: not pinned: the chain's signing key ({keys}) was not checked against the "
-        f"box's key, only against the key each manifest names; anyone can re-sign a whole "
-        f"chain with a key of their own (config: {pin.config_note}). Pin it: --public-key "
-        "<evidence key>.pub (e.g. var/keys/box_ed25519.pem.pub), or -c devices.yaml",
+        f"box's key ({pin.why}), only against the key each manifest names, and anyone can "
+        "re-sign a whole chain with a key of their own. Pin it: --public-key "
+        "<the box's evidence key>.pub (e.g. var/keys/box_ed25519.pem.pub), or -c devices.yaml",
         err=True,
     )
 
@@ -149,10 +150,10 @@ def _print(report: Report, path: Path, as_json: bool, pin: _Pin) -> None:
     head = ""
     if report.head is not None:
         head = f"; head: seq {report.head['seq']} {report.head['manifest_sha256']}"
+    config = pin.config if pin.config and not pin.why else f"{pin.config or 'none'} ({pin.why})"
     click.echo(
         f"{path}: {state} — {report.packages} package(s), {report.pruned} pruned link(s), "
-        f"{len(report.findings)} finding(s); key: {report.key_source}; "
-        f"config: {pin.config_note or pin.config}{head}",
+        f"{len(report.findings)} finding(s); key: {report.key_source}; config: {config}{head}",
         err=not report.ok,
     )
 
