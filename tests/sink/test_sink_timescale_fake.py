@@ -298,3 +298,17 @@ def test_plain_mode_records_no_refresh(pg_dsn: str, journal_path: Path) -> None:
         assert conn.execute("SELECT count(*) FROM sink_refresh_pending").fetchone() == (0,)
         estimates = row_estimates(conn, Mode.PLAIN)
         assert set(estimates) == set(HYPERTABLES)
+
+
+def test_the_probe_connection_reaches_the_same_database(pg_dsn: str) -> None:
+    """`apply_migrations(conn)` without `connect` tries the extension on a connection made
+    from `conn`'s own parameters."""
+    with psycopg.connect(pg_dsn, autocommit=True, application_name="box-17") as conn:
+        probe = migrate.same_server(conn)()
+        try:
+            same = "SELECT current_database(), current_user, inet_server_port()"
+            assert probe.execute(same).fetchone() == conn.execute(same).fetchone()
+            assert probe.info.backend_pid != conn.info.backend_pid
+            assert probe.autocommit
+        finally:
+            probe.close()
