@@ -8,6 +8,8 @@ Config errors must name file, line and field, so the loader keeps a map from eac
 from __future__ import annotations
 
 import difflib
+import os
+import stat
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -99,14 +101,72 @@ class _Walker:
 
 def load_yaml(path: str | Path) -> YamlDocument:
     path = Path(path)
-    source = str(path)
+    return parse_yaml(read_config_bytes(path), str(path))
+
+
+_FILE_TYPES = (
+    (stat.S_ISDIR, "a directory"),
+    (stat.S_ISFIFO, "a FIFO (named pipe)"),
+    (stat.S_ISCHR, "a character device"),
+    (stat.S_ISBLK, "a block device"),
+    (stat.S_ISSOCK, "a socket"),
+)
+
+
+def file_type(mode: int) -> str:
+    """What a non-regular file is, in words: `a directory`, `a FIFO (named pipe)`, ..."""
+    return next((name for test, name in _FILE_TYPES if test(mode)), "not a regular file")
+
+
+def not_regular(path: str | Path) -> str | None:
+    """Why `path` (symlinks followed) cannot be read as a config file, without opening it:
+    None for a regular file, else e.g. `it is a FIFO (named pipe), not a regular file`."""
     try:
-        raw = path.read_bytes()
+        mode = os.stat(path).st_mode
     except OSError as exc:
-        raise ConfigError([f"{source}: cannot read: {exc.strerror}"]) from None
-    if len(raw) > MAX_FILE_BYTES:
-        raise ConfigError([f"{source}: file is {len(raw)} bytes, over the {MAX_FILE_BYTES} limit"])
-    return parse_yaml(raw, source)
+        return str(exc.strerror or exc)
+    return None if stat.S_ISREG(mode) else f"it is {file_type(mode)}, not a regular file"
+
+
+def read_config_bytes(path: str | Path, limit: int = MAX_FILE_BYTES) -> bytes:
+    """The bytes of a config or rule file, never more than `limit`.
+
+    Only a regular file is opened (symlinks followed): a FIFO would block the reader forever and
+    /dev/zero never ends. The type is checked before opening and again on the open descriptor
+    (opened non-blocking), so a file swapped for a FIFO in between cannot block either; at most
+    `limit + 1` bytes are read whatever the file claims its size is.
+    """
+    source = str(path)
+    why = not_regular(path)
+    if why is not None:
+        raise ConfigError([f"{source}: cannot read: {why}"])
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_NOCTTY", 0)
+    try:
+        fd = os.open(path, flags | getattr(os, "O_CLOEXEC", 0))
+    except OSError as exc:
+        raise ConfigError([f"{source}: cannot read: {exc.strerror or exc}"]) from None
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            why = f"it is {file_type(info.st_mode)}, not a regular file"
+            raise ConfigError([f"{source}: cannot read: {why}"])
+        if info.st_size > limit:
+            raise ConfigError([f"{source}: file is {info.st_size} bytes, over the {limit} limit"])
+        chunks: list[bytes] = []
+        size = 0
+        while size <= limit:
+            chunk = os.read(fd, limit + 1 - size)
+            if not chunk:
+                break
+            chunks.append(chunk)
+            size += len(chunk)
+    except OSError as exc:
+        raise ConfigError([f"{source}: cannot read: {exc.strerror or exc}"]) from None
+    finally:
+        os.close(fd)
+    if size > limit:
+        raise ConfigError([f"{source}: file is more than {limit} bytes, over the limit"])
+    return b"".join(chunks)
 
 
 def parse_yaml(raw: bytes | str, source: str) -> YamlDocument:

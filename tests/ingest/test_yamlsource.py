@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import itertools
+import os
 import re
+import socket
 import time
 import tracemalloc
 from pathlib import Path
@@ -19,6 +21,7 @@ from ingest.yamlsource import (
     format_loc,
     load_yaml,
     parse_yaml,
+    read_config_bytes,
     validate,
 )
 
@@ -338,6 +341,67 @@ def test_missing_file_and_directory_are_config_errors(tmp_path: Path) -> None:
     assert problems_of(missing) == [f"{missing}: cannot read: No such file or directory"]
     [problem] = problems_of(tmp_path)
     assert problem.startswith(f"{tmp_path}: cannot read: ")
+
+
+def test_directory_says_it_is_a_directory(tmp_path: Path) -> None:
+    assert problems_of(tmp_path) == [
+        f"{tmp_path}: cannot read: it is a directory, not a regular file"
+    ]
+
+
+def test_symlink_to_dev_zero_is_refused_without_reading_it(tmp_path: Path) -> None:
+    # it used to read /dev/zero "to the end" before the size check: 24 GB, then the OOM killer
+    path = tmp_path / "rules.yaml"
+    path.symlink_to("/dev/zero")
+    tracemalloc.start()
+    started = time.monotonic()
+    try:
+        problems = problems_of(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert problems == [f"{path}: cannot read: it is a character device, not a regular file"]
+    assert time.monotonic() - started < 2
+    assert peak < 1_000_000
+
+
+@pytest.mark.timeout(20)
+def test_fifo_is_refused_without_opening_it(tmp_path: Path) -> None:
+    # opening a FIFO for reading blocks until a writer comes: check and reload hung for ever
+    path = tmp_path / "rules.yaml"
+    os.mkfifo(path)
+    assert problems_of(path) == [
+        f"{path}: cannot read: it is a FIFO (named pipe), not a regular file"
+    ]
+
+
+@pytest.mark.timeout(20)
+def test_a_file_swapped_for_a_fifo_after_the_type_check_does_not_block(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # the race between stat and open: opened non-blocking, then the descriptor is checked
+    path = tmp_path / "rules.yaml"
+    os.mkfifo(path)
+    monkeypatch.setattr("ingest.yamlsource.not_regular", lambda p: None)
+    assert problems_of(path) == [
+        f"{path}: cannot read: it is a FIFO (named pipe), not a regular file"
+    ]
+
+
+def test_socket_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "s.yaml"
+    with socket.socket(socket.AF_UNIX) as server:
+        server.bind(str(path))
+        assert problems_of(path) == [f"{path}: cannot read: it is a socket, not a regular file"]
+
+
+def test_no_more_than_the_limit_is_read_whatever_the_size_says() -> None:
+    # /proc files are regular files of size 0 with content: the read itself stops at limit + 1
+    assert Path("/proc/self/status").stat().st_size == 0
+    with pytest.raises(ConfigError) as info:
+        read_config_bytes("/proc/self/status", limit=100)
+    assert info.value.problems == ["/proc/self/status: file is more than 100 bytes, over the limit"]
+    assert read_config_bytes("/proc/self/status").startswith(b"Name:")
 
 
 def test_parse_yaml_accepts_text_and_bytes() -> None:
