@@ -91,7 +91,9 @@ def main(argv: list[str] | None = None) -> int:
             target=lambda: [
                 print(
                     f"[{time.monotonic() - started:4.0f} s] "
-                    + status_line(pipeline.stage_counters(), last, 2.0),
+                    + status_line(
+                        pipeline.stage_counters(), last, 2.0, bool(pipeline.feed.targets)
+                    ),
                     flush=True,
                 )
                 for _ in iter(lambda: stop.wait(2.0), True)

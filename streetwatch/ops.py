@@ -58,6 +58,10 @@ def _safe(name: str) -> str:
     return "".join(c if c.isalnum() else "_" for c in name)
 
 
+class OpsPortError(OSError):
+    """The ops endpoint cannot listen where it was asked to (port taken, address not ours)."""
+
+
 class OpsServer:
     def __init__(
         self,
@@ -91,7 +95,11 @@ class OpsServer:
             def log_message(self, format: str, *args: object) -> None:
                 return
 
-        self._server = ThreadingHTTPServer((host, port), Handler)
+        try:
+            self._server = ThreadingHTTPServer((host, port), Handler)
+        except OSError as exc:
+            where = f"ops endpoint (/metrics, /healthz) on {host}:{port}"
+            raise OpsPortError(f"{where}: {exc.strerror or exc}") from None
         self._thread = threading.Thread(
             target=self._server.serve_forever, name="sw-ops", daemon=True
         )

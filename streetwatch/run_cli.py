@@ -10,6 +10,7 @@ from pathlib import Path
 
 import click
 
+from ingest.config import VIDEO_PUSH, DeviceKind, SiteConfig
 from ingest.yamlsource import ConfigError
 from streetwatch.cliconfig import CONFIG_OPTION, load_or_fail
 from streetwatch.localbroker import Mosquitto
@@ -17,7 +18,14 @@ from streetwatch.pipeline import CATALOG, Pipeline, PipelineOptions
 from streetwatch.rules_cli import load_rules_or_fail
 
 
-def status_line(stages: dict[str, dict[str, float]], last: dict[str, float], every: float) -> str:
+def status_line(
+    stages: dict[str, dict[str, float]],
+    last: dict[str, float],
+    every: float,
+    feed: bool = True,
+) -> str:
+    """One status line. `feed`: whether a case feed is configured; without one the line says
+    `feed off` rather than a `delivered 0` that reads like a feed that is failing."""
     ingest, cameras, pipeline = stages["ingest"], stages["cameras"], stages["pipeline"]
     messages = ingest.get("messages_committed", 0)
     frames = cameras.get("frames", 0)
@@ -28,9 +36,44 @@ def status_line(stages: dict[str, dict[str, float]], last: dict[str, float], eve
     return (
         f"messages/s {rate:.0f} · frames/s {fps:.1f} · observations "
         f"{pipeline.get('observations', 0)} · cases opened {pipeline.get('cases_opened', 0)} · "
-        f"packages {pipeline.get('packages', 0)} · delivered {delivered}"
-        f" · dead letters {ingest.get('dead_letters', 0)}"
+        f"packages {pipeline.get('packages', 0)} · "
+        + (f"delivered {delivered}" if feed else "feed off")
+        + f" · dead letters {ingest.get('dead_letters', 0)}"
     )
+
+
+def camera_problems(config: SiteConfig) -> list[str]:
+    """Files the cameras `run` would open that are not there, one line each naming the device
+    and the path: a missing model would otherwise end `run` in a traceback from deep inside the
+    detector, and a missing video file in a source that retries it forever."""
+    problems = []
+    for device in config.devices:
+        video = device.kind in (DeviceKind.CAMERA, DeviceKind.DRONE)
+        if not video or device.detect is None or not config.broker.owns(device.id):
+            continue
+        weights = Path(device.detect.weights)
+        if not weights.exists():
+            problems.append(f"{device.id}: YOLO weights not found: {weights}")
+        stream = device.stream
+        if stream and stream not in VIDEO_PUSH and ("://" not in stream or "file://" in stream):
+            video_file = Path(stream.removeprefix("file://"))
+            if not video_file.is_file():
+                what = "not a regular file" if video_file.exists() else "not found"
+                problems.append(f"{device.id}: video file {what}: {video_file}")
+    return problems
+
+
+def _one_line(exc: BaseException) -> str:
+    return " ".join(str(exc).split()) or type(exc).__name__
+
+
+def _fail(problems: list[str]) -> click.ClickException:
+    """Each problem on its own line, then the one-line `Error:` (the problem itself if one)."""
+    if len(problems) == 1:
+        return click.ClickException(problems[0])
+    for problem in problems:
+        click.echo(problem, err=True)
+    return click.ClickException(f"{len(problems)} problem(s), see above")
 
 
 @click.command()
@@ -53,8 +96,19 @@ def status_line(stages: dict[str, dict[str, float]], last: dict[str, float], eve
 @click.option("--no-cameras", is_flag=True, help="Sensors only: do not open the video streams.")
 @click.option("--loop-video", is_flag=True, help="Play video files over and over.")
 @click.option("--duration", type=float, default=None, help="Stop after this many seconds.")
-@click.option("--status-every", type=float, default=5.0, show_default=True)
-@click.option("--metrics-port", type=int, default=None, help="Serve /metrics and /healthz here.")
+@click.option(
+    "--status-every",
+    type=click.FloatRange(min=0, min_open=True),
+    default=5.0,
+    show_default=True,
+    help="Seconds between status lines on stderr (rates, cases, packages, dead letters).",
+)
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65535),
+    default=None,
+    help="Serve /metrics and /healthz here.",
+)
 @click.option(
     "--whip-port",
     type=int,
@@ -91,6 +145,9 @@ def run(
             update={"broker": config.broker.model_copy(update={"url": broker_url})}
         )
     rules = load_rules_or_fail(rules_dir, config)
+    problems = [] if no_cameras else camera_problems(config)
+    if problems:
+        raise _fail(problems)
     embedded = None
     if config.broker.embedded:
         from streetwatch.embedded import EmbeddedBrokerError, start_embedded_broker
@@ -117,30 +174,40 @@ def run(
     except KeyFileError as exc:
         _stop(embedded)
         raise click.ClickException(str(exc)) from None
+    except (OSError, ValueError, RuntimeError) as exc:  # a model or file the pipeline needs
+        _stop(embedded)
+        raise click.ClickException(f"could not start: {_one_line(exc)}") from None
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     ops = None
     if metrics_port is not None:
-        from streetwatch.ops import OpsServer
+        from streetwatch.ops import OpsPortError, OpsServer
 
         # serving before the pipeline starts: /healthz tells a slow start from a dead one, and
         # /metrics is up by the time the log says "running:"
-        ops = OpsServer(
-            pipeline.stage_counters, pipeline.health, host=http_host, port=metrics_port
-        ).start()
+        try:
+            ops = OpsServer(
+                pipeline.stage_counters, pipeline.health, host=http_host, port=metrics_port
+            ).start()
+        except OpsPortError as exc:
+            _stop(embedded)
+            raise click.ClickException(f"{exc}; choose another --metrics-port") from None
     try:
         pipeline.start(wait_s=15)
-    except (BrokerRefused, ConfigError) as exc:
+    except (BrokerRefused, ConfigError, OSError) as exc:  # OSError: e.g. the WHIP port taken
         pipeline.stop(timeout_s=1)
         _stop(embedded)
         if ops is not None:
             ops.stop()
-        raise click.ClickException(str(exc)) from None
+        raise click.ClickException(_one_line(exc)) from None
     started = time.monotonic()
     last: dict[str, float] = {}
     while not stop.wait(status_every):
-        click.echo(status_line(pipeline.stage_counters(), last, status_every), err=True)
+        line = status_line(
+            pipeline.stage_counters(), last, status_every, bool(pipeline.feed.targets)
+        )
+        click.echo(line, err=True)
         if duration is not None and time.monotonic() - started >= duration:
             break
     pipeline.stop()

@@ -306,7 +306,13 @@ def _on_sigint(stop: threading.Event) -> Callable[[], None]:
     show_default=True,
     help="Simulated seconds per wall-clock second.",
 )
-@click.option("--seed", type=int, default=1, show_default=True)
+@click.option(
+    "--seed",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Random seed of the scenario: the same seed, config and duration give the same messages.",
+)
 @click.option("--faults/--no-faults", default=False, help="Mix in deliberately bad messages.")
 @click.option("--dry-run", is_flag=True, help="Print `at_s topic bytes` lines instead.")
 def simulate(

@@ -196,6 +196,9 @@ def test_embedded_broker_runs_the_site_with_no_server(tmp_path: Path) -> None:
     assert summary["ingest"]["messages_committed"] == len(messages)
     assert "fire-lane-occupied" in {rule for _, rule, _ in cases_of(var)}
     assert (var / "broker" / "mosquitto.db").exists()
+    # no case feed configured: the status line says so instead of "delivered 0"
+    status = [line for line in run.log_text().splitlines() if line.startswith("messages/s")]
+    assert status and all("feed off" in line and "delivered" not in line for line in status)
     result = verify(config, var / "evidence")
     assert result.returncode == 0, result.stdout + result.stderr
 
