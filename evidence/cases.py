@@ -68,7 +68,10 @@ CREATE TABLE IF NOT EXISTS cases (
     package         TEXT,
     manifest_sha256 TEXT,
     updated_at      REAL NOT NULL,
-    violation       TEXT NOT NULL
+    violation       TEXT NOT NULL,
+    chain_seq       INTEGER,
+    acked_at        REAL,
+    ack_ref         TEXT
 );
 CREATE INDEX IF NOT EXISTS cases_state ON cases (state);
 CREATE TABLE IF NOT EXISTS case_events (
@@ -80,6 +83,17 @@ CREATE TABLE IF NOT EXISTS case_events (
 );
 CREATE INDEX IF NOT EXISTS case_events_case ON case_events (case_id);
 """
+
+MIGRATIONS = (
+    ("chain_seq", "INTEGER"),
+    ("acked_at", "REAL"),
+    ("ack_ref", "TEXT"),
+)
+"""Columns added to `cases` since its first release: added to an older database on open.
+`chain_seq` is the package's sequence number in the box's hash chain, `acked_at` when the case
+system acknowledged the case, `ack_ref` its own id for it (or what it echoed), when it gave one."""
+
+ACK_COLUMNS = frozenset({"chain_seq", "acked_at", "ack_ref"})
 
 
 class IllegalTransition(ValueError):
@@ -104,6 +118,9 @@ class Case:
     package: str | None
     manifest_sha256: str | None
     updated_at: datetime
+    chain_seq: int | None = None
+    acked_at: datetime | None = None
+    ack_ref: str | None = None
 
     @property
     def is_open(self) -> bool:
@@ -126,6 +143,9 @@ class Case:
             "package": self.package,
             "manifest_sha256": self.manifest_sha256,
             "updated_at": iso(self.updated_at),
+            "chain_seq": self.chain_seq,
+            "acked_at": iso(self.acked_at),
+            "ack_ref": self.ack_ref,
         }
 
 
@@ -149,6 +169,10 @@ class CaseEvent:
 
 _COLUMNS = (
     "case_id, violation_id, state, rule_id, category, site_id, opened_at, deadline,"
+    " escalated_at, package, manifest_sha256, updated_at, chain_seq, acked_at, ack_ref"
+)
+_INSERTED = (
+    "case_id, violation_id, state, rule_id, category, site_id, opened_at, deadline,"
     " escalated_at, package, manifest_sha256, updated_at"
 )
 
@@ -171,6 +195,9 @@ def _case(row: tuple) -> Case:
         row[9],
         row[10],
         _ts(row[11]),  # type: ignore[arg-type]
+        row[12],
+        _ts(row[13]),
+        row[14],
     )
 
 
@@ -186,6 +213,21 @@ class CaseStore:
         self.db.execute("PRAGMA synchronous=FULL")
         self.db.execute("PRAGMA busy_timeout=5000")
         self.db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Add the columns a database made by an older release lacks (ALTER TABLE ... ADD
+        COLUMN only where missing; two processes opening at once are both fine)."""
+        with self.lock:
+            have = {row[1] for row in self.db.execute("PRAGMA table_info(cases)")}
+            for name, kind in MIGRATIONS:
+                if name in have:
+                    continue
+                try:
+                    self.db.execute(f"ALTER TABLE cases ADD COLUMN {name} {kind}")
+                except sqlite3.OperationalError as exc:
+                    if "duplicate column" not in str(exc):
+                        raise
 
     def close(self) -> None:
         with self.lock:
@@ -210,7 +252,7 @@ class CaseStore:
                     self.db.execute("COMMIT")
                     return _case(row), False
                 self.db.execute(
-                    f"INSERT INTO cases ({_COLUMNS}, violation) VALUES"
+                    f"INSERT INTO cases ({_INSERTED}, violation) VALUES"
                     " (?, ?, ?, ?, ?, ?, ?, ?, NULL, NULL, NULL, ?, ?)",
                     (
                         case_id,
@@ -247,10 +289,11 @@ class CaseStore:
         **columns: Any,
     ) -> Case:
         """Move a case to `to`; refuses (IllegalTransition) what the life cycle does not allow.
-        `columns` may set `package` and `manifest_sha256` in the same transaction."""
+        `columns` may set `package` and `manifest_sha256`, and (on acknowledgement) `chain_seq`,
+        `acked_at` (epoch seconds) and `ack_ref`, in the same transaction."""
         target = State(to)
         now = (at or datetime.now(UTC)).timestamp()
-        unknown = set(columns) - {"package", "manifest_sha256"}
+        unknown = set(columns) - {"package", "manifest_sha256"} - ACK_COLUMNS
         if unknown:
             raise ValueError(f"cannot set {sorted(unknown)}")
         with self.lock:
@@ -322,6 +365,27 @@ class CaseStore:
         if row is None:
             raise UnknownCase(case_id)
         return _case(row)
+
+    def acknowledged_head(self) -> dict[str, Any] | None:
+        """The highest chain link the case system has acknowledged: seq, manifest SHA-256, case
+        id, when and its reference. What `evidence verify --expect-head` needs to check the
+        tail of the chain (the case system keeps the same record on its side)."""
+        with self.lock:
+            row = self.db.execute(
+                "SELECT chain_seq, manifest_sha256, case_id, acked_at, ack_ref FROM cases"
+                " WHERE acked_at IS NOT NULL AND chain_seq IS NOT NULL"
+                " ORDER BY chain_seq DESC LIMIT 1"
+            ).fetchone()
+        if row is None:
+            return None
+        seq, sha, case_id, acked_at, ref = row
+        return {
+            "seq": seq,
+            "manifest_sha256": sha,
+            "case_id": case_id,
+            "acked_at": _ts(acked_at).isoformat(),  # type: ignore[union-attr]
+            "ack_ref": ref,
+        }
 
     def find(self, case_id: str) -> Case | None:
         try:

@@ -6,11 +6,18 @@ attempts are retried with exponential backoff (with jitter, capped) for as long 
 rows survive restarts. Receivers deduplicate by case id: HTTP carries it as `Idempotency-Key`,
 MQTT in the payload. A receiver that refuses the payload itself (400, 413, 415, 422) is not
 retried: the row is marked `refused` with the reason and counted.
+
+Every delivery carries the package's place in the box's hash chain (`chain`: its sequence
+number, its manifest's SHA-256 and the previous one, the signing key, and the box's ledger head
+when it was sent), so the case system can hold the highest link it acknowledged and notice a box
+whose chain later ends before it or differs there (a chain cannot prove its own tail). The
+case system's acknowledgement is recorded with the case: when, and its reference for it.
 """
 
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import logging
 import random
@@ -22,12 +29,15 @@ import urllib.error
 import urllib.request
 from collections import Counter
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
 
 from evidence.cases import Case, CaseStore, IllegalTransition, State
+from evidence.keys import key_id_of_b64
+from evidence.ledger import Ledger
 from evidence.package import MANIFEST, SIGNATURE
 from ingest import failpoints
 from ingest.config import SiteConfig
@@ -51,6 +61,9 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at);
 """
+
+ACK_REF_FIELDS = ("id", "case_ref", "ref", "case_id", "ack_id")
+"""Fields of the case system's answer taken as its reference for the case (the first found)."""
 
 REFUSED_STATUSES = frozenset({400, 413, 415, 422})
 """The receiver says this very payload is wrong: sending the same bytes again cannot help."""
@@ -253,11 +266,23 @@ class CaseFeed:
             if row is None:
                 continue
             case_id, (targets, responses) = case.case_id, row
-            detail = {
-                "targets": targets.split(","),
-                "responses": [json.loads(r) for r in (responses or "").split("\x1e") if r],
-            }
-            self.store.transition(case_id, State.ACKNOWLEDGED, data=detail)
+            answers = [json.loads(r) for r in (responses or "").split("\x1e") if r]
+            detail = {"targets": targets.split(","), "responses": answers}
+            chain = next((a["chain"] for a in answers if isinstance(a.get("chain"), dict)), {})
+            acked = [a["acked_at"] for a in answers if isinstance(a.get("acked_at"), str)]
+            refs = [a["ack_ref"] for a in answers if a.get("ack_ref") is not None]
+            self.store.transition(
+                case_id,
+                State.ACKNOWLEDGED,
+                data=detail,
+                chain_seq=chain.get("seq"),
+                acked_at=(
+                    max(datetime.fromisoformat(t) for t in acked).timestamp()
+                    if acked
+                    else self._clock()
+                ),
+                ack_ref=refs[0] if refs else None,
+            )
             self.stats["cases_acknowledged"] += 1
 
     def _next_due_in(self) -> float:
@@ -303,6 +328,7 @@ class CaseFeed:
         rel_pkg = _relative_package(package)
         return {
             "case": case.to_dict(),
+            "chain": chain_of(package, manifest_bytes),
             "manifest": manifest,
             "manifest_b64": base64.b64encode(manifest_bytes).decode(),
             "signature_b64": base64.b64encode(signature).decode(),
@@ -323,7 +349,13 @@ class CaseFeed:
     ) -> Delivered:
         http = self.settings.http
         assert http is not None
-        headers = {"Idempotency-Key": case.case_id, "User-Agent": "streetwatch-case-feed/1"}
+        chain = chain_of(package, manifest_bytes)
+        headers = {
+            "Idempotency-Key": case.case_id,
+            "User-Agent": "streetwatch-case-feed/1",
+            "Streetwatch-Chain-Seq": str(chain["seq"]),
+            "Streetwatch-Manifest-SHA256": chain["manifest_sha256"],
+        }
         if http.token_env:
             try:
                 token = read_secret(http.token_env)
@@ -350,7 +382,8 @@ class CaseFeed:
             status = exc.code
             text = exc.read(2048).decode("utf-8", "replace") if exc.fp else ""
             if status == 409:
-                return Delivered({"target": "http", "status": status, "duplicate": True})
+                detail = {"target": "http", "status": status, "duplicate": True}
+                return Delivered(detail | self._ack(case, chain, _json_or_none(text)))
             if status in REFUSED_STATUSES:
                 raise Refused(f"HTTP {status}: {text[:200]}") from None
             raise Retry(f"HTTP {status}: {text[:200]}") from None
@@ -358,11 +391,40 @@ class CaseFeed:
             raise Retry(f"timed out after {http.timeout_s} s") from exc
         except urllib.error.URLError as exc:
             raise Retry(f"cannot reach {http.url}: {exc.reason}") from None
-        try:
-            answer = json.loads(text) if text else None
-        except ValueError:
-            answer = None
-        return Delivered({"target": "http", "status": status, "body": answer})
+        answer = _json_or_none(text)
+        detail = {"target": "http", "status": status, "body": answer}
+        return Delivered(detail | self._ack(case, chain, answer))
+
+    def _ack(self, case: Case, chain: dict[str, Any], answer: Any) -> dict[str, Any]:
+        """The case system took the case: when, which chain link, and its reference for it
+        (an id it gave, or what it echoed). An echoed manifest hash that is not the one sent
+        means the case system holds another manifest for this case: logged, kept, counted."""
+        ack: dict[str, Any] = {
+            "acked_at": datetime.fromtimestamp(self._clock(), UTC).isoformat(),
+            "chain": {"seq": chain["seq"], "manifest_sha256": chain["manifest_sha256"]},
+            "ack_ref": None,
+        }
+        if not isinstance(answer, dict):
+            return ack
+        ref = next((answer[k] for k in ACK_REF_FIELDS if answer.get(k) not in (None, "")), None)
+        ack["ack_ref"] = None if ref is None else str(ref)[:200]
+        echoed = answer.get("manifest_sha256")
+        if echoed is None and isinstance(answer.get("chain"), dict):
+            echoed = answer["chain"].get("manifest_sha256")
+        if echoed is not None:
+            ack["echo"] = {"manifest_sha256": str(echoed)[:128]}
+            if echoed != chain["manifest_sha256"]:
+                ack["echo"]["mismatch"] = True
+                self.stats["ack_echo_mismatch"] += 1
+                log.error(
+                    "case feed: the case system acknowledged case %s with manifest %s, but %s "
+                    "was sent (seq %s)",
+                    case.case_id,
+                    echoed,
+                    chain["manifest_sha256"],
+                    chain["seq"],
+                )
+        return ack
 
     def _deliver_mqtt(
         self, case: Case, package: Path, manifest_bytes: bytes, signature: bytes
@@ -374,6 +436,7 @@ class CaseFeed:
         topic = self.settings.mqtt.topic.replace("{site}", self.config.site.id)
         body = self._reference_body(case, package, manifest_bytes, signature)
         body["idempotency_key"] = case.case_id
+        chain = body["chain"]
         info = client.publish(topic, json.dumps(body, ensure_ascii=False), qos=1)
         try:
             info.wait_for_publish(timeout=10.0)
@@ -381,7 +444,15 @@ class CaseFeed:
             raise Retry(f"publish failed: {exc}") from None
         if not info.is_published():
             raise Retry("no PUBACK within 10 s")
-        return Delivered({"target": "mqtt", "topic": topic, "mid": info.mid})
+        return Delivered(
+            {
+                "target": "mqtt",
+                "topic": topic,
+                "mid": info.mid,
+                "acked_at": datetime.fromtimestamp(self._clock(), UTC).isoformat(),
+                "chain": {"seq": chain["seq"], "manifest_sha256": chain["manifest_sha256"]},
+            }
+        )
 
     def _start_mqtt(self) -> None:
         broker = self.config.broker
@@ -406,6 +477,37 @@ class CaseFeed:
         self._mqtt = client
 
 
+def chain_of(package: Path, manifest_bytes: bytes) -> dict[str, Any]:
+    """The package's link in the box's hash chain, and the box's ledger head as it is now:
+    what the case system keeps to notice, later, a chain that lost or rewrote its tail."""
+    manifest = json.loads(manifest_bytes)
+    signer = manifest.get("signer") or {}
+    try:
+        key_id: str | None = key_id_of_b64(signer["public_key"])
+    except (KeyError, TypeError, ValueError):
+        key_id = signer.get("key_id")
+    try:
+        head = Ledger.read_head(package.parent.parent)
+    except (OSError, ValueError, KeyError):
+        head = None
+    return {
+        "seq": manifest.get("seq"),
+        "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
+        "prev_manifest_sha256": manifest.get("prev_manifest_sha256"),
+        "key_id": key_id,
+        "box_head": None
+        if head is None
+        else {"seq": head.seq, "manifest_sha256": head.manifest_sha256},
+    }
+
+
+def _json_or_none(text: str) -> Any:
+    try:
+        return json.loads(text) if text else None
+    except ValueError:
+        return None
+
+
 def _relative_package(package: Path) -> str:
     return f"{package.parent.name}/{package.name}"
 
@@ -428,6 +530,7 @@ def _multipart(
         )
 
     part("case", json.dumps(case.to_dict()).encode(), "application/json")
+    part("chain", json.dumps(chain_of(package, manifest_bytes)).encode(), "application/json")
     part(MANIFEST, manifest_bytes, "application/json", MANIFEST)
     part(SIGNATURE, signature, "application/octet-stream", SIGNATURE)
     for entry in json.loads(manifest_bytes)["files"]:

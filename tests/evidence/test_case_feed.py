@@ -9,6 +9,7 @@ import email.parser
 import email.policy
 import hashlib
 import json
+import shutil
 import threading
 import time
 from collections import Counter
@@ -25,7 +26,9 @@ from evidence.builder import EvidenceBuilder
 from evidence.cases import CaseStore, State
 from evidence.feed import CaseFeed
 from evidence.keys import Signer
+from evidence.ledger import Ledger
 from evidence.service import EvidenceService
+from evidence.verify import verify_chain
 from streetwatch.localbroker import free_port
 from tests.evidence.evidence_support import make_violation, site_config
 
@@ -40,6 +43,8 @@ class CaseSystem:
         self.port = port or free_port()
         self.mode = "ok"
         self.delay_s = 1.5
+        self.echo: str | None = None
+        """When set, the manifest hash the answer echoes instead of the one sent."""
         self.stored: dict[str, Any] = {}
         self.requests: Counter[str] = Counter()
         self.headers: list[dict[str, str]] = []
@@ -74,7 +79,9 @@ class CaseSystem:
                         system.stored[key] = (self.headers.get("Content-Type"), body)
                 if mode == "slow":
                     time.sleep(system.delay_s)
-                self._answer(200 if duplicate else 201, {"case_ref": f"CS-{key}"})
+                echo = system.echo or self.headers.get("Streetwatch-Manifest-SHA256")
+                answer = {"case_ref": f"CS-{key}", "manifest_sha256": echo}
+                self._answer(200 if duplicate else 201, answer)
 
             def _answer(self, status: int, data: dict) -> None:
                 payload = json.dumps(data).encode()
@@ -218,6 +225,9 @@ def test_upload_mode_sends_every_file_with_token(
     manifest_bytes = parts["manifest.json"].get_payload(decode=True)
     assert signer.verifier.verify(parts["manifest.sig"].get_payload(decode=True), manifest_bytes)
     manifest = json.loads(manifest_bytes)
+    chain = json.loads(parts["chain"].get_payload(decode=True))
+    assert chain["seq"] == manifest["seq"] == 1
+    assert chain["manifest_sha256"] == hashlib.sha256(manifest_bytes).hexdigest()
     for entry in manifest["files"]:
         data = parts[entry["path"]].get_payload(decode=True)
         assert hashlib.sha256(data).hexdigest() == entry["sha256"]
@@ -296,3 +306,74 @@ def test_mqtt_publish_to_real_mosquitto(tmp_path: Path, ring, mosquitto) -> None
     assert sorted(m["idempotency_key"] for m in received) == sorted(c.case_id for c in store.list())
     manifest = json.loads(base64.b64decode(received[0]["manifest_b64"]))
     assert manifest == received[0]["manifest"]
+
+
+def test_delivery_carries_the_chain_link_and_the_ack_is_recorded(
+    tmp_path: Path, ring, case_system
+) -> None:
+    """Each delivered case names its link in the box's chain (seq, its manifest's hash, the
+    previous one, the key, the box's head); the case system's answer is recorded with the case,
+    and the highest acknowledged link is what catches a chain whose tail was cut."""
+    config, store, signer = _setup(
+        tmp_path, ring, 3, http={"url": case_system.url},
+        retry={"min_delay_s": 0.01, "max_delay_s": 0.05},
+    )  # fmt: skip
+    feed = CaseFeed(config, store)
+    _drain_until(feed, lambda: all(c.state is State.ACKNOWLEDGED for c in store.list()))
+    feed.close()
+    links = {}
+    sent = {h["Idempotency-Key"]: {k.lower(): v for k, v in h.items()} for h in case_system.headers}
+    for key, (_, raw) in case_system.stored.items():
+        body, headers = json.loads(raw), sent[key]
+        chain, manifest_bytes = body["chain"], base64.b64decode(body["manifest_b64"])
+        assert chain["manifest_sha256"] == hashlib.sha256(manifest_bytes).hexdigest()
+        assert chain["seq"] == body["manifest"]["seq"]
+        assert chain["prev_manifest_sha256"] == body["manifest"]["prev_manifest_sha256"]
+        assert chain["key_id"] == signer.key_id
+        assert chain["box_head"]["seq"] == 3  # all three were sealed before the first delivery
+        assert headers["streetwatch-chain-seq"] == str(chain["seq"])
+        assert headers["streetwatch-manifest-sha256"] == chain["manifest_sha256"]
+        links[chain["seq"]] = chain
+    assert sorted(links) == [1, 2, 3]
+    assert links[1]["prev_manifest_sha256"] == "0" * 64
+    for seq in (2, 3):
+        assert links[seq]["prev_manifest_sha256"] == links[seq - 1]["manifest_sha256"]
+    assert links[3]["box_head"]["manifest_sha256"] == links[3]["manifest_sha256"]
+
+    for case in store.list():
+        assert case.ack_ref == f"CS-{case.case_id}" and case.acked_at is not None
+        assert links[case.chain_seq]["manifest_sha256"] == case.manifest_sha256
+        answer = store.events(case.case_id)[-1].data["responses"][0]
+        assert answer["chain"]["seq"] == case.chain_seq and answer["ack_ref"] == case.ack_ref
+        assert answer["echo"] == {"manifest_sha256": case.manifest_sha256}  # no mismatch
+    head = store.acknowledged_head()
+    assert head is not None and head["seq"] == 3
+    assert head["manifest_sha256"] == links[3]["manifest_sha256"]
+
+    # the newest package and the ledger deleted, a head that fits the shorter chain written:
+    # the chain is consistent in itself; the acknowledged head shows what is missing
+    root = Path(config.storage.root) / "evidence"
+    newest = next(root.glob(f"*/{head['case_id']}"))
+    shutil.rmtree(newest)
+    shutil.rmtree(root / ".ledger")
+    Ledger(root)
+    (root / ".ledger/head.json").write_text(
+        json.dumps({"seq": 2, "manifest_sha256": links[2]["manifest_sha256"]})
+    )
+    assert verify_chain(root, signer.verifier).ok
+    report = verify_chain(root, signer.verifier, expect_head=(head["seq"], head["manifest_sha256"]))
+    assert [f.kind for f in report.findings] == ["tail_missing"]
+
+
+def test_an_echo_of_another_manifest_is_recorded(tmp_path: Path, ring, case_system) -> None:
+    config, store, _ = _setup(
+        tmp_path, ring, 1, http={"url": case_system.url},
+        retry={"min_delay_s": 0.01, "max_delay_s": 0.05},
+    )  # fmt: skip
+    case_system.echo = "f" * 64
+    feed = CaseFeed(config, store)
+    _drain_until(feed, lambda: store.list()[0].state is State.ACKNOWLEDGED)
+    feed.close()
+    answer = store.events(store.list()[0].case_id)[-1].data["responses"][0]
+    assert answer["echo"] == {"manifest_sha256": "f" * 64, "mismatch": True}
+    assert feed.stats["ack_echo_mismatch"] == 1

@@ -146,3 +146,67 @@ def test_store_follows_the_life_cycle_model(tmp_path_factory, steps: list[State]
     assert store.get(case.case_id).state is model
     assert [e.event for e in store.events(case.case_id)] == accepted
     store.close()
+
+
+OLD_SCHEMA = """
+CREATE TABLE cases (
+    case_id         TEXT PRIMARY KEY,
+    violation_id    TEXT NOT NULL UNIQUE,
+    state           TEXT NOT NULL,
+    rule_id         TEXT NOT NULL,
+    category        TEXT NOT NULL,
+    site_id         TEXT NOT NULL,
+    opened_at       REAL NOT NULL,
+    deadline        REAL,
+    escalated_at    REAL,
+    package         TEXT,
+    manifest_sha256 TEXT,
+    updated_at      REAL NOT NULL,
+    violation       TEXT NOT NULL
+);
+CREATE TABLE case_events (
+    seq     INTEGER PRIMARY KEY,
+    case_id TEXT NOT NULL,
+    event   TEXT NOT NULL,
+    at      REAL NOT NULL,
+    data    TEXT NOT NULL
+);
+"""
+
+
+def test_store_of_an_older_release_is_migrated(tmp_path: Path) -> None:
+    """A case store made before acknowledgements were recorded gains the columns, keeps its
+    cases, and records the acknowledgement of an old case."""
+    path = tmp_path / "cases.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(OLD_SCHEMA)
+    db.execute(
+        "INSERT INTO cases VALUES ('c-1', 'v-1', 'submitted', 'r', 'cat', 's', ?, NULL, NULL,"
+        " '/p', 'ab', ?, '{}')",
+        (START.timestamp(), START.timestamp()),
+    )
+    db.commit()
+    db.close()
+    for _ in range(2):  # opening twice migrates once
+        store = CaseStore(path)
+        store.close()
+    store = CaseStore(path)
+    old = store.get("c-1")
+    assert old.state is State.SUBMITTED and old.chain_seq is None and old.acked_at is None
+    assert store.acknowledged_head() is None
+    acked_at = START + timedelta(minutes=1)
+    store.transition(
+        "c-1", State.ACKNOWLEDGED, chain_seq=7, acked_at=acked_at.timestamp(), ack_ref="CS-1"
+    )
+    case = store.get("c-1")
+    assert (case.chain_seq, case.acked_at, case.ack_ref) == (7, acked_at, "CS-1")
+    assert store.acknowledged_head() == {
+        "seq": 7,
+        "manifest_sha256": "ab",
+        "case_id": "c-1",
+        "acked_at": acked_at.isoformat(),
+        "ack_ref": "CS-1",
+    }
+    with pytest.raises(ValueError, match="cannot set"):
+        store.transition("c-1", State.CONFIRMED, state="closed")
+    store.close()
