@@ -1,7 +1,16 @@
 """The local journal: every reading and every dead letter, in SQLite (WAL), before the MQTT ack.
 
-Readings are keyed (see `reading_key`), so a redelivered message is stored once. `seq` is a
+Readings are keyed (see `Reading.key`), so a redelivered message is stored once. `seq` is a
 monotonically increasing cursor that later stages (detectors, the TimescaleDB sink) read from.
+
+An NMEA fix may arrive in parts (RMC and GGA in separate messages) under one key: a part that
+adds fields to the stored reading merges into it (`merge_fixes`), and the merged reading moves
+to a new `seq`, so every stage reading by cursor gets the whole fix (receivers are idempotent by
+key). A part that adds nothing (a redelivery) is a duplicate.
+
+A dead letter with a key (a bad element of an array: the key of the reading it would have
+been) is stored once however often its message is redelivered, like the readings beside it. A
+whole bad message has no key: each copy received is its own letter.
 """
 
 from __future__ import annotations
@@ -11,7 +20,7 @@ import sqlite3
 import threading
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, Protocol
@@ -19,7 +28,16 @@ from typing import Any, Protocol
 import orjson
 
 from ingest import failpoints
-from ingest.readings import PAYLOAD_KINDS, Reading, Snapshot, Stream, TimeFlag
+from ingest.readings import (
+    NMEA_SOURCES,
+    PAYLOAD_KINDS,
+    GpsFix,
+    Reading,
+    Snapshot,
+    Stream,
+    TimeFlag,
+    merge_fixes,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -84,12 +102,21 @@ class DeadLetter:
     detail: str
     payload: bytes
     payload_size: int
+    key: str | None = None
+    """Set for a letter that a redelivery must not store again (a bad element of an array)."""
 
     @classmethod
     def of(
-        cls, topic: str, payload: bytes, reason: str, detail: str, received_ts: datetime, limit: int
+        cls,
+        topic: str,
+        payload: bytes,
+        reason: str,
+        detail: str,
+        received_ts: datetime,
+        limit: int,
+        key: str | None = None,
     ) -> DeadLetter:
-        return cls(received_ts, topic, reason, detail, payload[:limit], len(payload))
+        return cls(received_ts, topic, reason, detail, payload[:limit], len(payload), key)
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +124,11 @@ class WriteResult:
     inserted: int
     duplicates: int
     dead_letters: int
+    """Dead letters stored (a keyed one already stored is not counted again)."""
+    merged: int = 0
+    """Readings that completed one already stored (an NMEA fix's second part); not in inserted."""
+    dead_reasons: dict[str, int] = field(default_factory=dict)
+    """Dead letters stored, by reason."""
 
 
 def _epoch(ts: datetime | None) -> float | None:
@@ -119,6 +151,17 @@ class Journal:
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a journal written by an older version up to this schema."""
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(dead_letters)")}
+        if "key" not in columns:
+            self._db.execute("ALTER TABLE dead_letters ADD COLUMN key TEXT")
+        self._db.execute(
+            "CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_key ON dead_letters (key)"
+            " WHERE key IS NOT NULL"
+        )
 
     def close(self) -> None:
         with self._lock:
@@ -138,47 +181,127 @@ class Journal:
                 raise
 
     def write(self, readings: Iterable[Reading], dead: Iterable[DeadLetter] = ()) -> WriteResult:
-        """Store a batch in one transaction; returns how many readings were new."""
-        rows = []
+        """Store a batch in one transaction, in order; returns what was new.
+
+        A reading whose key is already stored is a duplicate, except an NMEA fix part that adds
+        fields to it: that one is merged in (see the module docstring)."""
+        # Plain rows go in by executemany, in runs; an NMEA part between two runs goes alone.
+        runs: list[list[tuple]] = [[]]
+        parts: list[tuple[tuple, GpsFix]] = []
         images = []
         for r in readings:
-            rows.append(
-                (
-                    r.key,
-                    r.device_id,
-                    r.stream.value,
-                    r.kind,
-                    _epoch(r.device_ts),
-                    r.received_ts.timestamp(),
-                    r.time_flag.value,
-                    orjson.dumps(r.payload_dict()).decode(),
-                )
+            row = (
+                r.key,
+                r.device_id,
+                r.stream.value,
+                r.kind,
+                _epoch(r.device_ts),
+                r.received_ts.timestamp(),
+                r.time_flag.value,
+                orjson.dumps(r.payload_dict()).decode(),
             )
+            if isinstance(r.payload, GpsFix) and r.payload.source in NMEA_SOURCES:
+                parts.append((row, r.payload))
+                runs.append([])
+            else:
+                runs[-1].append(row)
             if isinstance(r.payload, Snapshot):
                 images.append((r.key, r.payload.jpeg))
+        dead = list(dead)
         letters = [
             (d.received_ts.timestamp(), d.topic, d.reason, d.detail, d.payload, d.payload_size)
             for d in dead
+            if d.key is None
         ]
-        with self._transaction() as db:
-            before = db.total_changes
-            db.executemany(
-                "INSERT OR IGNORE INTO readings (key, device_id, stream, kind, device_ts,"
-                " received_ts, time_flag, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                rows,
+        keyed = [
+            (
+                d.received_ts.timestamp(),
+                d.topic,
+                d.reason,
+                d.detail,
+                d.payload,
+                d.payload_size,
+                d.key,
             )
-            inserted = db.total_changes - before
+            for d in dead
+            if d.key is not None
+        ]
+        total = sum(map(len, runs)) + len(parts)
+        with self._transaction() as db:
+            inserted = merged = 0
+            for index, run in enumerate(runs):
+                if index > 0:
+                    new, changed = self._insert_part(db, *parts[index - 1])
+                    inserted += new
+                    merged += changed
+                if run:
+                    before = db.total_changes
+                    db.executemany(
+                        "INSERT OR IGNORE INTO readings (key, device_id, stream, kind, device_ts,"
+                        " received_ts, time_flag, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                        run,
+                    )
+                    inserted += db.total_changes - before
             if images:
                 db.executemany("INSERT OR IGNORE INTO snapshots (key, jpeg) VALUES (?, ?)", images)
+            reasons: dict[str, int] = {}
             if letters:
                 db.executemany(
                     "INSERT INTO dead_letters (received_ts, topic, reason, detail, payload,"
                     " payload_size) VALUES (?, ?, ?, ?, ?, ?)",
                     letters,
                 )
+                for letter in letters:
+                    reasons[letter[2]] = reasons.get(letter[2], 0) + 1
+            for letter in keyed:
+                stored = db.execute(
+                    "INSERT OR IGNORE INTO dead_letters (received_ts, topic, reason, detail,"
+                    " payload, payload_size, key) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    letter,
+                ).rowcount
+                if stored:
+                    reasons[letter[2]] = reasons.get(letter[2], 0) + 1
             failpoints.reach("journal.before_commit")
         failpoints.reach("journal.committed")
-        return WriteResult(inserted, len(rows) - inserted, len(letters))
+        return WriteResult(
+            inserted, total - inserted - merged, sum(reasons.values()), merged, reasons
+        )
+
+    @staticmethod
+    def _insert_part(db: sqlite3.Connection, row: tuple, fix: GpsFix) -> tuple[int, int]:
+        """Insert one NMEA fix part, or merge it into the stored reading of its key.
+        Returns (inserted, merged), each 0 or 1."""
+        if db.execute(
+            "INSERT OR IGNORE INTO readings (key, device_id, stream, kind, device_ts,"
+            " received_ts, time_flag, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            row,
+        ).rowcount:
+            return 1, 0
+        stored = db.execute(
+            "SELECT seq, key, device_id, stream, kind, device_ts, received_ts, time_flag, data"
+            " FROM readings WHERE key = ?",
+            (row[0],),
+        ).fetchone()
+        if stored is None or stored[4] != "gps":
+            return 0, 0
+        try:
+            old = GpsFix(**json.loads(stored[8]))
+        except (TypeError, ValueError):
+            return 0, 0
+        if old.source not in NMEA_SOURCES:
+            return 0, 0
+        new = merge_fixes(old, fix)
+        if new == old:
+            return 0, 0  # a redelivery, or a part that adds nothing
+        # The merged reading is appended (a new seq) so that stages reading by cursor see it
+        # whole; it keeps the first part's receive time and time flag.
+        db.execute("DELETE FROM readings WHERE seq = ?", (stored[0],))
+        db.execute(
+            "INSERT INTO readings (key, device_id, stream, kind, device_ts, received_ts,"
+            " time_flag, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (*stored[1:8], orjson.dumps(_fix_dict(new)).decode()),
+        )
+        return 0, 1
 
     def write_observations(self, observations: Iterable[ObservationLike]) -> int:
         """Store observation updates (one row per key and last_seen, idempotent); returns how
@@ -234,13 +357,13 @@ class Journal:
     def dead_letters(self, limit: int = 100) -> list[DeadLetter]:
         with self._lock:
             rows = self._db.execute(
-                "SELECT received_ts, topic, reason, detail, payload, payload_size"
+                "SELECT received_ts, topic, reason, detail, payload, payload_size, key"
                 " FROM dead_letters ORDER BY id DESC LIMIT ?",
                 (limit,),
             ).fetchall()
         return [
-            DeadLetter(_from_epoch(ts), topic, reason, detail, bytes(payload), size)  # type: ignore[arg-type]
-            for ts, topic, reason, detail, payload, size in rows
+            DeadLetter(_from_epoch(ts), topic, reason, detail, bytes(payload), size, key)  # type: ignore[arg-type]
+            for ts, topic, reason, detail, payload, size, key in rows
         ]
 
     def readings(self, after_seq: int = 0, limit: int = 10_000) -> list[tuple[int, Reading]]:
@@ -287,6 +410,10 @@ class Journal:
                 return
             yield from chunk
             after_seq = chunk[-1][0]
+
+
+def _fix_dict(fix: GpsFix) -> dict[str, Any]:
+    return {name: getattr(fix, name) for name in GpsFix.__slots__}
 
 
 def _reading_of(row: tuple) -> Reading:

@@ -6,6 +6,11 @@ sends the PUBACKs (paho's manual ack). (Decoding in the writer thread instead wa
 half the throughput: the two threads then fight over the GIL.) A crash before the commit means
 no ack, so the broker redelivers the message when we reconnect (the session outlives us), and
 the keyed journal stores it once.
+
+A message whose JSON array has some bad elements keeps its good readings and dead-letters each
+bad element alone (with its index), all in the same commit before the one ack. Dead letters are
+counted by reason as the journal stores them, so a redelivery counts nothing twice. NMEA
+devices are decoded with a DecoderState (each device's last RMC) kept for the consumer's life.
 """
 
 from __future__ import annotations
@@ -15,7 +20,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
@@ -26,7 +31,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest.config import SiteConfig
 from ingest.decoders import decode
-from ingest.decoders.base import DecodeError, Reason
+from ingest.decoders.base import DecodeError, DecoderState, PartialDecode, Reason, reading_key
 from ingest.diskspace import DiskGuard
 from ingest.journal import DeadLetter, Journal
 from ingest.mqtt_session import apply_broker_settings
@@ -48,7 +53,7 @@ class _Pending:
     mid: int
     qos: int
     readings: list[Reading]
-    dead: DeadLetter | None
+    dead: list[DeadLetter]
     session: int = 0
     """The connection it came on: a packet id means nothing on another one."""
 
@@ -152,6 +157,7 @@ class MqttIngestor:
         self._session = 0
         self._writer: threading.Thread | None = None
         self._log_dead = _DeadLetterLog()
+        self._decoder_state = DecoderState()
         self._client = self._make_client()
 
     def _make_client(self) -> mqtt.Client:
@@ -284,19 +290,22 @@ class MqttIngestor:
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         self.stats.received += 1
         try:
-            readings, dead = self._readings_of(message, datetime.now(UTC)), None
-            if not readings:
+            readings, dead = self._readings_of(message, datetime.now(UTC))
+            if not readings and not dead:
                 self.stats.inc("messages_without_fix")  # e.g. NMEA from a receiver in a tunnel
         except _Dead as exc:
-            readings, dead = [], exc.letter
+            readings, dead = [], [exc.letter]
         pending = _Pending(message.mid, message.qos, readings, dead, self._session)
         with self._cond:
             self._pending.append(pending)
             if len(self._pending) >= self.limits.batch_size:
                 self._cond.notify()
 
-    def _readings_of(self, message: mqtt.MQTTMessage, received_ts: datetime) -> list[Reading]:
-        """Decode one message; a message that cannot be decoded raises with its dead letter."""
+    def _readings_of(
+        self, message: mqtt.MQTTMessage, received_ts: datetime
+    ) -> tuple[list[Reading], list[DeadLetter]]:
+        """Decode one message: its readings and the dead letters of its bad array elements. A
+        message that cannot be decoded at all raises with its dead letter."""
         payload = message.payload
         try:
             topic = message.topic
@@ -311,7 +320,20 @@ class MqttIngestor:
                 )
             ) from None
         try:
-            return self._decode(topic, payload, message.properties, received_ts)
+            return self._decode(topic, payload, message.properties, received_ts), []
+        except PartialDecode as exc:
+            letters = [
+                self._dead(
+                    topic,
+                    element.element,
+                    element.reason,
+                    element.detail,
+                    received_ts,
+                    key=reading_key(topic, payload, element.index),
+                )
+                for element in exc.rejected
+            ]
+            return exc.readings, letters
         except (DecodeError, UnknownTopic) as exc:
             raise _Dead(self._dead(topic, payload, exc.reason, exc.detail, received_ts)) from None
         except Exception as exc:  # a decoder bug must not stop ingestion
@@ -338,15 +360,29 @@ class MqttIngestor:
         if properties is not None and hasattr(properties, "UserProperty"):
             user_properties = tuple(properties.UserProperty)
         ctx = route.context(topic, received_ts, user_properties, self.limits)
+        if ctx.fmt == "nmea":
+            ctx = replace(ctx, state=self._decoder_state)
         return decode(ctx, payload)
 
     def _dead(
-        self, topic: str, payload: bytes, reason: str, detail: str, received_ts: datetime
+        self,
+        topic: str,
+        payload: bytes,
+        reason: str,
+        detail: str,
+        received_ts: datetime,
+        key: str | None = None,
     ) -> DeadLetter:
+        """A dead letter to journal (counted by reason once the journal has stored it)."""
         letter = DeadLetter.of(
-            topic, payload, str(reason), detail, received_ts, self.limits.dead_letter_payload_bytes
+            topic,
+            payload,
+            str(reason),
+            detail,
+            received_ts,
+            self.limits.dead_letter_payload_bytes,
+            key,
         )
-        self.stats.dead_letter(letter.reason)
         self._log_dead(letter)
         return letter
 
@@ -371,7 +407,7 @@ class MqttIngestor:
 
     def _commit(self, batch: list[_Pending]) -> None:
         readings = [r for p in batch for r in p.readings]
-        dead = [p.dead for p in batch if p.dead is not None]
+        dead = [letter for p in batch for letter in p.dead]
         while True:
             try:
                 if self.disk is not None:
@@ -400,8 +436,11 @@ class MqttIngestor:
                 self.stats.inc("acks_after_reconnect_skipped")
             elif pending.qos > 0:
                 self._client.ack(pending.mid, pending.qos)
+        for reason, count in result.dead_reasons.items():
+            self.stats.dead_letter(reason, count)
         self.stats.inc("messages_committed", len(batch))
         self.stats.inc("readings_journaled", result.inserted)
+        self.stats.inc("readings_merged", result.merged)
         self.stats.inc("duplicates", result.duplicates)
         if self.on_batch is not None and readings:
             try:

@@ -36,7 +36,32 @@ class GpsFix:
     hdop: float | None = None
     sats: int | None = None
     valid: bool = True
-    source: str = "json"  # "json", "nmea-rmc", "nmea-gga"
+    source: str = "json"  # "json", "nmea-rmc", "nmea-gga", "nmea" (RMC and GGA merged)
+
+
+NMEA_SOURCES = frozenset({"nmea", "nmea-rmc", "nmea-gga"})
+"""Sources whose fixes may arrive in parts (one sentence per message) and are merged by key."""
+
+
+def _first(a: Any, b: Any) -> Any:
+    return a if a is not None else b
+
+
+def merge_fixes(first: GpsFix, second: GpsFix) -> GpsFix:
+    """Two parts of one fix (an RMC and a GGA of the same instant, or a repeat of either): each
+    field from the part that has it (RMC: speed, course; GGA: hdop, satellites), the RMC's
+    position, valid only if both parts say so. Merging a part into itself changes nothing."""
+    position = second if first.source == "nmea-gga" and second.source == "nmea-rmc" else first
+    return GpsFix(
+        position.lat,
+        position.lon,
+        _first(first.speed_kmh, second.speed_kmh),
+        _first(first.heading, second.heading),
+        _first(first.hdop, second.hdop),
+        _first(first.sats, second.sats),
+        first.valid and second.valid,
+        first.source if first.source == second.source else "nmea",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,9 +108,11 @@ _KIND_OF: dict[type, str] = {cls: kind for kind, cls in PAYLOAD_KINDS.items()}
 class Reading:
     """One decoded sample from one device.
 
-    `key` identifies the reading across redeliveries: it is derived from the MQTT topic, the
-    payload bytes and the reading's index inside the message, so the same message delivered
-    twice yields the same keys and the journal stores it once.
+    `key` identifies the reading across redeliveries, so the same message delivered twice
+    yields the same keys and the journal stores it once. Most readings are keyed by the MQTT
+    topic, the payload bytes and the reading's index inside the message; an NMEA fix by device
+    and fix time (its RMC and GGA may come in separate messages: the journal merges them);
+    a snapshot by device, capture time and content (see ingest.decoders.base).
     """
 
     key: str

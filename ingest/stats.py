@@ -18,10 +18,10 @@ class IngestStats:
         with self._lock:
             self.counters[name] += amount
 
-    def dead_letter(self, reason: str) -> None:
+    def dead_letter(self, reason: str, amount: int = 1) -> None:
         with self._lock:
-            self.counters["dead_letters"] += 1
-            self.counters[f"dead_letters.{reason}"] += 1
+            self.counters["dead_letters"] += amount
+            self.counters[f"dead_letters.{reason}"] += amount
 
     def get(self, name: str) -> int:
         if name == "received":

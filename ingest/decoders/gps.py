@@ -1,11 +1,17 @@
-"""GPS fixes sent as JSON: one object, or an array of them."""
+"""GPS fixes sent as JSON: one object, or an array of them.
+
+In an array, each element stands alone: a bad element is rejected with its index (an
+ElementError inside a PartialDecode) and the good ones are kept, keyed by their index as if the
+whole array had been good. Only an array with no good element at all is one bad message.
+"""
 
 from __future__ import annotations
 
+import json
 from datetime import datetime
 from typing import Any
 
-from ingest.decoders.base import DecodeContext, DecodeError, Reason
+from ingest.decoders.base import DecodeContext, DecodeError, ElementError, PartialDecode, Reason
 from ingest.decoders.fields import (
     check_not_negative,
     check_range,
@@ -47,12 +53,29 @@ def decode_gps_json(ctx: DecodeContext, payload: bytes) -> list[Reading]:
         )
     if not doc:
         raise DecodeError(Reason.EMPTY, "payload is an empty array")
-    readings = []
+    readings: list[Reading] = []
+    rejected: list[ElementError] = []
     for index, item in enumerate(doc):
-        if type(item) is not dict:
-            raise DecodeError(
-                Reason.WRONG_TYPE, f"[{index}] is {json_kind(item)}, expected an object"
-            )
-        device_ts, flag, fix = _fix(ctx, item, f"[{index}].")
+        try:
+            if type(item) is not dict:
+                raise DecodeError(Reason.WRONG_TYPE, f"is {json_kind(item)}, expected an object")
+            device_ts, flag, fix = _fix(ctx, item, "")
+        except DecodeError as exc:
+            rejected.append(ElementError(exc.reason, exc.detail, index, _element_json(item)))
+            continue
         readings.append(make_reading(ctx, payload, index, device_ts, flag, fix))
-    return readings
+    if not rejected:
+        return readings
+    if not readings:
+        first = rejected[0]
+        more = f" (and {len(rejected) - 1} more)" if len(rejected) > 1 else ""
+        raise DecodeError(first.reason, f"no element of {len(doc)} is usable; {first.detail}{more}")
+    raise PartialDecode(readings, rejected, len(doc))
+
+
+def _element_json(item: Any) -> bytes:
+    """An array element as JSON text again, for its dead letter."""
+    try:
+        return json.dumps(item, separators=(",", ":")).encode()
+    except (TypeError, ValueError, RecursionError):  # pragma: no cover - it came from JSON
+        return repr(item).encode()

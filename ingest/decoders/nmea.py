@@ -9,6 +9,14 @@ corrupted line never produces a half-trusted fix. An RMC or GGA that reports no 
 V / quality 0 and empty position fields) has nothing to record and is skipped. RMC and GGA for the
 same time of day are merged into one fix: RMC's date, position, speed and course with GGA's hdop
 and satellite count.
+
+Many trackers send one sentence per MQTT message. A fix is therefore keyed by device and fix time
+(`fix_key`), not by message: the RMC and the GGA of one instant, in whichever order and however
+often (re)delivered, get the same key, and the journal merges the parts into one reading. GGA has
+no date: it is dated from its device's last RMC (in this message, or remembered in the consumer's
+DecoderState for `RMC_DATES_GGA_FOR_S`), i.e. by the device's own clock, so a log from another
+day is not flagged `future`; with no RMC yet, from the receive time (the nearest day, so a
+23:59:59 GGA received at 00:00:01 UTC belongs to the day before).
 """
 
 from __future__ import annotations
@@ -20,12 +28,17 @@ from datetime import UTC, date, datetime, time, timedelta
 
 import pynmea2
 
-from ingest.decoders.base import DecodeContext, DecodeError, Reason
-from ingest.decoders.fields import check_not_negative, check_range, make_reading, wgs84_position
-from ingest.readings import GpsFix, Reading
+from ingest.decoders.base import DecodeContext, DecodeError, Reason, fix_key
+from ingest.decoders.fields import check_not_negative, check_range, wgs84_position
+from ingest.readings import GpsFix, Reading, merge_fixes
 from ingest.timeparse import time_flag
 
 KNOTS_TO_KMH = 1.852
+
+RMC_DATES_GGA_FOR_S = 3600.0
+"""How long (receive time) a device's last RMC dates its later GGA sentences. The date is the
+RMC's device time moved on by the receive time elapsed since, so a GGA just past midnight after
+an RMC just before it gets the next day. Past this, a GGA is dated from the receive time."""
 
 # RMC mode indicator (NMEA 2.3+) values that do not come from a real satellite solution:
 # not valid, estimated (dead reckoning), manual input, simulator.
@@ -53,14 +66,7 @@ def _cut(text: str) -> str:
 class _Fix:
     time_of_day: time
     device_ts: datetime
-    lat: float
-    lon: float
-    valid: bool
-    source: str
-    speed_kmh: float | None = None
-    heading: float | None = None
-    hdop: float | None = None
-    sats: int | None = None
+    gps: GpsFix
 
 
 def _text(payload: bytes) -> str:
@@ -154,12 +160,25 @@ def _date(name: str, text: str) -> date:
         raise DecodeError(Reason.BAD_TIME, f"{name} date={text!r} is not a date") from None
 
 
-def _nearest_date(time_of_day: time, received_ts: datetime) -> datetime:
-    """GGA has no date: use the day that puts its time of day nearest the receive time."""
-    received = received_ts.astimezone(UTC)
-    today = datetime.combine(received.date(), time_of_day)
+def _nearest_date(time_of_day: time, anchor: datetime) -> datetime:
+    """GGA has no date: use the day that puts its time of day nearest `anchor`."""
+    anchor = anchor.astimezone(UTC)
+    today = datetime.combine(anchor.date(), time_of_day)
     candidates = (today - timedelta(days=1), today, today + timedelta(days=1))
-    return min(candidates, key=lambda candidate: abs(candidate - received))
+    return min(candidates, key=lambda candidate: abs(candidate - anchor))
+
+
+def _gga_time(
+    ctx: DecodeContext, time_of_day: time, last_rmc: tuple[datetime, datetime] | None
+) -> datetime:
+    """A GGA's full time: dated from the device's last RMC (its device time moved on by the
+    receive time elapsed since) when that RMC is recent, else from the receive time."""
+    if last_rmc is not None:
+        rmc_ts, rmc_received = last_rmc
+        elapsed = ctx.received_ts - rmc_received
+        if abs(elapsed.total_seconds()) <= RMC_DATES_GGA_FOR_S:
+            return _nearest_date(time_of_day, rmc_ts + elapsed)
+    return _nearest_date(time_of_day, ctx.received_ts)
 
 
 def _coordinate(name: str, field: str, text: str, hemisphere: str, positive: str) -> float:
@@ -223,10 +242,16 @@ def _rmc(ctx: DecodeContext, sentence: pynmea2.TalkerSentence) -> _Fix | None:
     check_range(f"{name} course", heading, 0.0, 360.0)
     speed_kmh = None if knots is None else knots * KNOTS_TO_KMH
     lat, lon = position
-    return _Fix(time_of_day, device_ts, lat, lon, valid, "nmea-rmc", speed_kmh, heading)
+    return _Fix(
+        time_of_day, device_ts, GpsFix(lat, lon, speed_kmh, heading, None, None, valid, "nmea-rmc")
+    )
 
 
-def _gga(ctx: DecodeContext, sentence: pynmea2.TalkerSentence) -> _Fix | None:
+def _gga(
+    ctx: DecodeContext,
+    sentence: pynmea2.TalkerSentence,
+    last_rmc: tuple[datetime, datetime] | None,
+) -> _Fix | None:
     name = _name(sentence)
     fields = _fields(sentence, _GGA_FIELDS)
     quality_text = fields[5]
@@ -246,29 +271,22 @@ def _gga(ctx: DecodeContext, sentence: pynmea2.TalkerSentence) -> _Fix | None:
     hdop = _number(name, "hdop", fields[7])
     check_not_negative(f"{name} hdop", hdop)
     lat, lon = position
+    sats = int(sats_text) if sats_text else None
     return _Fix(
         time_of_day,
-        _nearest_date(time_of_day, ctx.received_ts),
-        lat,
-        lon,
-        valid,
-        "nmea-gga",
-        hdop=hdop,
-        sats=int(sats_text) if sats_text else None,
+        _gga_time(ctx, time_of_day, last_rmc),
+        GpsFix(lat, lon, None, None, hdop, sats, valid, "nmea-gga"),
     )
 
 
 def _merge(fixes: list[_Fix], new: _Fix) -> None:
-    """Fold an RMC into the GGA of the same instant (or the reverse), else append it."""
-    partner_source = "nmea-gga" if new.source == "nmea-rmc" else "nmea-rmc"
+    """Fold a sentence into the fix of the same instant in this message, else append it. The
+    date comes from the RMC (a GGA's is inferred)."""
     for fix in fixes:
-        if fix.source == partner_source and fix.time_of_day == new.time_of_day:
-            rmc, gga = (new, fix) if new.source == "nmea-rmc" else (fix, new)
-            fix.device_ts, fix.lat, fix.lon = rmc.device_ts, rmc.lat, rmc.lon
-            fix.speed_kmh, fix.heading = rmc.speed_kmh, rmc.heading
-            fix.hdop, fix.sats = gga.hdop, gga.sats
-            fix.valid = rmc.valid and gga.valid
-            fix.source = "nmea"
+        if fix.time_of_day == new.time_of_day:
+            if new.gps.source == "nmea-rmc" and fix.gps.source != "nmea-rmc":
+                fix.device_ts = new.device_ts
+            fix.gps = merge_fixes(fix.gps, new.gps)
             return
     fixes.append(new)
 
@@ -280,12 +298,17 @@ def decode_nmea(ctx: DecodeContext, payload: bytes) -> list[Reading]:
         raise DecodeError(Reason.EMPTY, "NMEA payload is only whitespace")
     fixes: list[_Fix] = []
     seen_position_sentence = False
+    state = ctx.state
+    last_rmc = None if state is None else state.last_rmc.get(ctx.device_id)
+    rmc_seen = False
     for raw in _sentences(text):
         sentence = _parse(raw)
         if isinstance(sentence, pynmea2.RMC):
             fix = _rmc(ctx, sentence)
+            if fix is not None:
+                last_rmc, rmc_seen = (fix.device_ts, ctx.received_ts), True
         elif isinstance(sentence, pynmea2.GGA):
-            fix = _gga(ctx, sentence)
+            fix = _gga(ctx, sentence, last_rmc)
         else:
             continue
         seen_position_sentence = True
@@ -293,23 +316,17 @@ def decode_nmea(ctx: DecodeContext, payload: bytes) -> list[Reading]:
             _merge(fixes, fix)
     if not seen_position_sentence:
         raise DecodeError(Reason.UNSUPPORTED_SENTENCE, "no RMC or GGA sentence in the message")
+    if state is not None and rmc_seen and last_rmc is not None:
+        state.last_rmc[ctx.device_id] = last_rmc  # only once the whole message decoded
     return [
-        make_reading(
-            ctx,
-            payload,
-            index,
-            fix.device_ts,
-            time_flag(fix.device_ts, ctx.received_ts, ctx.max_future_s, ctx.max_past_s),
-            GpsFix(
-                fix.lat,
-                fix.lon,
-                fix.speed_kmh,
-                fix.heading,
-                fix.hdop,
-                fix.sats,
-                fix.valid,
-                fix.source,
-            ),
+        Reading(
+            key=fix_key(ctx.device_id, fix.device_ts),
+            device_id=ctx.device_id,
+            stream=ctx.stream,
+            device_ts=fix.device_ts,
+            received_ts=ctx.received_ts,
+            time_flag=time_flag(fix.device_ts, ctx.received_ts, ctx.max_future_s, ctx.max_past_s),
+            payload=fix.gps,
         )
-        for index, fix in enumerate(fixes)
+        for fix in fixes
     ]

@@ -13,8 +13,7 @@ from datetime import datetime
 
 from PIL import Image
 
-from ingest.decoders.base import DecodeContext, DecodeError, Reason
-from ingest.decoders.fields import make_reading
+from ingest.decoders.base import DecodeContext, DecodeError, Reason, snapshot_key
 from ingest.readings import Reading, Snapshot, TimeFlag
 from ingest.timeparse import TimeParseError, parse_ts_text, time_flag
 
@@ -105,8 +104,20 @@ def _capture_time(ctx: DecodeContext) -> tuple[datetime | None, TimeFlag]:
 
 
 def decode_snapshot_jpeg(ctx: DecodeContext, payload: bytes) -> list[Reading]:
-    """Raw JPEG bytes; the capture time is the MQTT v5 user property `ts` (absent: MISSING)."""
+    """Raw JPEG bytes; the capture time is the MQTT v5 user property `ts` (absent: MISSING).
+
+    Keyed by device, capture time and content: a camera that re-sends an unchanged frame with a
+    new `ts` (a static scene) gives a new reading each time; a redelivery gives the same key."""
     width, height = _dimensions(ctx, payload)
     device_ts, flag = _capture_time(ctx)
-    snapshot = Snapshot(jpeg=payload, width=width, height=height)
-    return [make_reading(ctx, payload, 0, device_ts, flag, snapshot)]
+    return [
+        Reading(
+            key=snapshot_key(ctx.device_id, device_ts, payload),
+            device_id=ctx.device_id,
+            stream=ctx.stream,
+            device_ts=device_ts,
+            received_ts=ctx.received_ts,
+            time_flag=flag,
+            payload=Snapshot(jpeg=payload, width=width, height=height),
+        )
+    ]

@@ -334,3 +334,99 @@ def test_shared_subscription_splits_the_stream_between_two_workers(
         for worker in workers:
             worker.stop()
             worker.journal.close()
+
+
+def test_array_with_one_bad_element_keeps_the_good_ones_and_dead_letters_the_element(
+    mosquitto: Mosquitto, ingestor: MqttIngestor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """3,000 good fixes and one bad one in a JSON array: 3,000 readings and one dead letter
+    naming the element, both committed before the message is acknowledged; the same message
+    again (a redelivery) doubles nothing."""
+    fixes = [{"ts": 1795380000 + i, "lat": 31.19 + i * 1e-6, "lon": 121.43} for i in range(3000)]
+    doc = [*fixes[:1234], {"ts": 1795380000, "lon": 121.43}, *fixes[1234:]]
+    payload = json.dumps(doc, separators=(",", ":"))
+    journal = ingestor.journal
+    at_ack: list[tuple[int, dict[str, int]]] = []
+    ack = ingestor._client.ack
+
+    def checked_ack(mid: int, qos: int) -> None:
+        at_ack.append((journal.count(), journal.dead_letter_counts()))
+        ack(mid, qos)
+
+    monkeypatch.setattr(ingestor._client, "ack", checked_ack)
+    for _ in range(2):
+        mosquitto_pub(mosquitto, TOPIC.format("gps-1", "gps"), payload)
+    wait_until(lambda: ingestor.stats.get("messages_committed") == 2, what="2 commits")
+    assert journal.count() == 3000
+    assert at_ack == [(3000, {"missing_field": 1})] * 2
+    [letter] = journal.dead_letters()
+    assert letter.reason == "missing_field"
+    assert letter.detail == "element 1234: lat is missing"
+    assert json.loads(letter.payload) == {"ts": 1795380000, "lon": 121.43}
+    assert ingestor.stats.dead_letters_by_reason() == {"missing_field": 1}
+    assert ingestor.stats.get("duplicates") == 3000
+    lats = sorted(r.payload.lat for _, r in journal.readings(limit=5000))
+    assert lats == pytest.approx([f["lat"] for f in fixes])
+
+
+def _nmea(body: str) -> str:
+    checksum = 0
+    for char in body:
+        checksum ^= ord(char)
+    return f"${body}*{checksum:02X}\r\n"
+
+
+def test_nmea_one_sentence_per_message_gives_one_reading_per_fix(
+    mosquitto: Mosquitto, ingestor: MqttIngestor
+) -> None:
+    """RMC then GGA, and GGA then RMC, each sentence its own MQTT message: one reading per fix
+    with both sentences' fields; every message sent again changes nothing."""
+    now = datetime.now(UTC).replace(microsecond=0)
+    messages = []
+    for offset, order in ((-2, ("RMC", "GGA")), (-1, ("GGA", "RMC"))):
+        at = now.timestamp() + offset
+        hms = datetime.fromtimestamp(at, UTC).strftime("%H%M%S.00")
+        ddmmyy = datetime.fromtimestamp(at, UTC).strftime("%d%m%y")
+        sentence = {
+            "RMC": _nmea(f"GNRMC,{hms},A,3111.7000,N,12126.2000,E,10.0,90.0,{ddmmyy},,,A"),
+            "GGA": _nmea(f"GNGGA,{hms},3111.7000,N,12126.2000,E,1,14,0.9,12.0,M,9.6,M,,"),
+        }
+        messages += [sentence[name] for name in order]
+    topic = TOPIC.format("gps-nmea", "gps")
+    for payload in [*messages, *messages]:
+        mosquitto_pub(mosquitto, topic, payload)
+    wait_until(lambda: ingestor.stats.get("messages_committed") == 8, what="8 commits")
+    stored = [r for _, r in ingestor.journal.readings()]
+    assert len(stored) == 2
+    for reading in stored:
+        fix = reading.payload
+        assert fix.source == "nmea"
+        assert (fix.speed_kmh, fix.heading) == (pytest.approx(18.52), 90.0)
+        assert (fix.hdop, fix.sats) == (0.9, 14)
+        assert reading.time_flag.value == "ok"
+    assert ingestor.stats.get("readings_merged") == 2
+    assert ingestor.stats.get("duplicates") == 4
+    assert ingestor.stats.get("dead_letters") == 0
+
+
+def test_unchanged_snapshot_with_a_new_ts_is_a_new_reading(
+    mosquitto: Mosquitto, ingestor: MqttIngestor, tmp_path: Path
+) -> None:
+    """A camera re-sending the same frame of a static scene with a later `ts`: two readings;
+    the same frame with the same `ts` again (a redelivery): no third."""
+    from PIL import Image
+
+    image = tmp_path / "still.jpg"
+    Image.new("RGB", (64, 48), (40, 90, 30)).save(image, "JPEG")
+    args = ["mosquitto_pub", "-V", "mqttv5", "-h", "127.0.0.1", "-p", str(mosquitto.port)]
+    args += ["-q", "1", "-t", TOPIC.format("cam-1", "snapshot"), "-f", str(image)]
+    for ts in ("2026-11-22T10:15:00+08:00", "2026-11-22T10:15:05+08:00", "1795313700"):
+        subprocess.run([*args, "-D", "publish", "user-property", "ts", ts], check=True, timeout=10)
+    wait_until(lambda: ingestor.stats.get("messages_committed") == 3, what="3 commits")
+    stored = [r for _, r in ingestor.journal.readings()]
+    assert [r.device_ts for r in stored] == [
+        datetime(2026, 11, 22, 2, 15, tzinfo=UTC),
+        datetime(2026, 11, 22, 2, 15, 5, tzinfo=UTC),
+    ]
+    assert all(r.payload.jpeg == image.read_bytes() for r in stored)
+    assert ingestor.stats.get("duplicates") == 1

@@ -6,7 +6,7 @@ import pytest
 
 from ingest.coords import distance_m, wgs84_to_bd09, wgs84_to_gcj02
 from ingest.decoders import decode
-from ingest.decoders.base import DecodeContext, DecodeError, Reason, reading_key
+from ingest.decoders.base import DecodeContext, DecodeError, PartialDecode, Reason, reading_key
 from ingest.readings import GpsFix, Stream, TimeFlag
 
 RECEIVED = datetime(2024, 5, 1, 12, 0, 5, tzinfo=UTC)
@@ -178,13 +178,62 @@ def test_non_finite_time_is_a_bad_time() -> None:
     assert reason_of(b'{"ts": NaN, "lat": 31.2, "lon": 121.4}').reason is Reason.BAD_TIME
 
 
+def partial(payload: bytes) -> PartialDecode:
+    with pytest.raises(PartialDecode) as info:
+        decode(ctx(), payload)
+    return info.value
+
+
 def test_error_in_an_array_names_the_item() -> None:
-    error = reason_of(encode([fix(), fix(lat=95.0)]))
+    error = partial(encode([fix(), fix(lat=95.0)]))
     assert error.reason is Reason.OUT_OF_RANGE
-    assert error.detail.startswith("[1].lat=95.0")
-    error = reason_of(encode([fix(), "x"]))
+    [element] = error.rejected
+    assert (element.index, element.reason) == (1, Reason.OUT_OF_RANGE)
+    assert element.detail.startswith("element 1: lat=95.0 is outside [-90, 90]")
+    error = partial(encode([fix(), "x"]))
     assert error.reason is Reason.WRONG_TYPE
-    assert "[1] is a string" in error.detail
+    assert error.rejected[0].detail == "element 1: is a string, expected an object"
+    assert error.rejected[0].element == b'"x"'
+
+
+def test_one_bad_element_among_3000_good_ones_loses_none_of_them() -> None:
+    good = [fix(ts=1714564800 + i, lat=31.2 + i * 1e-6) for i in range(3001)]
+    doc = [*good[:1234], fix(lat=...), *good[1234:3000]]
+    payload = encode(doc)
+    error = partial(payload)
+    assert len(error.readings) == 3000
+    # keyed by their place in the array: the same keys as if the array had been all good
+    assert [r.key for r in error.readings] == [
+        reading_key(TOPIC, payload, i) for i in range(3001) if i != 1234
+    ]
+    assert [r.payload.lat for r in error.readings] == [g["lat"] for g in good[:3000]]
+    [element] = error.rejected
+    assert (element.index, element.reason) == (1234, Reason.MISSING_FIELD)
+    assert element.detail == "element 1234: lat is missing"
+    assert json.loads(element.element) == fix(lat=...)
+    assert error.reason is Reason.MISSING_FIELD
+    assert "1 of 3001 elements rejected, 3000 kept" in error.detail
+    # a caller that only knows DecodeError still sees a bad message, as before
+    assert isinstance(error, DecodeError)
+
+
+def test_every_bad_element_is_rejected_alone() -> None:
+    error = partial(encode([fix(lat="1"), fix(), fix(ts="soon"), fix(sats=-1)]))
+    assert [(e.index, e.reason) for e in error.rejected] == [
+        (0, Reason.WRONG_TYPE),
+        (2, Reason.BAD_TIME),
+        (3, Reason.OUT_OF_RANGE),
+    ]
+    assert len(error.readings) == 1
+
+
+def test_an_array_with_no_good_element_is_one_bad_message() -> None:
+    error = reason_of(encode([fix(lat=95.0), 7]))
+    assert not isinstance(error, PartialDecode)
+    assert error.reason is Reason.OUT_OF_RANGE
+    assert error.detail == (
+        "no element of 2 is usable; element 0: lat=95.0 is outside [-90, 90] (and 1 more)"
+    )
 
 
 def test_unknown_stream_format_pair() -> None:

@@ -5,7 +5,8 @@ import pytest
 
 from ingest.coords import distance_m, wgs84_to_gcj02
 from ingest.decoders import decode
-from ingest.decoders.base import DecodeContext, DecodeError, Reason, reading_key
+from ingest.decoders.base import DecodeContext, DecodeError, DecoderState, Reason, fix_key
+from ingest.decoders.nmea import RMC_DATES_GGA_FOR_S
 from ingest.readings import GpsFix, Reading, Stream, TimeFlag
 
 TOPIC = "streetwatch/site1/bus-12/gps"
@@ -74,7 +75,7 @@ def test_classic_rmc() -> None:
     assert fix.hdop is None and fix.sats is None
     assert reading.device_ts == CLASSIC_TIME
     assert reading.time_flag is TimeFlag.OK
-    assert reading.key == reading_key(TOPIC, payload, 0)
+    assert reading.key == fix_key("bus-12", CLASSIC_TIME)
     assert reading.device_id == "bus-12"
 
 
@@ -132,7 +133,10 @@ def test_two_instants_in_one_message_give_two_readings() -> None:
     gga_2 = checksummed("GNGGA,083600.00,3150.78200,N,11711.93400,E,1,11,0.80,38.0,M,-3.2,M,,")
     payload = message(MODERN_RMC, MODERN_GGA, rmc_2, gga_2)
     readings = decode(ctx(), payload)
-    assert [r.key for r in readings] == [reading_key(TOPIC, payload, i) for i in range(2)]
+    assert [r.key for r in readings] == [
+        fix_key("bus-12", MODERN_TIME),
+        fix_key("bus-12", MODERN_TIME + timedelta(seconds=1)),
+    ]
     assert [r.device_ts for r in readings] == [MODERN_TIME, MODERN_TIME + timedelta(seconds=1)]
     assert readings[1].payload.sats == 11
     assert readings[1].payload.heading == 45.0
@@ -389,3 +393,95 @@ def test_malformed_fields(body: str, reason: Reason, detail: str) -> None:
     error = error_of(message(checksummed(body)))
     assert error.reason is reason
     assert detail in error.detail
+
+
+# ---- one sentence per MQTT message (what many trackers send) ------------------------------
+
+
+def one(
+    sentence: str, received: datetime, state: DecoderState | None, device: str = "bus-12"
+) -> list[Reading]:
+    context = DecodeContext(
+        device,
+        Stream.GPS,
+        "nmea",
+        "wgs84",
+        f"streetwatch/site1/{device}/gps",
+        received,
+        state=state,
+    )
+    return decode(context, message(sentence))
+
+
+@pytest.mark.parametrize("order", ["rmc-first", "gga-first"])
+def test_rmc_and_gga_in_separate_messages_have_one_key(order: str) -> None:
+    """Both parts of one fix get the key of the fix (device + fix time): the journal merges
+    them into one reading (tests/ingest/test_journal.py), a redelivery of either is a duplicate."""
+    state = DecoderState()
+    first, second = (MODERN_RMC, MODERN_GGA) if order == "rmc-first" else (MODERN_GGA, MODERN_RMC)
+    [a] = one(first, MODERN_TIME + timedelta(seconds=0.2), state)
+    [b] = one(second, MODERN_TIME + timedelta(seconds=0.3), state)
+    assert a.key == b.key == fix_key("bus-12", MODERN_TIME)
+    assert a.device_ts == b.device_ts == MODERN_TIME
+    sources = {a.payload.source, b.payload.source}
+    assert sources == {"nmea-rmc", "nmea-gga"}
+    [again] = one(first, MODERN_TIME + timedelta(seconds=5), state)
+    assert again.key == a.key
+
+
+def test_gga_after_an_rmc_of_another_day_is_dated_from_that_rmc() -> None:
+    """A log from yesterday replayed now: the GGA gets yesterday's date, not a time 36 minutes
+    ahead of the receive time (which was flagged `future`)."""
+    state = DecoderState()
+    received = datetime(2024, 5, 16, 8, 0, 0, tzinfo=UTC)  # the log is of 15 May, 08:35:59
+    [rmc] = one(MODERN_RMC, received, state)
+    assert rmc.device_ts == MODERN_TIME and rmc.time_flag is TimeFlag.OK
+    gga = checksummed("GNGGA,083600.00,3150.78150,N,11711.93302,E,1,12,0.76,38.1,M,-3.2,M,,")
+    [reading] = one(gga, received + timedelta(seconds=1), state)
+    assert reading.device_ts == MODERN_TIME + timedelta(seconds=1)
+    assert reading.time_flag is TimeFlag.OK
+    # without the device's RMC it would be dated from the receive day, 36 minutes ahead
+    [alone] = one(gga, received + timedelta(seconds=1), None)
+    assert alone.time_flag is TimeFlag.FUTURE
+    # another device's RMC dates nothing of this one's
+    [other] = one(gga, received + timedelta(seconds=1), state, device="bus-13")
+    assert other.time_flag is TimeFlag.FUTURE
+
+
+def test_gga_after_midnight_follows_the_rmc_before_midnight() -> None:
+    state = DecoderState()
+    rmc = checksummed("GNRMC,235959.00,A,3150.78150,N,11711.93302,E,0.0,,140524,,,A,V")
+    received = datetime(2024, 5, 20, 3, 0, tzinfo=UTC)  # a replayed log: receive day irrelevant
+    one(rmc, received, state)
+    gga = checksummed("GNGGA,000000.00,3150.78150,N,11711.93302,E,1,12,0.76,38.1,M,-3.2,M,,")
+    [reading] = one(gga, received + timedelta(seconds=1), state)
+    assert reading.device_ts == datetime(2024, 5, 15, 0, 0, tzinfo=UTC)
+
+
+def test_gga_without_any_rmc_before_midnight_received_after_it() -> None:
+    """No RMC yet: the receive date, but a 23:59:59 GGA received at 00:00:01 UTC belongs to
+    the day before."""
+    gga = checksummed("GNGGA,235959.00,3150.78150,N,11711.93302,E,1,12,0.76,38.1,M,-3.2,M,,")
+    [reading] = one(gga, datetime(2024, 5, 16, 0, 0, 1, tzinfo=UTC), DecoderState())
+    assert reading.device_ts == datetime(2024, 5, 15, 23, 59, 59, tzinfo=UTC)
+    assert reading.time_flag is TimeFlag.OK
+
+
+def test_an_old_rmc_no_longer_dates_a_gga() -> None:
+    state = DecoderState()
+    received = datetime(2024, 5, 16, 8, 0, 0, tzinfo=UTC)
+    one(MODERN_RMC, received, state)
+    gga = checksummed("GNGGA,083600.00,3150.78150,N,11711.93302,E,1,12,0.76,38.1,M,-3.2,M,,")
+    later = received + timedelta(seconds=RMC_DATES_GGA_FOR_S + 1)
+    [reading] = one(gga, later, state)
+    assert reading.device_ts.date() == later.date()
+
+
+def test_a_rejected_message_leaves_the_state_alone() -> None:
+    state = DecoderState()
+    received = datetime(2024, 5, 16, 8, 0, 0, tzinfo=UTC)
+    with pytest.raises(DecodeError):
+        one(MODERN_RMC + "\r\n" + CLASSIC_RMC[:-2] + "00", received, state)
+    assert state.last_rmc == {}
+    one(MODERN_RMC, received, state)
+    assert state.last_rmc == {"bus-12": (MODERN_TIME, received)}

@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from ingest.decoders import decode
-from ingest.decoders.base import DecodeContext, DecodeError, Reason, reading_key
+from ingest.decoders.base import DecodeContext, DecodeError, Reason, snapshot_key
 from ingest.readings import Snapshot, Stream, TimeFlag
 
 RECEIVED = datetime(2024, 5, 1, 12, 0, 1, tzinfo=UTC)
@@ -52,10 +52,27 @@ def test_snapshot() -> None:
     assert reading.payload == Snapshot(jpeg=payload, width=64, height=48)
     assert reading.payload.jpeg is payload
     assert reading.kind == "snapshot"
-    assert reading.key == reading_key(TOPIC, payload, 0)
+    assert reading.key == snapshot_key("cam-north", reading.device_ts, payload)
     assert reading.device_ts == datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
     assert reading.time_flag is TimeFlag.OK
     assert reading.payload_dict() == {"width": 64, "height": 48}
+
+
+def test_same_bytes_with_a_later_ts_is_a_new_snapshot() -> None:
+    """A camera re-sending an unchanged frame of a static scene: each capture counts."""
+    payload = jpeg()
+    [first] = decode(ctx(ts="2024-05-01T20:00:00+08:00"), payload)
+    [later] = decode(ctx(ts="2024-05-01T20:00:05+08:00"), payload)
+    [redelivered] = decode(ctx(ts="2024-05-01T20:00:00+08:00"), payload)
+    assert first.key != later.key
+    assert redelivered.key == first.key
+    # the same instant written another way is the same capture
+    [as_epoch] = decode(ctx(ts="1714564800"), payload)
+    assert as_epoch.key == first.key
+    # different content at the same instant, or another camera, is another snapshot
+    [other] = decode(ctx(ts="2024-05-01T20:00:00+08:00"), jpeg(32, 24))
+    assert other.key != first.key
+    assert snapshot_key("cam-south", first.device_ts, payload) != first.key
 
 
 def test_epoch_seconds_property() -> None:
