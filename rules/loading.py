@@ -14,7 +14,10 @@ from rules.sitecheck import cross_check, name_checks
 
 
 def rule_files(rules_dir: Path) -> list[Path]:
-    if rules_dir.is_file():
+    """The rule files of a folder (`*.yaml`, `*.yml`), or `rules_dir` itself when it is not a
+    folder. Listing opens no file: an entry that is not a regular file (a FIFO, a link to
+    /dev/zero) is listed, and reading it refuses it by name without opening it."""
+    if not rules_dir.is_dir():
         return [rules_dir]
     return sorted(p for p in rules_dir.glob("*.y*ml") if p.suffix in (".yaml", ".yml"))
 

@@ -4,6 +4,10 @@ Polling (not inotify) because rule folders live on whatever the box mounts and e
 the check compares file contents, so an editor that rewrites a file within one mtime tick is
 still seen. An editor's half-written file simply fails validation once and is picked up on
 the next poll when complete.
+
+A poll that does not finish (a hung network mount, a callback that blocks) would end live reload
+without a word, so each watcher keeps a heartbeat: a watchdog thread logs a reload that has not
+finished a poll for `stuck_after_s`, and `stuck_reloads()` tells /healthz (streetwatch/ops.py).
 """
 
 from __future__ import annotations
@@ -11,15 +15,30 @@ from __future__ import annotations
 import hashlib
 import logging
 import threading
+import time
+import weakref
 from collections import Counter
 from collections.abc import Callable
+from datetime import UTC, datetime
 from pathlib import Path
 
 from ingest.config import SiteConfig
-from ingest.yamlsource import ConfigError
+from ingest.yamlsource import ConfigError, read_config_bytes
 from rules.schema import RuleSet, load_rules, rule_files
 
 log = logging.getLogger("streetwatch.rules")
+
+_RUNNING: weakref.WeakSet[RuleWatcher] = weakref.WeakSet()
+"""Watchers whose thread is started and not stopped (for /healthz)."""
+_RUNNING_LOCK = threading.Lock()
+
+
+def stuck_reloads() -> list[str]:
+    """Why live reload is not working, one reason per stuck watcher of this process (empty when
+    every running watcher finishes its polls)."""
+    with _RUNNING_LOCK:
+        watchers = list(_RUNNING)
+    return [why for w in watchers if (why := w.stuck()) is not None]
 
 
 def _signature(rules_dir: Path) -> str:
@@ -30,10 +49,10 @@ def _signature(rules_dir: Path) -> str:
         return "unreadable"
     for path in files:
         digest.update(path.name.encode() + b"\0")
-        try:
-            digest.update(path.read_bytes())
-        except OSError as exc:
-            digest.update(f"error:{exc.errno}".encode())
+        try:  # never opens a FIFO or a device, never reads past the size limit
+            digest.update(read_config_bytes(path))
+        except ConfigError as exc:
+            digest.update(f"error:{exc.problems[0]}".encode())
         digest.update(b"\0")
     return digest.hexdigest()
 
@@ -50,18 +69,28 @@ class RuleWatcher:
         on_error: Callable[[ConfigError], None] | None = None,
         *,
         interval_s: float = 2.0,
+        stuck_after_s: float | None = None,
     ) -> None:
+        """`stuck_after_s`: a poll unfinished this long past its due time is reported as stuck
+        (default: 5 intervals, at least 10 s)."""
         self.rules_dir = Path(rules_dir)
         self.config = config
         self.on_rules = on_rules
         self.on_error = on_error
         self.interval_s = interval_s
+        self.stuck_after_s = (
+            stuck_after_s if stuck_after_s is not None else max(10.0, 5 * interval_s)
+        )
+        self.last_poll_finished: datetime | None = None
+        """Wall-clock time the last poll finished (whatever its outcome)."""
+        self._heartbeat = time.monotonic()
         self.stats: Counter[str] = Counter()
         self.last_error: ConfigError | None = None
         self._seen = _signature(self.rules_dir)
         """The files as they were when the caller loaded the running rules."""
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._watchdog: threading.Thread | None = None
 
     def check(self) -> bool:
         """Look once; True when new rules were handed to `on_rules`."""
@@ -90,17 +119,42 @@ class RuleWatcher:
         self.on_rules(rules)
         return True
 
+    def stuck(self) -> str | None:
+        """Why this watcher's reload is not working (None while it finishes its polls)."""
+        thread = self._thread
+        if thread is None:
+            return None
+        if not thread.is_alive():
+            return f"rule reload of {self.rules_dir} has stopped: its thread ended"
+        late = time.monotonic() - self._heartbeat - self.interval_s
+        if late <= self.stuck_after_s:
+            return None
+        finished = self.last_poll_finished
+        last = "never" if finished is None else finished.isoformat(timespec="seconds")
+        return (
+            f"rule reload of {self.rules_dir} stuck: no poll finished for {late:.0f} s past due "
+            f"(last finished: {last}); rule edits are not picked up"
+        )
+
     def start(self) -> RuleWatcher:
         self._stop.clear()
+        self._heartbeat = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="rule-watcher", daemon=True)
+        self._watchdog = threading.Thread(target=self._watch, name="rule-watchdog", daemon=True)
+        with _RUNNING_LOCK:
+            _RUNNING.add(self)
         self._thread.start()
+        self._watchdog.start()
         return self
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
-        if self._thread is not None:
-            self._thread.join(timeout_s)
-            self._thread = None
+        with _RUNNING_LOCK:
+            _RUNNING.discard(self)
+        for thread in (self._thread, self._watchdog):
+            if thread is not None:
+                thread.join(timeout_s)
+        self._thread = self._watchdog = None
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval_s):
@@ -109,3 +163,17 @@ class RuleWatcher:
             except Exception:  # a callback failing must not end hot reload
                 self.stats["reload_failed"] += 1
                 log.exception("rule reload failed; the previous rules keep running")
+            self._heartbeat = time.monotonic()
+            self.last_poll_finished = datetime.now(UTC)
+
+    def _watch(self) -> None:
+        """Logs a reload that stopped finishing its polls, once, and when it comes back."""
+        reported = False
+        while not self._stop.wait(min(self.interval_s, self.stuck_after_s / 4)):
+            why = self.stuck()
+            if why is not None and not reported:
+                self.stats["reload_stuck"] += 1
+                log.error("%s; the rules loaded last keep running", why)
+            elif why is None and reported:
+                log.warning("rule reload of %s is polling again", self.rules_dir)
+            reported = why is not None

@@ -1,11 +1,18 @@
+import json
 import logging
+import os
+import threading
 import time
+import urllib.error
+import urllib.request
 
+import pytest
 from rulekit import obs, rule, site, write_rules
 
 from rules.engine import Engine
-from rules.reload import RuleWatcher
+from rules.reload import RuleWatcher, stuck_reloads
 from rules.schema import load_rules
+from streetwatch.ops import OpsServer
 
 FIRE = rule("fire", condition={"kind": "occupancy", "zone": "bay-1", "dwell": "60s"})
 
@@ -83,3 +90,92 @@ def test_a_callback_that_raises_does_not_stop_the_watcher(tmp_path):
     finally:
         watcher.stop()
     assert len(calls) == 2
+
+
+@pytest.mark.timeout(30)
+def test_a_fifo_in_the_folder_is_rejected_not_opened_and_reload_goes_on(tmp_path, caplog):
+    # a FIFO named *.yaml used to block the reload thread in open() for good, silently
+    folder = write_rules(tmp_path / "rules", FIRE)
+    got, errors = [], []
+    watcher = RuleWatcher(folder, site(), got.append, errors.append, interval_s=0.05).start()
+    try:
+        os.mkfifo(folder / "pipe.yaml")
+        wait_for(lambda: errors, "the FIFO to be rejected")
+        assert errors[0].problems == [
+            f"{folder / 'pipe.yaml'}: cannot read: it is a FIFO (named pipe), not a regular file"
+        ]
+        (folder / "pipe.yaml").unlink()
+        write_rules(folder, rule("two", condition={"kind": "presence"}), name="more.yaml")
+        wait_for(lambda: got and len(got[-1]) == 2, "the next valid edit to be picked up")
+    finally:
+        watcher.stop()
+    assert sorted(r.id for r in got[-1].rules) == ["fire", "two"]
+    assert watcher.stats["reload_rejected"] == 1
+
+
+def test_a_link_to_dev_zero_is_rejected_at_once(tmp_path):
+    # it used to be read whole (memory swinging to 6 GB), every 2 s
+    folder = write_rules(tmp_path / "rules", FIRE)
+    errors = []
+    watcher = RuleWatcher(folder, site(), lambda rules: None, errors.append)
+    (folder / "zero.yaml").symlink_to("/dev/zero")
+    started = time.monotonic()
+    assert watcher.check() is False
+    assert watcher.check() is False  # the same bad folder is reported once
+    assert time.monotonic() - started < 5
+    [error] = errors
+    assert error.problems == [
+        f"{folder / 'zero.yaml'}: cannot read: it is a character device, not a regular file"
+    ]
+
+
+@pytest.mark.timeout(60)
+def test_a_stuck_reload_shows_in_healthz_and_the_log(tmp_path, caplog):
+    folder = write_rules(tmp_path / "rules", FIRE)
+    release = threading.Event()
+    entered = threading.Event()
+
+    def blocks(rules):  # a poll that does not finish (a hung mount would do the same)
+        entered.set()
+        release.wait(30)
+
+    watcher = RuleWatcher(folder, site(), blocks, interval_s=0.05, stuck_after_s=2.0)
+    ops = OpsServer(lambda: {}, lambda: (True, {"broker": "connected"}), port=0).start()
+    assert get_health(ops) == (200, {"ok": True, "broker": "connected"})
+    try:
+        with caplog.at_level(logging.WARNING, logger="streetwatch.rules"):
+            watcher.start()
+            write_rules(folder, FIRE, rule("two", condition={"kind": "presence"}))
+            assert entered.wait(10)
+            wait_for(lambda: get_health(ops)[0] == 503, "/healthz to report the stuck reload")
+            _, body = get_health(ops)
+            assert body["ok"] is False and body["broker"] == "connected"
+            assert body["rules_reload"].startswith(f"rule reload of {folder} stuck: no poll ")
+            assert "rule edits are not picked up" in body["rules_reload"]
+            wait_for(lambda: watcher.stats["reload_stuck"] >= 1, "the watchdog to log it")
+            assert f"rule reload of {folder} stuck" in caplog.text
+            release.set()
+            wait_for(lambda: get_health(ops)[0] == 200, "/healthz healthy once the poll ends")
+            wait_for(lambda: "is polling again" in caplog.text, "the recovery to be logged")
+        assert watcher.last_poll_finished is not None
+    finally:
+        release.set()
+        watcher.stop()
+        ops.stop()
+    assert stuck_reloads() == []
+
+
+def wait_for(predicate, what, timeout_s=10.0):
+    deadline = time.monotonic() + timeout_s
+    while not predicate():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.02)
+
+
+def get_health(ops):
+    host, port = ops.address
+    try:
+        with urllib.request.urlopen(f"http://{host}:{port}/healthz", timeout=5) as page:
+            return page.status, json.loads(page.read())
+    except urllib.error.HTTPError as err:
+        return err.code, json.loads(err.read())
