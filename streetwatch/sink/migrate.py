@@ -4,6 +4,11 @@
 the two variants of one version. All pending versions run in one transaction holding an
 advisory lock, so two boxes starting together against one database take turns, and a failure
 leaves the schema as it was. The mode a database was first migrated in is recorded and kept.
+
+The mode of a new database is decided by `extension_plan` from what the server says
+(pg_extension, pg_available_extensions, shared_preload_libraries); `CREATE EXTENSION` is only
+ever tried on a separate connection, because a FATAL (`must be preloaded`) closes the
+connection it happens on.
 """
 
 from __future__ import annotations

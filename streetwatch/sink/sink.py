@@ -18,6 +18,11 @@ the journal keeps everything; when it returns, full batches are shipped back to 
 flush pause) until the backlog is gone. A journal past `journal_warn_bytes` is warned about.
 Records that cannot be stored (non-finite numbers, bad JSON, values the database refuses) are
 recorded in `sink_rejects` with a reason, counted, and skipped; they never stall the sink.
+
+This module is the loop: connecting, cycling through the sources, outages, status. The parts:
+`source.py` (local tables read by seq, batches converted ahead), `copier.py` (binary COPY,
+straight or through staging), `commit.py` (one batch's transaction, bisected on refused rows),
+`refresh.py` (late data and the continuous aggregates), `migrate.py` and `policies.py`.
 """
 
 from __future__ import annotations
