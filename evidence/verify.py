@@ -17,8 +17,8 @@ Each problem is one `Finding` with a distinct kind:
 | `missing_head` | packages but no recorded head: the ledger itself was removed |
 | `unknown_key` | signed by another key than the one verifying |
 | `key_change` | the signing key changes inside the chain (e.g. a re-signed tail) |
-| `tail_missing` / `tail_rewritten` | the chain does not reach the head the case system |
-|   | acknowledged (`expect_head`), or has another manifest at that sequence number |
+| `tail_missing` | the chain ends before `expect_head` (the case system's acknowledged head) |
+| `tail_rewritten` | the chain has another manifest at the sequence number of `expect_head` |
 
 A chain cannot prove its own tail: deleting the newest packages together with `.ledger/`
 leaves a shorter chain that is consistent in itself. Only a record held elsewhere (the case
@@ -202,13 +202,19 @@ def verify_chain(
     if last is not None:
         report.head = {"seq": last.seq, "manifest_sha256": last.sha256, "case_id": last.case_id}
     if head is None and last is not None:
+        if (root / LEDGER / "pending.json").exists():
+            why = "a commit was interrupted (.ledger/pending.json): start the box to finish it"
+        elif (root / LEDGER).is_dir():
+            why = ".ledger/head.json was removed"
+        else:
+            why = "the ledger (.ledger/) was removed"
         report.findings.append(
             Finding(
                 "missing_head",
                 str(root / LEDGER / "head.json"),
                 f"no recorded head, yet the chain has {len(links)} link(s) up to seq {last.seq}: "
-                "the ledger was removed, and with it the box's own record of its newest package "
-                "(check the tail against the case system's record: --expect-head SEQ:SHA256)",
+                f"{why}; the box's own record of its newest package is gone (check the tail "
+                "against the case system's record: --expect-head SEQ:SHA256)",
             )
         )
     if head is not None and (last is None or last.sha256 != head.manifest_sha256):
