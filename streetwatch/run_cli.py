@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import threading
 import time
@@ -16,6 +17,8 @@ from streetwatch.cliconfig import CONFIG_OPTION, load_or_fail
 from streetwatch.localbroker import Mosquitto
 from streetwatch.pipeline import CATALOG, Pipeline, PipelineOptions
 from streetwatch.rules_cli import load_rules_or_fail
+
+log = logging.getLogger("streetwatch.run")
 
 
 def status_line(
@@ -196,7 +199,10 @@ def run(
     try:
         pipeline.start(wait_s=15)
     except (BrokerRefused, ConfigError, OSError) as exc:  # OSError: e.g. the WHIP port taken
-        pipeline.stop(timeout_s=1)
+        try:
+            pipeline.stop(timeout_s=1)
+        except Exception as cleanup:  # a half-started stage: the reason to stop comes first
+            log.warning("stopping after the failed start: %s", _one_line(cleanup))
         _stop(embedded)
         if ops is not None:
             ops.stop()

@@ -4,6 +4,7 @@ naming the device or port, not a traceback (issue 13, 2.6); help texts and the s
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -142,3 +143,25 @@ def test_status_line_says_feed_off_without_a_feed() -> None:
     line = status_line(stages(), {}, 1.0, feed=False)
     assert "feed off" in line and "delivered" not in line
     assert "delivered 2" in status_line(stages(http_delivered=2), {}, 1.0, feed=True)
+
+
+def test_whip_port_in_use_stops_run_with_one_line(mosquitto: Mosquitto, tmp_path: Path) -> None:
+    from tests.streetwatch.test_run_pushed_video import site
+
+    config, rules = site(tmp_path, "webrtc")
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        command = ["-c", str(config), "-r", str(rules), "--broker", mosquitto.url]
+        command += ["--whip-port", str(port), "--duration", "5"]
+        result = subprocess.run(
+            [sys.executable, "-m", "streetwatch", "run", *command],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=180,
+            env={**os.environ, "STREETWATCH_WHIP_TOKEN": "a-long-enough-whip-token"},
+        )
+    line = last_line(result)
+    assert f"127.0.0.1:{port}" in line or f"'127.0.0.1', {port}" in line, line
