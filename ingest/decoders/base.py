@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
 
@@ -100,7 +100,7 @@ class DecodeContext:
     max_future_s: float = 300.0
     max_past_s: float = 7 * 24 * 3600.0
     max_image_pixels: int = 40_000_000
-    state: DecoderState | None = None
+    state: DecoderState | None = field(default=None, compare=False, repr=False)
     """State kept between messages (see DecoderState); None decodes each message on its own."""
 
     def property(self, name: str) -> str | None:
