@@ -8,7 +8,7 @@ from typing import Any
 from ingest.config import SiteConfig, ZoneKind
 from ingest.yamlsource import YamlDocument
 from rules.fields import unknown
-from rules.model import KNOWN_SUBJECTS, Party, Rule
+from rules.model import KNOWN_SUBJECTS, Clause, Party, Rule
 
 
 def known_subjects(config: SiteConfig) -> list[str] | None:
@@ -79,16 +79,24 @@ def name_checks(doc: YamlDocument, config: SiteConfig) -> list[tuple[tuple[str |
     return problems
 
 
-def cross_check(rule: Rule, config: SiteConfig) -> list[tuple[tuple[str | int, ...], str]]:
-    """What needs the whole rule: party merchant needs shop-front zones only."""
-    zones = known_zones(config)
-    problems: list[tuple[tuple[str | int, ...], str]] = []
+Loc = tuple[str | int, ...]
+
+
+def clauses_of(rule: Rule) -> list[tuple[Loc, Clause]]:
+    """Each clause of the rule's condition with its location in the rule."""
     condition = rule.condition
     if condition.kind is not None:
-        clauses = [(("condition",), condition.clauses()[0])]
-    else:
-        key = "all" if condition.all is not None else "any"
-        clauses = [(("condition", key, i), c) for i, c in enumerate(condition.clauses())]
+        return [(("condition",), condition.clauses()[0])]
+    key = "all" if condition.all is not None else "any"
+    return [(("condition", key, i), c) for i, c in enumerate(condition.clauses())]
+
+
+def cross_check(rule: Rule, config: SiteConfig) -> list[tuple[Loc, str]]:
+    """What needs the whole rule: each clause must match something on the site (see
+    `reach_checks`); party merchant needs shop-front zones only."""
+    zones = known_zones(config)
+    problems = reach_checks(rule, config)
+    clauses = clauses_of(rule)
     if rule.party is Party.MERCHANT:
         shopfronts = {z for z, kind in zones.items() if kind == ZoneKind.SHOPFRONT.value}
         if not shopfronts:
@@ -106,4 +114,72 @@ def cross_check(rule: Rule, config: SiteConfig) -> list[tuple[tuple[str | int, .
                     )
                 )
                 break
+    return problems
+
+
+NEVER = "so the rule can never fire"
+
+
+def reach_checks(rule: Rule, config: SiteConfig) -> list[tuple[Loc, str]]:
+    """A clause whose zone, zone_kind and device together match no zone of the site can never
+    fire: a zone kind no device has (`zone_kind: geofence` on a site without geofences), or
+    zones and kinds and devices that exclude each other. Zones are per device (a camera's
+    zones, a GPS device's zones, a geomagnetic sensor's bay). A disabled rule is not checked,
+    so a rule kept for later (or a catalog rule for kinds a small site lacks) can stay in the
+    folder with `enabled: false`. Unknown zone and device ids are `name_checks`' to report."""
+    if not rule.enabled:
+        return []
+    places = [(d.id, zone.id, zone.kind.value) for d in config.devices for zone in d.zones]
+    places += [
+        (d.id, d.bay, None if d.bay_kind is None else d.bay_kind.value)
+        for d in config.devices
+        if d.bay
+    ]
+    zone_ids = {zone for _, zone, _ in places}
+    device_ids = {d.id for d in config.devices}
+    kinds_there = sorted({kind for _, _, kind in places if kind})
+    problems: list[tuple[Loc, str]] = []
+    for loc, clause in clauses_of(rule):
+        if not (clause.zone or clause.zone_kind):
+            continue  # any zone (or none): a device alone is checked by name
+        if not (set(clause.zone) <= zone_ids and set(clause.device) <= device_ids):
+            continue  # an unknown name, already reported where it is written
+
+        def fits(device: str, zone: str, kind: str | None, c: Clause = clause) -> bool:
+            return (
+                (not c.device or device in c.device)
+                and (not c.zone or zone in c.zone)
+                and (not c.zone_kind or kind in c.zone_kind)
+            )
+
+        if any(fits(*place) for place in places):
+            continue
+        wanted = " or ".join(repr(k) for k in clause.zone_kind)
+        if clause.zone_kind and not any(kind in clause.zone_kind for _, _, kind in places):
+            there = ", ".join(kinds_there) or "none"
+            why = f"no zone of kind {wanted} in devices.yaml, {NEVER}; zone kinds there: {there}"
+            problems.append(((*loc, "zone_kind"), why))
+        elif clause.zone_kind and clause.zone:
+            named = ", ".join(
+                f"{zone} is {kind or 'a bay without bay_kind'}"
+                for _, zone, kind in places
+                if zone in clause.zone
+            )
+            why = f"none of the zones named in zone is of kind {wanted} ({named}), {NEVER}"
+            problems.append(((*loc, "zone_kind"), why))
+        elif clause.zone_kind:
+            own = sorted({k for d, _, k in places if d in clause.device and k})
+            whose = ", ".join(clause.device)
+            why = (
+                f"device {whose} has no zone of kind {wanted} "
+                f"(its zone kinds: {', '.join(own) or 'none'}), {NEVER}"
+            )
+            problems.append(((*loc, "zone_kind"), why))
+        else:
+            owners = ", ".join(f"{zone} is {d}'s" for d, zone, _ in places if zone in clause.zone)
+            why = (
+                f"no zone named in zone belongs to device {', '.join(clause.device)} "
+                f"({owners}), {NEVER}"
+            )
+            problems.append(((*loc, "zone"), why))
     return problems

@@ -1,3 +1,4 @@
+import os
 from datetime import UTC, datetime
 
 import pytest
@@ -117,6 +118,95 @@ def test_bay_ids_are_zone_ids(tmp_path):
         tmp_path / "rules", rule("b", condition={"kind": "occupancy", "zone": ["bay-1", "bay-2"]})
     )
     assert len(load_rules(folder, site())) == 1
+
+
+NEVER = "so the rule can never fire"
+KINDS_THERE = "zone kinds there: fire_lane, no_parking, restricted, shopfront, sidewalk"
+
+
+def test_a_zone_kind_no_device_has_is_refused_with_the_kinds_there(tmp_path):
+    # `check` used to accept it: a rule that can never fire
+    problems = _problems(tmp_path, GOOD.replace("zone_kind: no_parking", "zone_kind: geofence"))
+    assert problems == [
+        f"{tmp_path}/rules/r.yaml:7: condition.zone_kind: no zone of kind 'geofence' in "
+        f"devices.yaml, {NEVER}; {KINDS_THERE}"
+    ]
+
+
+def test_one_existing_kind_of_several_is_enough(tmp_path):
+    # a catalog rule may name kinds a small site lacks, as long as one of them is there
+    folder = write_rules(
+        tmp_path / "rules",
+        rule("r", condition={"kind": "presence", "zone_kind": ["geofence", "sidewalk"]}),
+    )
+    assert len(load_rules(folder, site())) == 1
+
+
+def test_zones_devices_and_kinds_that_exclude_each_other_are_refused(tmp_path):
+    text = """\
+rules:
+  - id: zone-and-kind
+    name: x
+    category: a/b
+    condition: {kind: presence, zone: [np-1, walk-1], zone_kind: fire_lane}
+  - id: device-and-kind
+    name: x
+    category: a/b
+    condition: {kind: geofence, device: truck-1, zone_kind: no_parking}
+  - id: zone-of-another-device
+    name: x
+    category: a/b
+    condition:
+      all:
+        - {kind: occupancy, zone: bay-1}
+        - {kind: presence, zone: bay-2, device: cam-1}
+"""
+    problems = _problems(tmp_path, text)
+    where = f"{tmp_path}/rules/r.yaml"
+    assert problems == [
+        f"{where}:5: rules[0].condition.zone_kind: none of the zones named in zone is of kind "
+        f"'fire_lane' (walk-1 is sidewalk, np-1 is no_parking), {NEVER}",
+        f"{where}:9: rules[1].condition.zone_kind: device truck-1 has no zone of kind "
+        f"'no_parking' (its zone kinds: restricted), {NEVER}",
+        f"{where}:16: rules[2].condition.all[1].zone: no zone named in zone belongs to device "
+        f"cam-1 (bay-2 is mag-2's), {NEVER}",
+    ]
+
+
+def test_an_unknown_zone_is_reported_once_not_also_as_unreachable(tmp_path):
+    problems = _problems(tmp_path, GOOD.replace("zone_kind: no_parking", "zone: [np-9]"))
+    assert len(problems) == 1 and "unknown zone 'np-9'" in problems[0]
+
+
+def test_a_disabled_rule_may_name_kinds_the_site_lacks(tmp_path):
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    text = GOOD.replace("zone_kind: no_parking", "zone_kind: geofence") + "enabled: false\n"
+    (folder / "a.yaml").write_text(text)
+    assert len(load_rules(folder, site())) == 0
+
+
+@pytest.mark.timeout(30)
+def test_a_fifo_and_a_link_to_dev_zero_among_the_rules_are_refused_by_name(tmp_path):
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    (folder / "good.yaml").write_text(GOOD)
+    os.mkfifo(folder / "pipe.yaml")
+    (folder / "zero.yml").symlink_to("/dev/zero")
+    with pytest.raises(ConfigError) as info:
+        load_rules(folder, site())
+    assert info.value.problems == [
+        f"{folder}/pipe.yaml: cannot read: it is a FIFO (named pipe), not a regular file",
+        f"{folder}/zero.yml: cannot read: it is a character device, not a regular file",
+    ]
+    with pytest.raises(ConfigError) as info:
+        load_rules(folder / "pipe.yaml", site())  # -r naming a FIFO
+    assert "it is a FIFO (named pipe), not a regular file" in info.value.problems[0]
+    with pytest.raises(ConfigError) as info:
+        load_rules("/dev/zero", site())
+    assert info.value.problems == [
+        "/dev/zero: cannot read: it is a character device, not a regular file"
+    ]
 
 
 def test_party_merchant_requires_shopfront_only(tmp_path):
