@@ -31,14 +31,34 @@ def cli(log_level: str, log_json: bool) -> None:
     default=None,
     help="Also validate the rule files in this folder against the devices and zones.",
 )
-def check(config_path: Path, as_json: bool, rules_dir: Path | None) -> None:
-    """Validate devices.yaml (and rules with -r); errors name file:line and field."""
+@click.option(
+    "--no-files",
+    is_flag=True,
+    help="Do not check that model weights and video files exist here (a config for another box).",
+)
+def check(config_path: Path, as_json: bool, rules_dir: Path | None, no_files: bool) -> None:
+    """Validate devices.yaml (and rules with -r); errors name file:line and field.
+
+    Also checks that each camera's YOLO weights and each video file exist and are regular
+    files, as `run` needs them on this machine (skip with --no-files)."""
+    from ingest.yamlsource import ConfigError
+    from rules.schema import load_rules
+    from streetwatch.preflight import preflight_problems
+
     config = load_or_fail(config_path)
+    problems = [] if no_files else preflight_problems(config, config_path)
+    where = [str(config_path)] if problems else []
     rule_count = None
     if rules_dir is not None:
-        from streetwatch.rules_cli import load_rules_or_fail
-
-        rule_count = len(load_rules_or_fail(rules_dir, config))
+        try:
+            rule_count = len(load_rules(rules_dir, config))
+        except ConfigError as exc:
+            problems += exc.problems
+            where.append(str(rules_dir))
+    if problems:
+        for problem in problems:
+            click.echo(problem, err=True)
+        raise click.ClickException(f"{' and '.join(where)}: {len(problems)} problem(s), see above")
     kinds: dict[str, int] = {}
     for device in config.devices:
         kinds[device.kind.value] = kinds.get(device.kind.value, 0) + 1

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from collections import Counter
@@ -74,6 +75,7 @@ def test_default_config_is_devices_yaml_in_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     (tmp_path / "devices.yaml").write_text(DEMO_TEXT, encoding="utf-8")
+    (tmp_path / "var").symlink_to(REPO / "var")  # the model and video it names, relative to it
     monkeypatch.chdir(tmp_path)
     result = check("--json")
     assert result.exit_code == 0, result.output
@@ -159,3 +161,110 @@ def test_real_command_from_the_repository_root() -> None:
     assert done.returncode == 0, done.stderr
     [line] = done.stdout.splitlines()
     assert line.startswith("devices.yaml: ok — site demo-street, ")
+
+
+def streetwatch(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
+    """The real command, as a user runs it (a hang fails after `timeout` instead of blocking)."""
+    script = REPO / ".venv" / "bin" / "streetwatch"
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "streetwatch"]
+    env = {**os.environ, "PYTHONIOENCODING": "utf-8"}
+    return subprocess.run(
+        [*command, *args],
+        cwd=REPO,
+        env=env,
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        timeout=timeout,
+        check=False,
+    )
+
+
+def demo_with(tmp_path: Path, weights: str, stream: str) -> tuple[Path, int, int]:
+    """The demo site with the market camera's weights and video file replaced; returns the file
+    and the lines of the two values."""
+    text = DEMO_TEXT.replace("weights: var/models/person-yolov8s.pt", f"weights: {weights}", 1)
+    text = text.replace("stream: var/footage/vtest.avi", f"stream: {stream}", 1)
+    path = tmp_path / "devices.yaml"
+    path.write_text(text, encoding="utf-8")
+    lines = text.split("\n")
+    weights_line = next(i for i, line in enumerate(lines) if f"weights: {weights}" in line) + 1
+    stream_line = next(i for i, line in enumerate(lines) if f"stream: {stream}" in line) + 1
+    return path, weights_line, stream_line
+
+
+def test_missing_weights_and_video_file_are_refused_with_file_line_and_device(
+    tmp_path: Path,
+) -> None:
+    # check used to pass them, and `run` then died with a 35-line FileNotFoundError traceback
+    path, weights_line, stream_line = demo_with(tmp_path, "models/nowhere.pt", "clips/gone.avi")
+    index = [device["id"] for device in DEMO["devices"]].index("cam-market-01")
+    result = check("-c", str(path))
+    assert result.exit_code != 0
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"{path}:{weights_line}: devices[{index}].detect.weights: device cam-market-01: "
+        f"YOLO weights {tmp_path}/models/nowhere.pt: not found",
+        f"{path}:{stream_line}: devices[{index}].stream: device cam-market-01: "
+        f"video file {tmp_path}/clips/gone.avi: not found",
+        f"Error: {path}: 2 problem(s), see above",
+    ]
+    for line in result.stderr.splitlines()[:-1]:
+        assert PROBLEM.match(line), line
+    # a config written for another box: the files are its business
+    assert check("-c", str(path), "--no-files").exit_code == 0
+
+
+@pytest.mark.timeout(60)
+def test_a_fifo_as_video_file_or_a_folder_as_weights_is_not_a_regular_file(tmp_path: Path) -> None:
+    os.mkfifo(tmp_path / "live.avi")
+    (tmp_path / "model.pt").mkdir()  # a folder is taken for an OpenVINO model: allowed
+    (tmp_path / "model.onnx").symlink_to("/dev/zero")
+    path, _, _ = demo_with(tmp_path, "model.onnx", "live.avi")
+    result = check("-c", str(path))
+    assert result.exit_code != 0
+    problems = result.stderr.splitlines()[:-1]
+    assert [p.split(": ", 3)[-1] for p in problems] == [
+        f"YOLO weights {tmp_path}/model.onnx: it is a character device, not a regular file",
+        f"video file {tmp_path}/live.avi: it is a FIFO (named pipe), not a regular file",
+    ]
+    path, _, _ = demo_with(tmp_path, "model.pt", str(REPO / "var" / "footage" / "vtest.avi"))
+    if not (REPO / "var" / "footage" / "vtest.avi").is_file():
+        pytest.skip("var/footage/vtest.avi is absent (`make footage` puts it there)")
+    assert check("-c", str(path)).exit_code == 0
+
+
+@pytest.mark.timeout(120)
+def test_dev_zero_and_a_fifo_as_devices_yaml_end_in_one_line(tmp_path: Path) -> None:
+    # /dev/zero was read "to the end" (24 GB, then the OOM killer); a FIFO blocked for ever
+    os.mkfifo(tmp_path / "devices.yaml")
+    for config, what in (
+        ("/dev/zero", "a character device"),
+        (tmp_path / "devices.yaml", "a FIFO"),
+    ):
+        done = streetwatch("check", "-c", str(config), timeout=50)
+        assert done.returncode != 0
+        detail, reason = done.stderr.splitlines()
+        assert detail.startswith(f"{config}: cannot read: it is {what}")
+        assert detail.endswith(", not a regular file")
+        assert reason == f"Error: {config}: 1 problem(s), see above"
+
+
+@pytest.mark.timeout(120)
+def test_rules_folder_with_a_fifo_or_a_rule_that_cannot_fire(tmp_path: Path) -> None:
+    rules = tmp_path / "rules"
+    shutil.copytree(REPO / "rules" / "catalog", rules)
+    fire_lane = rules / "fire-lane.yaml"
+    text = fire_lane.read_text(encoding="utf-8")
+    fire_lane.write_text(text.replace("zone_kind: fire_lane", "zone_kind: geofence"), "utf-8")
+    line = text.split("\n").index("  zone_kind: fire_lane") + 1
+    os.mkfifo(rules / "pipe.yaml")
+    done = streetwatch("check", "-c", "devices.yaml", "-r", str(rules), "--no-files", timeout=100)
+    assert done.returncode != 0
+    assert done.stderr.splitlines() == [
+        f"{fire_lane}:{line}: condition.zone_kind: no zone of kind 'geofence' in devices.yaml, "
+        "so the rule can never fire; zone kinds there: fire_lane, no_parking, restricted, "
+        "shopfront, sidewalk",
+        f"{rules}/pipe.yaml: cannot read: it is a FIFO (named pipe), not a regular file",
+        f"Error: {rules}: 2 problem(s), see above",
+    ]
