@@ -304,6 +304,29 @@ def test_the_catalog_loads_unmutated() -> None:
     assert len(load_rules(REPO / "rules" / "catalog", CONFIG)) > 0
 
 
+@pytest.mark.parametrize("path", RULE_FILES, ids=lambda p: p.name)
+def test_a_zone_kind_the_site_lacks_is_refused_at_its_line(tmp_path: Path, path: Path) -> None:
+    """Each shipped rule with its zone kinds changed to one no device has (`geofence` on the
+    fire-lane rule was accepted, and the rule could never fire): refused at every such line."""
+    lines = path.read_text(encoding="utf-8").split("\n")
+    kinds = [i for i, line in enumerate(lines) if re.match(r"^\s*(- )?zone_kind: ", line)]
+    if not kinds:
+        pytest.skip(f"{path.name} names no zone kind")
+    for i in kinds:
+        lines[i] = re.sub(r"zone_kind: .*$", "zone_kind: geofence", lines[i])
+    (tmp_path / path.name).write_text("\n".join(lines), encoding="utf-8")
+    with pytest.raises(ConfigError) as info:
+        load_rules(tmp_path, CONFIG)
+    expected = [f"{tmp_path / path.name}:{i + 1}: " for i in kinds]
+    refused = [p for p in info.value.problems if "zone_kind: no zone of kind" in p]
+    assert [p[: len(w)] for p, w in zip(refused, expected, strict=True)] == expected
+    for problem in refused:
+        assert "zone_kind: no zone of kind 'geofence' in devices.yaml" in problem
+        assert problem.endswith(
+            "zone kinds there: fire_lane, no_parking, restricted, shopfront, sidewalk"
+        )
+
+
 # --- (b) polygons -----------------------------------------------------------------------------
 
 _NOW = datetime(2026, 1, 1, tzinfo=UTC)
