@@ -46,6 +46,11 @@ MAX_KEPT_OBSERVATIONS = 8
 Identity = tuple[str, str, str]
 """(device id, subject id, zone id or '-')."""
 
+Episode = tuple[Identity, float]
+"""A subject's situation: its identity and first_seen. Groups hold episodes, not identities:
+a situation that a newer one of the same subject overtook (its close still on the way) must
+stay where `all` and min_count look for it."""
+
 
 class Dropped(NamedTuple):
     observation: Observation
@@ -70,6 +75,12 @@ class _Track:
     ended_at: float = math.inf
     fired: bool = False
     dedup_key: tuple[str, str] | None = None
+    ends_by: float = math.inf
+    """When a newer situation of the same subject began: this one ended by then."""
+
+    @property
+    def episode(self) -> Episode:
+        return (self.identity, self.first_seen)
 
     @property
     def observations(self) -> list[Observation]:
@@ -131,7 +142,7 @@ class _Compiled:
         self.cooldown = loaded.rule.cooldown
         self.dedup: dict[tuple[str, str], _DedupState] = {}
         self.tracks: list[dict[Identity, _Track]] = [{} for _ in self.clauses]
-        self.grouped: list[dict[Any, dict[Identity, _Track]] | None] = [
+        self.grouped: list[dict[Any, dict[Episode, _Track]] | None] = [
             {} if self.all_mode or c.min_count > 1 else None for c in self.clauses
         ]
         """Per clause that needs it (`all`, min_count): tracks by place/zone."""
@@ -251,9 +262,9 @@ class Engine:
         for rule in self._rules:
             for grouped in rule.grouped:
                 for key, members in list((grouped or {}).items()):
-                    for identity, track in list(members.items()):
+                    for episode, track in list(members.items()):
                         if not track.open:
-                            del members[identity]
+                            del members[episode]
                     if not members:
                         del grouped[key]  # type: ignore[union-attr]
         for r_index, rule in enumerate(self._rules):
@@ -444,6 +455,7 @@ class Engine:
                 # way (out of order): it waits aside until the watermark passes this start.
                 del tracks[identity]
                 if gone_after is None and track.open:
+                    track.ends_by = first
                     self._superseded[(r_index, c_index, identity)] = track
                     self._seq += 1
                     heapq.heappush(
@@ -473,7 +485,9 @@ class Engine:
             tracks[identity] = track
             grouped = rule.grouped[c_index]
             if grouped is not None:
-                grouped.setdefault(track.place if rule.all_mode else zone, {})[identity] = track
+                grouped.setdefault(track.place if rule.all_mode else zone, {})[track.episode] = (
+                    track
+                )
             if gone_after is None:
                 self._push(self._sat_from(rule, c_index, track), r_index, c_index, track)
             return track
@@ -530,8 +544,8 @@ class Engine:
                 continue
             grouped = self._rules[r_index].grouped[c_index]
             members = None if grouped is None else grouped.get(key)
-            if members is not None and members.get(track.identity) is track:
-                del members[track.identity]
+            if members is not None and members.get(track.episode) is track:
+                del members[track.episode]
                 if not members:
                     del grouped[key]
         for r_index, rule in enumerate(self._rules):
@@ -571,7 +585,7 @@ class Engine:
             return track.ended_at
         if rule.gone_after[c_index] is not None:
             return track.last_seen
-        return max(track.last_seen, watermark)
+        return min(max(track.last_seen, watermark), track.ends_by)
 
     def _when(self, rule: _Compiled, at: float) -> float | None:
         schedule = rule.loaded.schedule
