@@ -11,11 +11,11 @@ from pathlib import Path
 
 import click
 
-from ingest.config import VIDEO_PUSH, DeviceKind, SiteConfig
 from ingest.yamlsource import ConfigError
 from streetwatch.cliconfig import CONFIG_OPTION, load_or_fail
 from streetwatch.localbroker import Mosquitto
 from streetwatch.pipeline import CATALOG, Pipeline, PipelineOptions
+from streetwatch.preflight import preflight_problems
 from streetwatch.rules_cli import load_rules_or_fail
 
 log = logging.getLogger("streetwatch.run")
@@ -43,27 +43,6 @@ def status_line(
         + (f"delivered {delivered}" if feed else "feed off")
         + f" · dead letters {ingest.get('dead_letters', 0)}"
     )
-
-
-def camera_problems(config: SiteConfig) -> list[str]:
-    """Files the cameras `run` would open that are not there, one line each naming the device
-    and the path: a missing model would otherwise end `run` in a traceback from deep inside the
-    detector, and a missing video file in a source that retries it forever."""
-    problems = []
-    for device in config.devices:
-        video = device.kind in (DeviceKind.CAMERA, DeviceKind.DRONE)
-        if not video or device.detect is None or not config.broker.owns(device.id):
-            continue
-        weights = Path(device.detect.weights)
-        if not weights.exists():
-            problems.append(f"{device.id}: YOLO weights not found: {weights}")
-        stream = device.stream
-        if stream and stream not in VIDEO_PUSH and ("://" not in stream or "file://" in stream):
-            video_file = Path(stream.removeprefix("file://"))
-            if not video_file.is_file():
-                what = "not a regular file" if video_file.exists() else "not found"
-                problems.append(f"{device.id}: video file {what}: {video_file}")
-    return problems
 
 
 def _one_line(exc: BaseException) -> str:
@@ -148,7 +127,7 @@ def run(
             update={"broker": config.broker.model_copy(update={"url": broker_url})}
         )
     rules = load_rules_or_fail(rules_dir, config)
-    problems = [] if no_cameras else camera_problems(config)
+    problems = [] if no_cameras else preflight_problems(config, config_path)
     if problems:
         raise _fail(problems)
     embedded = None

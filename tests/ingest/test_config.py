@@ -611,7 +611,9 @@ def test_full_tls_loads(tmp_path: Path) -> None:
         DEMO_TEXT, "broker:", "tls: {ca_file: ca.crt, cert_file: box.crt, key_file: box.key}"
     )
     broker = load_config(write(tmp_path, text)).broker
-    assert broker.uses_tls and broker.port == 1883  # the url names its port
+    assert (
+        broker.uses_tls and broker.port == 11883
+    )  # the embedded broker's port, as devices.yaml names it
     assert broker.tls is not None and broker.tls.key_file == Path("box.key")
 
 
