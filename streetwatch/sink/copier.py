@@ -1,5 +1,11 @@
 """Binary COPY of a batch into its tables: straight in, or through a staging table with
-`ON CONFLICT DO NOTHING` when rows are already there (a replay, another box)."""
+`ON CONFLICT DO NOTHING` when rows are already there (a replay, another box).
+
+One exception to "already there means nothing to do": the journal merges the two halves of an
+NMEA fix sent one sentence per message (an RMC and a GGA of one instant) into one reading that
+moves to a new seq. When the first half was shipped before the second came, the merged reading
+arrives with the same (key, ts) and must complete the stored row, so `gps_fixes` takes a
+conflicting row's values where they differ (an identical replay still writes nothing)."""
 
 from __future__ import annotations
 
@@ -22,6 +28,27 @@ def _copy_rows(cur: psycopg.Cursor, statement: sql.Composed, types: list[str], r
             write(row)
 
 
+MERGED_COLUMNS: dict[str, tuple[str, ...]] = {
+    "gps_fixes": ("lat", "lon", "speed_kmh", "heading", "hdop", "sats", "valid", "source"),
+}
+"""Per table, the columns a later version of a row (same key and ts) may complete."""
+
+
+def _on_conflict(table: str) -> sql.Composable:
+    merged = MERGED_COLUMNS.get(table)
+    if not merged:
+        return sql.SQL("ON CONFLICT DO NOTHING")
+    target = sql.Identifier(table)
+    columns = [sql.Identifier(c) for c in merged]
+    return sql.SQL(
+        "ON CONFLICT (key, ts) DO UPDATE SET {} WHERE ({}) IS DISTINCT FROM ({})"
+    ).format(
+        sql.SQL(", ").join(sql.SQL("{} = excluded.{}").format(c, c) for c in columns),
+        sql.SQL(", ").join(sql.SQL("{}.{}").format(target, c) for c in columns),
+        sql.SQL(", ").join(sql.SQL("excluded.{}").format(c) for c in columns),
+    )
+
+
 def _staging_sql(table: str) -> tuple[str, sql.Composed, sql.Composed, sql.Composed]:
     """(create the staging table, COPY into it, INSERT from it, COPY straight into the table)"""
     cols = TABLES[table]
@@ -35,11 +62,12 @@ def _staging_sql(table: str) -> tuple[str, sql.Composed, sql.Composed, sql.Compo
     copy = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         stage, sql.SQL(", ").join(sql.Identifier(c.name) for c in cols)
     )
-    insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} ON CONFLICT DO NOTHING").format(
+    insert = sql.SQL("INSERT INTO {} ({}) SELECT {} FROM {} {}").format(
         sql.Identifier(table),
         sql.SQL(", ").join(sql.Identifier(c.name) for c in cols),
         sql.SQL(", ").join(sql.SQL(c.expr) if c.expr else sql.Identifier(c.name) for c in cols),
         stage,
+        _on_conflict(table),
     )
     direct = sql.SQL("COPY {} ({}) FROM STDIN (FORMAT BINARY)").format(
         sql.Identifier(table), sql.SQL(", ").join(sql.Identifier(c.name) for c in cols)

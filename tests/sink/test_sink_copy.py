@@ -11,6 +11,7 @@ import psycopg
 import pytest
 
 from ingest.journal import Journal
+from ingest.readings import GpsFix, Reading, Stream, TimeFlag
 from streetwatch.sink import TimeseriesSink
 from tests.sink.sinkdata import (
     T0,
@@ -22,6 +23,19 @@ from tests.sink.sinkdata import (
     raw_reading,
     site,
 )
+
+
+def nmea_part(fix: GpsFix) -> Reading:
+    """One half of an NMEA fix, keyed by device and fix time as the decoder keys it."""
+    return Reading(
+        key="gps-1:nmea:2026-11-20T08:00:00Z",
+        device_id="gps-1",
+        stream=Stream.GPS,
+        device_ts=T0,
+        received_ts=T0 + timedelta(milliseconds=300),
+        time_flag=TimeFlag.OK,
+        payload=fix,
+    )
 
 
 def _one(dsn: str, query: str) -> tuple:
@@ -310,3 +324,30 @@ def test_journal_keeps_each_observation_update_once(journal_path: Path) -> None:
     assert len(rows) == 4 and seqs == sorted(seqs)  # ignored duplicates may leave seq gaps
     assert rows[0][1] == observation(0).key and rows[0][3:] == ("occupancy", "mag-1")
     assert rows[1][2] == (T0 + timedelta(seconds=6)).timestamp()
+
+
+def test_nmea_fix_completed_after_its_first_half_was_shipped(
+    pg_dsn: str, journal_path: Path
+) -> None:
+    """An RMC shipped alone, then its GGA merged into it by the journal (a new seq, same key and
+    ts): the stored row gains the GGA's hdop and satellites instead of keeping the half."""
+    journal = Journal(journal_path)
+    rmc = nmea_part(
+        GpsFix(31.2, 121.4, speed_kmh=20.0, heading=90.0, hdop=None, sats=None, source="nmea-rmc")
+    )
+    journal.write([rmc])
+    sink = TimeseriesSink(site(), journal_path, dsn=pg_dsn)
+    assert sink.drain() == 1
+    query = "SELECT count(*), max(speed_kmh), max(hdop), max(sats), max(source) FROM gps_fixes"
+    assert _one(pg_dsn, query) == (1, 20.0, None, None, "nmea-rmc")
+    gga = nmea_part(
+        GpsFix(31.2, 121.4, speed_kmh=None, heading=None, hdop=0.8, sats=11, source="nmea-gga")
+    )
+    assert journal.write([gga]).merged == 1
+    assert sink.drain_once() == 1
+    assert _one(pg_dsn, query) == (1, 20.0, pytest.approx(0.8), 11, "nmea")
+    journal.write([gga, rmc])  # redelivered halves change nothing anywhere
+    assert sink.drain_once() == 0
+    assert _one(pg_dsn, query) == (1, 20.0, pytest.approx(0.8), 11, "nmea")
+    sink.close()
+    journal.close()
