@@ -7,7 +7,7 @@ the next poll when complete.
 
 A poll that does not finish (a hung network mount, a callback that blocks) would end live reload
 without a word, so each watcher keeps a heartbeat: a watchdog thread logs a reload that has not
-finished a poll for `stuck_after_s`, and `stuck_reloads()` tells /healthz (streetwatch/ops.py).
+finished a poll for `stuck_after_s`, and `stuck()` says why for /healthz (the pipeline's health).
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import hashlib
 import logging
 import threading
 import time
-import weakref
 from collections import Counter
 from collections.abc import Callable
 from datetime import UTC, datetime
@@ -27,18 +26,6 @@ from ingest.yamlsource import ConfigError, read_config_bytes
 from rules.schema import RuleSet, load_rules, rule_files
 
 log = logging.getLogger("streetwatch.rules")
-
-_RUNNING: weakref.WeakSet[RuleWatcher] = weakref.WeakSet()
-"""Watchers whose thread is started and not stopped (for /healthz)."""
-_RUNNING_LOCK = threading.Lock()
-
-
-def stuck_reloads() -> list[str]:
-    """Why live reload is not working, one reason per stuck watcher of this process (empty when
-    every running watcher finishes its polls)."""
-    with _RUNNING_LOCK:
-        watchers = list(_RUNNING)
-    return [why for w in watchers if (why := w.stuck()) is not None]
 
 
 def _signature(rules_dir: Path) -> str:
@@ -141,16 +128,12 @@ class RuleWatcher:
         self._heartbeat = time.monotonic()
         self._thread = threading.Thread(target=self._run, name="rule-watcher", daemon=True)
         self._watchdog = threading.Thread(target=self._watch, name="rule-watchdog", daemon=True)
-        with _RUNNING_LOCK:
-            _RUNNING.add(self)
         self._thread.start()
         self._watchdog.start()
         return self
 
     def stop(self, timeout_s: float = 5.0) -> None:
         self._stop.set()
-        with _RUNNING_LOCK:
-            _RUNNING.discard(self)
         for thread in (self._thread, self._watchdog):
             if thread is not None:
                 thread.join(timeout_s)

@@ -383,8 +383,8 @@ class Pipeline:
     # ---- status ----------------------------------------------------------------------------
 
     def health(self) -> tuple[bool, dict[str, object]]:
-        """Healthy while the broker is connected, every stage thread is alive and the storage
-        disk has room."""
+        """Healthy while the broker is connected, every stage thread is alive, the storage
+        disk has room and live rule reload finishes its polls."""
         threads = {t.name: t.is_alive() for t in self._threads}
         broker = self.ingestor.connected.is_set()
         detail: dict[str, object] = {"broker": "connected" if broker else "disconnected"}
@@ -393,7 +393,11 @@ class Pipeline:
         detail["storage"] = storage
         if self.sink is not None:
             detail["sink_backlog"] = self.sink.backlog()
-        return broker and all(threads.values()) and not storage["full"], detail
+        reload_stuck = self.watcher.stuck()
+        if reload_stuck is not None:
+            detail["rules_reload"] = reload_stuck
+        healthy = broker and all(threads.values()) and not storage["full"]
+        return healthy and reload_stuck is None, detail
 
     def stage_counters(self) -> dict[str, dict[str, float]]:
         """Every stage's counters, for the status line and the metrics endpoint."""

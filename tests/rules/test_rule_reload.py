@@ -10,7 +10,7 @@ import pytest
 from rulekit import obs, rule, site, write_rules
 
 from rules.engine import Engine
-from rules.reload import RuleWatcher, stuck_reloads
+from rules.reload import RuleWatcher
 from rules.schema import load_rules
 from streetwatch.ops import OpsServer
 
@@ -140,7 +140,12 @@ def test_a_stuck_reload_shows_in_healthz_and_the_log(tmp_path, caplog):
         release.wait(30)
 
     watcher = RuleWatcher(folder, site(), blocks, interval_s=0.05, stuck_after_s=2.0)
-    ops = OpsServer(lambda: {}, lambda: (True, {"broker": "connected"}), port=0).start()
+
+    def health():  # as Pipeline.health reports its watcher
+        why = watcher.stuck()
+        return why is None, {"broker": "connected", **({"rules_reload": why} if why else {})}
+
+    ops = OpsServer(lambda: {}, health, port=0).start()
     assert get_health(ops) == (200, {"ok": True, "broker": "connected"})
     try:
         with caplog.at_level(logging.WARNING, logger="streetwatch.rules"):
@@ -162,7 +167,7 @@ def test_a_stuck_reload_shows_in_healthz_and_the_log(tmp_path, caplog):
         release.set()
         watcher.stop()
         ops.stop()
-    assert stuck_reloads() == []
+    assert watcher.stuck() is None
 
 
 def wait_for(predicate, what, timeout_s=10.0):
