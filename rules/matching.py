@@ -1,0 +1,122 @@
+"""Which clauses an observation can concern: rules compiled for the hot path, and the index.
+
+A rule is compiled once per load into `_Compiled` (its clauses with their thresholds in lists,
+its runtime state: tracks per clause, groups for `all`/min_count, dedup situations). The static
+part of a clause (kind, subject, zone, zone kind, device) is matched once per distinct
+combination and remembered in the engine's candidate index as `_Slot`s, so `Engine.process`
+only looks at the clauses that can concern an observation.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from detectors.observation import Observation
+from rules.schema import Clause, LoadedRule
+
+if TYPE_CHECKING:
+    from rules.dedup import _DedupState
+    from rules.engine import Engine
+    from rules.situations import Episode, Identity, _Track
+
+
+class _Slot:
+    """One clause of one rule, with what the hot path needs at hand."""
+
+    __slots__ = ("c_index", "dwell", "gone_after", "r_index", "rule", "simple", "states", "tracks")
+
+    def __init__(self, rule: _Compiled, r_index: int, c_index: int) -> None:
+        self.rule = rule
+        self.r_index = r_index
+        self.c_index = c_index
+        self.tracks = rule.tracks[c_index]
+        self.states = rule.states[c_index]
+        self.gone_after = rule.gone_after[c_index]
+        self.dwell = rule.dwell[c_index]
+        self.simple = not rule.all_mode and rule.min_count[c_index] == 1
+
+
+class _Compiled:
+    """A rule with its clauses and runtime state."""
+
+    __slots__ = (
+        "all_mode",
+        "clauses",
+        "cooldown",
+        "dedup",
+        "dwell",
+        "gone_after",
+        "grouped",
+        "loaded",
+        "min_count",
+        "places",
+        "rule",
+        "states",
+        "tracks",
+        "within",
+    )
+
+    def __init__(self, loaded: LoadedRule) -> None:
+        self.loaded = loaded
+        self.rule = loaded.rule
+        condition = loaded.rule.condition
+        self.clauses: list[Clause] = condition.clauses()
+        self.all_mode = condition.all is not None
+        self.within = condition.within
+        self.places = loaded.places
+        self.cooldown = loaded.rule.cooldown
+        self.dedup: dict[tuple[str, str], _DedupState] = {}
+        self.tracks: list[dict[Identity, _Track]] = [{} for _ in self.clauses]
+        self.grouped: list[dict[Any, dict[Episode, _Track]] | None] = [
+            {} if self.all_mode or c.min_count > 1 else None for c in self.clauses
+        ]
+        """Per clause that needs it (`all`, min_count): tracks by place/zone."""
+        self.states = [c.states for c in self.clauses]
+        self.dwell = [c.dwell for c in self.clauses]
+        self.min_count = [c.min_count for c in self.clauses]
+        self.gone_after = [c.gone_after_s for c in self.clauses]
+
+    def place_of(self, zone: str | None) -> Any:
+        """Where clauses of `all` must meet: the zone's group in `places`, else the zone."""
+        found = self.places.get(zone or "-")
+        return ("zone", zone) if found is None else found
+
+
+def _static_match(
+    clause: Clause,
+    obs_kind: Any,
+    subject: str,
+    zone: str | None,
+    zone_kind: str | None,
+    device: str,
+) -> bool:
+    return (
+        clause.kind == obs_kind
+        and (not clause.subject or subject in clause.subject)
+        and (not clause.zone or zone in clause.zone)
+        and (not clause.zone_kind or zone_kind in clause.zone_kind)
+        and (not clause.device or device in clause.device)
+    )
+
+
+class _Matching:
+    """Engine part: the candidate index (`self._index`), rebuilt lazily after `replace`."""
+
+    __slots__ = ()
+
+    def _candidates(
+        self: Engine, obs: Observation, zone: str | None, zone_kind: str | None
+    ) -> tuple[_Slot, ...]:
+        key = (obs.kind, obs.subject, zone, zone_kind, obs.device_id)
+        found = self._index.get(key)
+        if found is None:
+            found = tuple(
+                _Slot(rule, r_index, c_index)
+                for r_index, rule in enumerate(self._rules)
+                for c_index, clause in enumerate(rule.clauses)
+                if _static_match(clause, obs.kind, obs.subject, zone, zone_kind, obs.device_id)
+            )
+            if len(self._index) > 100_000:
+                self._index.clear()
+            self._index[key] = found
+        return found
