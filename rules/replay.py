@@ -36,7 +36,7 @@ from pydantic import AwareDatetime, Field, ValidationError, model_validator
 from detectors.observation import Observation, ObservationKind
 from ingest.config import SiteConfig, Strict
 from ingest.readings import Reading, Stream
-from ingest.yamlsource import ConfigError, load_yaml, validate
+from ingest.yamlsource import ConfigError, load_yaml, read_config_bytes, validate
 from rules.engine import Engine
 from rules.schema import RuleSet
 from rules.violation import Violation
@@ -186,8 +186,8 @@ def load_labels(path: str | Path) -> list[Incident]:
 
 def _labels_csv(path: Path) -> list[Incident]:
     try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
+        text = read_config_bytes(path).decode("utf-8")
+    except UnicodeDecodeError as exc:
         raise ConfigError([f"{path}: cannot read: {exc}"]) from None
     rows = csv.DictReader(text.splitlines())
     wanted = {"rule", "start", "end"}

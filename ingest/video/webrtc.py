@@ -90,6 +90,8 @@ class WhipServer:
             loop.run_until_complete(self._start_site())
         except BaseException as exc:  # reported to start()
             self._error = exc
+            self._loop = None  # nothing to stop: stop() must not wait on a loop that never ran
+            loop.close()
             self._ready.set()
             return
         self._ready.set()

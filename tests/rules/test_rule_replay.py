@@ -1,4 +1,5 @@
 import json
+import os
 import random
 from datetime import UTC, datetime, timedelta
 
@@ -299,3 +300,14 @@ def test_recorded_sensor_observations_are_not_counted_twice(tmp_path, scenario):
         v.violation_id for v in alone.violations
     ]
     assert [v.zone_id for v in recorded.violations] == [v.zone_id for v in alone.violations]
+
+
+@pytest.mark.timeout(30)
+def test_labels_csv_that_is_a_fifo_is_refused_not_opened(tmp_path):
+    fifo = tmp_path / "labels.csv"
+    os.mkfifo(fifo)
+    with pytest.raises(ConfigError) as refused:
+        load_labels(fifo)
+    assert refused.value.problems == [
+        f"{fifo}: cannot read: it is a FIFO (named pipe), not a regular file"
+    ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import socket
 import threading
 import time
 import urllib.error
@@ -110,3 +111,15 @@ def test_wrong_token_and_unknown_device_are_refused(server, vtest: Path) -> None
 def test_short_tokens_are_refused() -> None:
     with pytest.raises(ValueError, match="at least 16"):
         WhipServer("short", ["d"], lambda f: None)
+
+
+def test_stop_after_a_failed_start_returns_at_once() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        whip = WhipServer(TOKEN, ["drone-01"], lambda f: None, port=taken.getsockname()[1])
+        with pytest.raises(OSError):
+            whip.start()
+    started = time.monotonic()
+    whip.stop()  # used to wait 10 s on a loop that never ran, then raise a timeout
+    assert time.monotonic() - started < 2
