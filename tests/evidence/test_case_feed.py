@@ -283,13 +283,16 @@ def test_mqtt_publish_to_real_mosquitto(tmp_path: Path, ring, mosquitto) -> None
     )
     received: list[dict] = []
     got = threading.Event()
+    subscribed = threading.Event()
     sub = mqtt.Client(mqtt.CallbackAPIVersion.VERSION2, protocol=mqtt.MQTTv5)
     sub.on_message = lambda _c, _u, m: (received.append(json.loads(m.payload)), got.set())
+    sub.on_subscribe = lambda *_: subscribed.set()
     sub.connect("127.0.0.1", mosquitto.port)
     sub.subscribe("streetwatch/test-site/cases", qos=1)
     sub.loop_start()
     try:
-        time.sleep(0.3)
+        # the broker's SUBACK, not a nap: a case published before it would never reach us
+        assert subscribed.wait(30), "no SUBACK from mosquitto"
         feed = CaseFeed(config, store)
         feed.start()
         deadline = time.monotonic() + 20
