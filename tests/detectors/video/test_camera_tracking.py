@@ -197,10 +197,17 @@ def test_pushed_frames_are_buffered_and_analysed(
     pipeline.start()
     image = cv2.imread(str(assets / "bus.jpg"))
     try:
-        for frame in still_frames(image, 1.0):
+        # each frame is submitted once the worker has taken the previous one: a nap of 0.1 s
+        # between frames left only one analysed when a detection took longer than the whole
+        # second (a busy box), since a pushed frame is kept only until the next one arrives
+        for n, frame in enumerate(still_frames(image, 1.0), 1):
             pipeline.submit(frame)
-            time.sleep(0.1)
+            deadline = time.monotonic() + 60
+            while pipeline.stats.frames < n:
+                assert time.monotonic() < deadline, f"the worker never took frame {n}"
+                time.sleep(0.01)
     finally:
         pipeline.stop()
     assert len(pipeline.frames_between(START, START + timedelta(seconds=1))) == 10
-    assert pipeline.stats.analysed >= 2 and pipeline.stats.detections >= 3
+    # detect.fps 5 on frames 0.1 s apart: every other one is analysed
+    assert pipeline.stats.analysed == 5 and pipeline.stats.detections >= 3
