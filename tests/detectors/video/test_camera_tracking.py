@@ -174,8 +174,14 @@ def test_threaded_camera_reads_its_stream_and_emits_on_its_own(
     pipeline = CameraPipeline(device, config, seen.append, detector=detector)
     pipeline.start()
     try:
-        deadline = time.monotonic() + 20
-        while not any(o.zone_id == "sidewalk" for o in seen) and time.monotonic() < deadline:
+
+        def done() -> bool:
+            stats = pipeline.stats.as_dict()
+            entered = any(o.zone_id == "sidewalk" for o in seen)
+            return entered and stats.get("source_frames", 0) >= 10 and stats["analysed"] >= 5
+
+        deadline = time.monotonic() + 60  # a busy box analyses slower; wait for it, not a guess
+        while not done() and time.monotonic() < deadline:
             time.sleep(0.1)
     finally:
         pipeline.stop()
