@@ -16,8 +16,6 @@ case system's acknowledgement is recorded with the case: when, and its reference
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import json
 import logging
 import random
@@ -36,9 +34,14 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from evidence.cases import Case, CaseStore, IllegalTransition, State
-from evidence.keys import key_id_of_b64
-from evidence.ledger import Ledger
 from evidence.package import MANIFEST, SIGNATURE
+from evidence.payloads import (
+    acknowledgement,
+    chain_of,
+    json_or_none,
+    multipart,
+    reference_body,
+)
 from ingest import failpoints
 from ingest.config import SiteConfig
 from ingest.mqtt_session import apply_broker_settings
@@ -62,7 +65,6 @@ CREATE TABLE IF NOT EXISTS outbox (
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (state, next_at);
 """
 
-ACK_REF_FIELDS = ("id", "case_ref", "ref", "case_id", "ack_id")
 """Fields of the case system's answer taken as its reference for the case (the first found)."""
 
 REFUSED_STATUSES = frozenset({400, 413, 415, 422})
@@ -319,31 +321,6 @@ class CaseFeed:
             return self._deliver_http(case, package, manifest_bytes, signature)
         return self._deliver_mqtt(case, package, manifest_bytes, signature)
 
-    def _reference_body(
-        self, case: Case, package: Path, manifest_bytes: bytes, signature: bytes
-    ) -> dict[str, Any]:
-        manifest = json.loads(manifest_bytes)
-        http = self.settings.http
-        base = (http.media_base_url if http else None) or ""
-        rel_pkg = _relative_package(package)
-        return {
-            "case": case.to_dict(),
-            "chain": chain_of(package, manifest_bytes),
-            "manifest": manifest,
-            "manifest_b64": base64.b64encode(manifest_bytes).decode(),
-            "signature_b64": base64.b64encode(signature).decode(),
-            "media": [
-                {
-                    "path": f["path"],
-                    "sha256": f["sha256"],
-                    "size": f["size"],
-                    "ref": f"{rel_pkg}/{f['path']}",
-                    "url": f"{base.rstrip('/')}/{rel_pkg}/{f['path']}" if base else None,
-                }
-                for f in manifest["files"]
-            ],
-        }
-
     def _deliver_http(
         self, case: Case, package: Path, manifest_bytes: bytes, signature: bytes
     ) -> Delivered:
@@ -365,10 +342,10 @@ class CaseFeed:
                 raise Retry(f"environment variable {http.token_env} (the token) is not set")
             headers["Authorization"] = f"Bearer {token}"
         if http.media == "upload":
-            body, content_type = _multipart(case, package, manifest_bytes, signature)
+            body, content_type = multipart(case, package, manifest_bytes, signature)
         else:
             body = json.dumps(
-                self._reference_body(case, package, manifest_bytes, signature),
+                reference_body(case, package, manifest_bytes, signature, http.media_base_url),
                 ensure_ascii=False,
             ).encode()
             content_type = "application/json"
@@ -383,7 +360,7 @@ class CaseFeed:
             text = exc.read(2048).decode("utf-8", "replace") if exc.fp else ""
             if status == 409:
                 detail = {"target": "http", "status": status, "duplicate": True}
-                return Delivered(detail | self._ack(case, chain, _json_or_none(text)))
+                return Delivered(detail | self._ack(case, chain, json_or_none(text)))
             if status in REFUSED_STATUSES:
                 raise Refused(f"HTTP {status}: {text[:200]}") from None
             raise Retry(f"HTTP {status}: {text[:200]}") from None
@@ -391,39 +368,24 @@ class CaseFeed:
             raise Retry(f"timed out after {http.timeout_s} s") from exc
         except urllib.error.URLError as exc:
             raise Retry(f"cannot reach {http.url}: {exc.reason}") from None
-        answer = _json_or_none(text)
+        answer = json_or_none(text)
         detail = {"target": "http", "status": status, "body": answer}
         return Delivered(detail | self._ack(case, chain, answer))
 
     def _ack(self, case: Case, chain: dict[str, Any], answer: Any) -> dict[str, Any]:
-        """The case system took the case: when, which chain link, and its reference for it
-        (an id it gave, or what it echoed). An echoed manifest hash that is not the one sent
-        means the case system holds another manifest for this case: logged, kept, counted."""
-        ack: dict[str, Any] = {
-            "acked_at": datetime.fromtimestamp(self._clock(), UTC).isoformat(),
-            "chain": {"seq": chain["seq"], "manifest_sha256": chain["manifest_sha256"]},
-            "ack_ref": None,
-        }
-        if not isinstance(answer, dict):
-            return ack
-        ref = next((answer[k] for k in ACK_REF_FIELDS if answer.get(k) not in (None, "")), None)
-        ack["ack_ref"] = None if ref is None else str(ref)[:200]
-        echoed = answer.get("manifest_sha256")
-        if echoed is None and isinstance(answer.get("chain"), dict):
-            echoed = answer["chain"].get("manifest_sha256")
-        if echoed is not None:
-            ack["echo"] = {"manifest_sha256": str(echoed)[:128]}
-            if echoed != chain["manifest_sha256"]:
-                ack["echo"]["mismatch"] = True
-                self.stats["ack_echo_mismatch"] += 1
-                log.error(
-                    "case feed: the case system acknowledged case %s with manifest %s, but %s "
-                    "was sent (seq %s)",
-                    case.case_id,
-                    echoed,
-                    chain["manifest_sha256"],
-                    chain["seq"],
-                )
+        """The case system took the case (see `acknowledgement`); an echoed manifest hash that is
+        not the one sent is logged and counted."""
+        ack = acknowledgement(chain, answer, datetime.fromtimestamp(self._clock(), UTC))
+        if ack.get("echo", {}).get("mismatch"):
+            self.stats["ack_echo_mismatch"] += 1
+            log.error(
+                "case feed: the case system acknowledged case %s with manifest %s, but %s "
+                "was sent (seq %s)",
+                case.case_id,
+                ack["echo"]["manifest_sha256"],
+                chain["manifest_sha256"],
+                chain["seq"],
+            )
         return ack
 
     def _deliver_mqtt(
@@ -434,7 +396,9 @@ class CaseFeed:
             raise Retry("not connected to the broker")
         assert self.settings.mqtt is not None
         topic = self.settings.mqtt.topic.replace("{site}", self.config.site.id)
-        body = self._reference_body(case, package, manifest_bytes, signature)
+        http = self.settings.http
+        media_base_url = http.media_base_url if http else None
+        body = reference_body(case, package, manifest_bytes, signature, media_base_url)
         body["idempotency_key"] = case.case_id
         chain = body["chain"]
         info = client.publish(topic, json.dumps(body, ensure_ascii=False), qos=1)
@@ -475,78 +439,3 @@ class CaseFeed:
         client.connect_async(broker.host, broker.port, keepalive=broker.keepalive_s)
         client.loop_start()
         self._mqtt = client
-
-
-def chain_of(package: Path, manifest_bytes: bytes) -> dict[str, Any]:
-    """The package's link in the box's hash chain, and the box's ledger head as it is now:
-    what the case system keeps to notice, later, a chain that lost or rewrote its tail."""
-    manifest = json.loads(manifest_bytes)
-    signer = manifest.get("signer") or {}
-    try:
-        key_id: str | None = key_id_of_b64(signer["public_key"])
-    except (KeyError, TypeError, ValueError):
-        key_id = signer.get("key_id")
-    try:
-        head = Ledger.read_head(package.parent.parent)
-    except (OSError, ValueError, KeyError):
-        head = None
-    return {
-        "seq": manifest.get("seq"),
-        "manifest_sha256": hashlib.sha256(manifest_bytes).hexdigest(),
-        "prev_manifest_sha256": manifest.get("prev_manifest_sha256"),
-        "key_id": key_id,
-        "box_head": None
-        if head is None
-        else {"seq": head.seq, "manifest_sha256": head.manifest_sha256},
-    }
-
-
-def _json_or_none(text: str) -> Any:
-    try:
-        return json.loads(text) if text else None
-    except ValueError:
-        return None
-
-
-def _relative_package(package: Path) -> str:
-    return f"{package.parent.name}/{package.name}"
-
-
-def _multipart(
-    case: Case, package: Path, manifest_bytes: bytes, signature: bytes
-) -> tuple[bytes, str]:
-    boundary = f"streetwatch-{secrets.token_hex(12)}"
-    parts: list[bytes] = []
-
-    def part(name: str, data: bytes, content_type: str, filename: str | None = None) -> None:
-        disposition = f'form-data; name="{name}"'
-        if filename is not None:
-            disposition += f'; filename="{filename}"'
-        parts.append(
-            f"--{boundary}\r\nContent-Disposition: {disposition}\r\n"
-            f"Content-Type: {content_type}\r\n\r\n".encode()
-            + data
-            + b"\r\n"
-        )
-
-    part("case", json.dumps(case.to_dict()).encode(), "application/json")
-    part("chain", json.dumps(chain_of(package, manifest_bytes)).encode(), "application/json")
-    part(MANIFEST, manifest_bytes, "application/json", MANIFEST)
-    part(SIGNATURE, signature, "application/octet-stream", SIGNATURE)
-    for entry in json.loads(manifest_bytes)["files"]:
-        data = (package / entry["path"]).read_bytes()
-        part("file", data, _content_type(entry["path"]), entry["path"])
-    parts.append(f"--{boundary}--\r\n".encode())
-    return b"".join(parts), f"multipart/form-data; boundary={boundary}"
-
-
-def _content_type(path: str) -> str:
-    for suffix, kind in (
-        (".mp4", "video/mp4"),
-        (".jpg", "image/jpeg"),
-        (".geojson", "application/geo+json"),
-        (".json", "application/json"),
-    ):
-        if path.endswith(suffix):
-            return kind
-    return "application/octet-stream"
