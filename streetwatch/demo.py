@@ -167,7 +167,10 @@ def _summary(config) -> int:
         f"evidence chain under {paths.root}: {chain.packages} package(s), "
         + ("verified" if chain.ok else f"{len(chain.findings)} finding(s): {chain.findings[0]}")
     )
-    print(f"check it yourself: .venv/bin/streetwatch evidence verify {paths.root}")
+    print(
+        "check it yourself: .venv/bin/streetwatch evidence verify "
+        f"--public-key {paths.public_key} {paths.root}"
+    )
     return 1 if failures or not chain.ok else 0
 
 
