@@ -148,6 +148,10 @@ class MqttIngestor:
         self.limits = config.ingest
         self.client_id = client_id or config.broker.client_id
         self.connected = threading.Event()
+        self.subscribed = threading.Event()
+        """The broker acknowledged this connection's subscriptions (SUBACK): from now on what is
+        published reaches us. Set after `connected`, which alone says nothing of that: on a
+        first connection a message published between CONNACK and SUBACK is not ours to get."""
         self.last_error: str | None = None
         self._refused = threading.Event()
         self._subscribing: dict[int, list[str]] = {}
@@ -206,12 +210,18 @@ class MqttIngestor:
             self.wait_connected(wait_s)
 
     def wait_connected(self, timeout_s: float) -> None:
+        """Until connected and subscribed (SUBACK), or BrokerRefused."""
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
-            if self.connected.wait(0.05):
+            if self.subscribed.wait(0.05):
                 return
             if self._refused.is_set():
                 break
+        if self.connected.is_set() and self.last_error is None:
+            raise BrokerRefused(
+                f"connected, but the broker did not acknowledge the subscriptions within "
+                f"{timeout_s} s"
+            )
         raise BrokerRefused(self.last_error or f"no connection to the broker within {timeout_s} s")
 
     def stop(self, timeout_s: float = 10.0) -> None:
@@ -244,11 +254,13 @@ class MqttIngestor:
         self.last_error = None
         self.stats.inc("connects")
         filters = self.registry.subscriptions(self.config.broker.shared_group)
+        self.subscribed.clear()
         if filters:
             _, mid = client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
             self._subscribing[mid] = filters
         else:
             log.warning("this worker's partition owns no device of the site: nothing to hear")
+            self.subscribed.set()
         log.info(
             "connected to %s (session present: %s); subscribing to %s",
             self.config.broker.url,
@@ -265,11 +277,15 @@ class MqttIngestor:
                 self.last_error = f"broker refused a subscription to {what}: {code.getName()}"
                 log.error("%s (check the ACL for %s)", self.last_error, self.client_id)
                 self.stats.inc("subscribe_refused")
+        if not self._subscribing:
+            self.subscribed.set()  # a refused filter is reported above; the others are live
 
     def _on_disconnect(self, client, userdata, flags, reason_code, properties) -> None:
         self._session += 1  # what came before is acked on this connection never
         was_connected = self.connected.is_set()
         self.connected.clear()
+        self.subscribed.clear()
+        self._subscribing.clear()
         if self._stopping:
             return
         self.stats.inc("disconnects")

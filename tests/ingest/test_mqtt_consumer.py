@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
@@ -430,3 +433,90 @@ def test_unchanged_snapshot_with_a_new_ts_is_a_new_reading(
     ]
     assert all(r.payload.jpeg == image.read_bytes() for r in stored)
     assert ingestor.stats.get("duplicates") == 1
+
+
+class SlowSubscribeProxy:
+    """A TCP proxy in front of the broker that holds each SUBSCRIBE from the client for
+    `delay_s` before passing it on: the window in which a broker has accepted a new session's
+    connection but not yet its subscriptions, made wide enough to see."""
+
+    SUBSCRIBE = 0x80
+
+    def __init__(self, broker: Mosquitto, delay_s: float) -> None:
+        self.broker, self.delay_s = broker, delay_s
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port = self.listener.getsockname()[1]
+        self.held = 0
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.broker.port))
+            threading.Thread(target=self._pump, args=(upstream, client, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(client, upstream, True), daemon=True).start()
+
+    def _pump(self, source: socket.socket, sink: socket.socket, from_client: bool) -> None:
+        buffer = b""
+        try:
+            while data := source.recv(65536):
+                if not from_client:
+                    sink.sendall(data)
+                    continue
+                buffer += data
+                while (packet := _mqtt_packet(buffer)) is not None:
+                    buffer = buffer[len(packet) :]
+                    if packet[0] & 0xF0 == self.SUBSCRIBE:
+                        self.held += 1
+                        time.sleep(self.delay_s)
+                    sink.sendall(packet)
+        except OSError:
+            pass
+        finally:
+            for end in (source, sink):
+                with contextlib.suppress(OSError):
+                    end.shutdown(socket.SHUT_RDWR)
+
+    def close(self) -> None:
+        self.listener.close()
+
+
+def _mqtt_packet(buffer: bytes) -> bytes | None:
+    """The first whole MQTT control packet in `buffer`, or None while it is incomplete."""
+    length, shift, index = 0, 0, 1
+    while True:
+        if index >= len(buffer):
+            return None
+        byte = buffer[index]
+        length |= (byte & 0x7F) << shift
+        index += 1
+        if not byte & 0x80:
+            break
+        shift += 7
+    end = index + length
+    return buffer[:end] if len(buffer) >= end else None
+
+
+def test_start_returns_once_the_subscriptions_are_acknowledged(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    """A new box's first connection: `start()` returning means what is published from then on
+    is ours. It used to return at CONNACK, before the broker had the subscriptions, and a reading
+    published in that window went nowhere (the first of 3000 in a broker-restart test, about one
+    run in thirty)."""
+    proxy = SlowSubscribeProxy(mosquitto, delay_s=1.0)
+    config = load_config(write_site(tmp_path, f"mqtt://127.0.0.1:{proxy.port}"))
+    journal = Journal(config.storage.journal)
+    consumer = MqttIngestor(config, journal)
+    try:
+        consumer.start(wait_s=10)
+        assert proxy.held == 1 and consumer.subscribed.is_set()
+        mosquitto_pub(mosquitto, TOPIC.format("gps-1", "gps"), gps_json(1))
+        wait_until(lambda: journal.count() == 1, what="the reading published right after start")
+    finally:
+        consumer.stop()
+        journal.close()
+        proxy.close()
