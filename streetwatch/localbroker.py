@@ -123,6 +123,7 @@ class Mosquitto:
             "log_type warning",
             "log_type notice",
             "log_type information",
+            "log_type subscribe",
             "connection_messages true",
         ]
         if (

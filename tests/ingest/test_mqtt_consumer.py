@@ -276,7 +276,12 @@ def test_consumer_killed_between_receive_and_journal_gets_the_message_again(
         wait_until(
             lambda: "subscribing" in mosquitto.log() or journal_path.exists(), what="consumer up"
         )
-        wait_until(lambda: "sw-test" in mosquitto.log(), what="consumer connected")
+        # the broker has the subscription (not just the connection): what is published now is
+        # ours; a reading published between CONNECT and SUBSCRIBE would go nowhere
+        wait_until(
+            lambda: "sw-test 1 streetwatch/test-site/+/+" in mosquitto.log(),
+            what="the consumer's subscription at the broker",
+        )
         for seq in range(10):
             mosquitto_pub(mosquitto, TOPIC.format("gps-1", "gps"), gps_json(seq))
         wait_until(lambda: _count(journal_path) == 10, what="first 10 journaled")
