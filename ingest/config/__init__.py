@@ -11,6 +11,7 @@ One module per section: `site` (the whole file, `site`, `ingest`, `storage`, loa
 from __future__ import annotations
 
 from ingest.config.broker import Broker, Partition, Reconnect, Tls
+from ingest.config.camera_extras import LeftObject, Tiling
 from ingest.config.common import SAFE_ID, Finite, SafeId, Strict, topic_matches
 from ingest.config.detection import (
     CameraDetect,
@@ -66,6 +67,7 @@ __all__ = [
     "GpsFilters",
     "HomographyPair",
     "Ingest",
+    "LeftObject",
     "Location",
     "Merchant",
     "MotionGate",
@@ -79,6 +81,7 @@ __all__ = [
     "Storage",
     "Stream",
     "Strict",
+    "Tiling",
     "Timeseries",
     "Tls",
     "Zone",

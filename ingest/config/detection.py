@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 from shapely.geometry import Polygon
 
+from ingest.config.camera_extras import LeftObject, Tiling
 from ingest.config.common import Finite, Strict
 from ingest.config.geometry import Point, _check_lonlat
 
@@ -94,7 +96,12 @@ class CameraDetect(Strict):
     """Detection, tracking and dwell of one camera or drone video stream (detectors/camera.py)."""
 
     weights: Path
-    """YOLO weights ultralytics accepts: .pt, .onnx or an OpenVINO *_openvino_model folder."""
+    """Detector weights: ultralytics .pt/.onnx/OpenVINO folder, a YOLOX ONNX, a YOLOv8/11
+    TFLite (see README, "Cameras")."""
+    family: Literal["ultralytics", "yolox", "yolov8-tflite"] | None = None
+    """The model family, where the file does not say (None: told by the file)."""
+    runtime: Literal["auto", "openvino", "onnxruntime", "litert", "ultralytics"] = "auto"
+    """Inference engine; auto picks the fastest measured for the family on this CPU."""
     imgsz: int = Field(640, ge=32, le=4096, multiple_of=32)
     conf: Finite = Field(0.35, gt=0, lt=1)
     iou: Finite = Field(0.5, gt=0, lt=1)
@@ -119,6 +126,8 @@ class CameraDetect(Strict):
     """Seconds of encoded frames kept for evidence clips."""
     jpeg_quality: int = Field(80, ge=10, le=100)
     motion: MotionGate = MotionGate()
+    tiling: Tiling = Tiling()
+    left_object: LeftObject = LeftObject()
 
 
 class HomographyPair(Strict):
