@@ -1,9 +1,11 @@
-"""OpenCV video sources: files, RTSP and HTTP streams.
+"""OpenCV video sources: files, RTSP and HTTP streams, and still images.
 
 `VideoSource` runs one reader thread per camera and keeps only the latest frame, so a detector
 slower than the stream never builds a backlog (frames it could not take are counted as
 dropped). A stream that fails to open or stops delivering is reopened with exponential backoff.
 `FileFrames` reads a whole file synchronously, every frame, for tests and benchmarks.
+A `stream` naming an image (.jpg, .png) is a still camera (`ingest.video.still`): the image
+again and again at a frame rate, with sensor noise, endlessly or for a duration.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 import cv2
 
 from ingest.frames import Frame
+from ingest.video.still import StillScene, is_still, unreadable_image
 
 log = logging.getLogger(__name__)
 
@@ -68,14 +71,39 @@ def unreadable_file(url: str) -> str:
 
 
 class FileFrames:
-    """Every frame of a video file with its container timestamp (`start` + position)."""
+    """Every frame of a video file with its container timestamp (`start` + position).
 
-    def __init__(self, path: str | Path, device_id: str, start: datetime | None = None) -> None:
+    A still image gives `frames` frames, or `duration_s` seconds of them, at `fps` (default
+    5), endlessly when neither is given; a video gives all its frames, or the first `frames`
+    or `duration_s` worth. `fps` is a still's rate only: a video keeps its container's.
+    """
+
+    def __init__(
+        self,
+        path: str | Path,
+        device_id: str,
+        start: datetime | None = None,
+        *,
+        fps: float | None = None,
+        frames: int | None = None,
+        duration_s: float | None = None,
+        noise_sigma: float | None = None,
+        seed: int = 0,
+    ) -> None:
         self.path = str(path)
-        if not Path(self.path).is_file():
-            raise FileNotFoundError(f"{device_id}: video file not found: {self.path}")
         self.device_id = device_id
         self.start = start or datetime(2026, 1, 1, tzinfo=UTC)
+        self.still: StillScene | None = None
+        if is_still(self.path):
+            extra = {} if noise_sigma is None else {"noise_sigma": noise_sigma}
+            self.still = StillScene.open(self.path, device_id, fps=fps, seed=seed, **extra)
+            self.fps = self.still.fps
+            self.limit = _limit(frames, self.still.count_for(duration_s))
+            self.frame_count = self.limit or 0
+            """0: endless (a still without `frames` or `duration_s`)."""
+            return
+        if not Path(self.path).is_file():
+            raise FileNotFoundError(f"{device_id}: video file not found: {self.path}")
         capture = open_capture(self.path)
         try:
             if not capture.isOpened():
@@ -84,12 +112,19 @@ class FileFrames:
             self.frame_count = int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
         finally:
             capture.release()
+        by_duration = None
+        if duration_s is not None and self.fps > 0:
+            by_duration = max(0, int(duration_s * self.fps + 1e-9))
+        self.limit = _limit(frames, by_duration)
 
     def __iter__(self) -> Iterator[Frame]:
+        if self.still is not None:
+            yield from self.still.frames(self.device_id, self.start, self.limit)
+            return
         capture = open_capture(self.path)
         try:
             index = 0
-            while True:
+            while self.limit is None or index < self.limit:
                 ok, image = capture.read()
                 if not ok:
                     return
@@ -102,6 +137,13 @@ class FileFrames:
         fps = self.fps
         offset = index / fps if fps > 0 else capture.get(cv2.CAP_PROP_POS_MSEC) / 1e3
         return self.start + timedelta(seconds=offset)
+
+
+def _limit(*limits: int | None) -> int | None:
+    given = [n for n in limits if n is not None]
+    if any(n < 0 for n in given):
+        raise ValueError(f"a frame count cannot be negative: {min(given)}")
+    return min(given) if given else None
 
 
 @dataclass
@@ -125,7 +167,9 @@ class VideoSource:
     """A camera stream read on its own thread; `read()` returns the newest unread frame.
 
     Files play at their own frame rate (timestamps: `start` + position, or the wall clock when
-    `start` is None) and, with `loop`, start over; live streams are stamped on arrival.
+    `start` is None) and, with `loop`, start over; live streams are stamped on arrival. A still
+    image plays at `fps` (default 5) for `duration_s` seconds, endlessly with `loop` or without
+    a duration; its timestamps run on from the first frame's clock and never start over.
     """
 
     def __init__(
@@ -140,10 +184,21 @@ class VideoSource:
         timeout_s: float = 10.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_frame: Callable[[Frame], None] | None = None,
+        fps: float | None = None,
+        duration_s: float | None = None,
+        noise_sigma: float | None = None,
+        seed: int = 0,
     ) -> None:
         self.device_id = device_id
         self.url = url
         self.live = is_live(url)
+        self.still = is_still(url)
+        self.fps = fps
+        """A still's frame rate (None: 5); a video keeps its container's."""
+        self.duration_s = duration_s
+        """How long a still plays (None: endlessly)."""
+        self.noise_sigma = noise_sigma
+        self.seed = seed
         self.loop = loop
         self.realtime = realtime
         self.min_delay_s = min_delay_s
@@ -243,6 +298,8 @@ class VideoSource:
 
     def _read_once(self) -> bool:
         """Open, read until the stream ends or fails; True if any frame came through."""
+        if self.still:
+            return self._play_still()
         capture = open_capture(self.url, self.timeout_s)
         self.stats.opens += 1
         delivered = False
@@ -303,3 +360,32 @@ class VideoSource:
         finally:
             self.stats.connected = False
             capture.release()
+
+    def _play_still(self) -> bool:
+        """Deliver the still image until stopped or its duration is over; False if unreadable."""
+        self.stats.opens += 1
+        extra = {} if self.noise_sigma is None else {"noise_sigma": self.noise_sigma}
+        try:
+            scene = StillScene.open(self.url, self.device_id, fps=self.fps, seed=self.seed, **extra)
+        except (OSError, ValueError):
+            self.stats.failures += 1
+            self.stats.last_error = unreadable_image(self.url)
+            return False
+        count = None if self.loop else scene.count_for(self.duration_s)
+        period = 1.0 / scene.fps if self.realtime else 0.0
+        frames = scene.frames(self.device_id, self.clock(), count, first_index=self._index)
+        started = time.monotonic()
+        self.stats.connected = True
+        try:
+            for position, frame in enumerate(frames):
+                wait = started + position * period - time.monotonic()
+                if wait > 0:
+                    self._stop.wait(wait)
+                if self._stop.is_set():
+                    return True
+                self._publish(frame)
+                self._index += 1
+        finally:
+            self.stats.connected = False
+        self.ended = True
+        return True
