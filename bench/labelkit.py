@@ -1,0 +1,483 @@
+"""Hand labelling of the accuracy ground truth (bench/labels/), and the label files' model.
+
+Method (see bench/labels/README.md): the models propose boxes at a low threshold, a person
+looks at every proposed frame drawn with numbered boxes and a coordinate grid, and edits the
+file (delete, relabel, move, add, mark ignore) until the picture matches what they see.
+
+    .venv/bin/python bench/labelkit.py propose intel --every 2
+    .venv/bin/python bench/labelkit.py render intel 0 2 4 --out /tmp/lab
+    .venv/bin/python bench/labelkit.py edit intel 4 --drop 3 --cls 1=truck --add car:10,20,80,60
+
+Also the fallback model runners (YOLOX-Nano ONNX, YOLOv8n int8 TFLite, the person model)
+used for proposals, and by bench/accuracy.py while `detectors.backends` is absent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO))
+
+from detectors.assets import FOOTAGE, asset, assets_root  # noqa: E402
+
+LABELS = REPO / "bench" / "labels"
+CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck")
+COCO_IDS = {"person": 0, "bicycle": 1, "car": 2, "motorcycle": 3, "bus": 5, "truck": 7}
+CLASS_OF_COCO = {v: k for k, v in COCO_IDS.items()}
+MIN_SIDE = 10
+"""Objects whose box is smaller than this (pixels, shorter side) are ignore regions."""
+
+CLIPS = {
+    "vtest": "var/footage/vtest.avi",
+    "intel": "footage/intel-person-bicycle-car.gif",
+    "mmyolo": "footage/mmyolo-road-motorcycles-bus.mp4",
+    "drone": "footage/drone-car-park.mp4",
+    "aboda4": "footage/aboda-video4-sidewalk-bag-left.avi",
+    "aboda1": "footage/aboda-video1-corridor-backpack-left.mp4",
+    "dog": "var/footage/dog.jpg",
+}
+"""Label file stem → clip, relative to the shared assets root or the repository (var/)."""
+
+
+def clip_path(clip: str) -> Path | None:
+    """The clip's file: `var/footage/...` in the checkout, else under the shared assets."""
+    if clip.startswith("var/"):
+        path = REPO / clip
+        return path if path.exists() else None
+    return asset(clip)
+
+
+@dataclass
+class Box:
+    cls: str
+    xyxy: tuple[float, float, float, float]
+
+
+@dataclass
+class Frame:
+    index: int
+    boxes: list[Box] = field(default_factory=list)
+    ignore: list[tuple[float, float, float, float]] = field(default_factory=list)
+
+
+@dataclass
+class LabelFile:
+    clip: str
+    width: int
+    height: int
+    frames: list[Frame]
+    path: Path | None = None
+
+    @classmethod
+    def load(cls, path: Path) -> LabelFile:
+        data = json.loads(path.read_text())
+        frames = [
+            Frame(
+                f["frame"],
+                [Box(b[0], tuple(b[1:5])) for b in f["boxes"]],
+                [tuple(i) for i in f["ignore"]],
+            )
+            for f in data["frames"]
+        ]
+        return cls(data["clip"], data["width"], data["height"], frames, path)
+
+    def dump(self) -> str:
+        """One frame per block, one box per line: diffs stay readable."""
+
+        def nums(xyxy: Iterable[float]) -> str:
+            return ", ".join(str(round(v)) for v in xyxy)
+
+        blocks = []
+        for f in sorted(self.frames, key=lambda f: f.index):
+            boxes = ",\n".join(f'      ["{b.cls}", {nums(b.xyxy)}]' for b in f.boxes)
+            ignore = ",\n".join(f"      [{nums(i)}]" for i in f.ignore)
+            blocks.append(
+                f'    {{"frame": {f.index},\n     "boxes": [\n{boxes}\n     ],\n'
+                f'     "ignore": [\n{ignore}\n     ]}}'
+            )
+        head = (
+            f'{{"clip": "{self.clip}", "width": {self.width}, "height": {self.height},\n'
+            f' "frames": [\n'
+        )
+        text = head + ",\n".join(blocks) + "\n ]}\n"
+        json.loads(text)
+        return text.replace("[\n\n     ]", "[]")
+
+    def save(self) -> None:
+        assert self.path is not None
+        self.path.write_text(self.dump())
+
+    def frame(self, index: int) -> Frame:
+        return next(f for f in self.frames if f.index == index)
+
+
+def label_files() -> list[Path]:
+    return sorted(LABELS.glob("*.json"))
+
+
+def read_frames(path: Path, wanted: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
+    """Frames by index, decoded in order (seeking is not frame-exact for every codec)."""
+    wanted = sorted(set(wanted))
+    if path.suffix.lower() in (".jpg", ".jpeg", ".png"):
+        if wanted == [0]:
+            yield 0, cv2.imread(str(path))
+        return
+    capture = cv2.VideoCapture(str(path))
+    try:
+        index = 0
+        for target in wanted:
+            while index <= target:
+                ok, image = capture.read()
+                if not ok:
+                    return
+                if index == target:
+                    yield index, image
+                index += 1
+    finally:
+        capture.release()
+
+
+def frame_count(path: Path) -> int:
+    if path.suffix.lower() in (".jpg", ".jpeg", ".png"):
+        return 1
+    capture = cv2.VideoCapture(str(path))
+    try:
+        return int(capture.get(cv2.CAP_PROP_FRAME_COUNT))
+    finally:
+        capture.release()
+
+
+# --- fallback runners: image (BGR) → (xyxy, conf, coco class id), before any NMS threshold ---
+
+
+def letterbox(image: np.ndarray, side: int, centred: bool) -> tuple[np.ndarray, float, int, int]:
+    height, width = image.shape[:2]
+    scale = min(side / height, side / width)
+    w, h = round(width * scale), round(height * scale)
+    canvas = np.full((side, side, 3), 114, np.uint8)
+    dx, dy = ((side - w) // 2, (side - h) // 2) if centred else (0, 0)
+    canvas[dy : dy + h, dx : dx + w] = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
+    return canvas, scale, dx, dy
+
+
+def nms(
+    xyxy: np.ndarray, conf: np.ndarray, cls: np.ndarray, conf_min: float, iou: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    keep = conf >= conf_min
+    xyxy, conf, cls = xyxy[keep], conf[keep], cls[keep]
+    if not len(conf):
+        return xyxy, conf, cls
+    offset = cls[:, None] * 4096.0
+    wh = np.concatenate([xyxy[:, :2] + offset, xyxy[:, 2:] - xyxy[:, :2]], 1)
+    idx = cv2.dnn.NMSBoxes(wh.tolist(), conf.tolist(), conf_min, iou)
+    idx = np.array(idx, int).reshape(-1)
+    return xyxy[idx], conf[idx], cls[idx]
+
+
+class YoloxOnnx:
+    """YOLOX-Nano (Megvii export: raw grid outputs, sigmoid scores), BGR top-left letterbox."""
+
+    def __init__(self, weights: Path, threads: int = 1) -> None:
+        import onnxruntime as ort
+
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads
+        options.inter_op_num_threads = 1
+        self.session = ort.InferenceSession(str(weights), options, ["CPUExecutionProvider"])
+        self.side = 416
+        grids, strides = [], []
+        for stride in (8, 16, 32):
+            n = self.side // stride
+            ys, xs = np.mgrid[0:n, 0:n]
+            grids.append(np.stack([xs, ys], -1).reshape(-1, 2))
+            strides.append(np.full((n * n, 1), stride))
+        self.grid = np.concatenate(grids).astype(np.float32)
+        self.stride = np.concatenate(strides).astype(np.float32)
+
+    def __call__(self, image: np.ndarray, conf: float, iou: float = 0.45):
+        canvas, scale, _, _ = letterbox(image, self.side, centred=False)
+        blob = canvas.transpose(2, 0, 1)[None].astype(np.float32)
+        out = self.session.run(None, {"images": blob})[0][0]
+        centre = (out[:, :2] + self.grid) * self.stride
+        size = np.exp(out[:, 2:4]) * self.stride
+        xyxy = np.concatenate([centre - size / 2, centre + size / 2], 1) / scale
+        scores = out[:, 4:5] * out[:, 5:]
+        cls = scores.argmax(1)
+        return nms(xyxy, scores[np.arange(len(cls)), cls], cls, conf, iou)
+
+
+class Yolov8Tflite:
+    """Ultralytics YOLOv8n full-integer TFLite: RGB centred letterbox, int8 in and out."""
+
+    def __init__(self, weights: Path, threads: int = 1) -> None:
+        from ai_edge_litert.interpreter import Interpreter
+
+        self.interpreter = Interpreter(str(weights), num_threads=threads)
+        self.interpreter.allocate_tensors()
+        self.input = self.interpreter.get_input_details()[0]
+        self.output = self.interpreter.get_output_details()[0]
+        self.side = int(self.input["shape"][1])
+
+    def __call__(self, image: np.ndarray, conf: float, iou: float = 0.45):
+        canvas, scale, dx, dy = letterbox(image, self.side, centred=True)
+        in_scale, in_zero = self.input["quantization"]
+        rgb = canvas[:, :, ::-1].astype(np.float32) / 255.0
+        blob = np.clip(np.round(rgb / in_scale + in_zero), -128, 127).astype(np.int8)[None]
+        self.interpreter.set_tensor(self.input["index"], blob)
+        self.interpreter.invoke()
+        raw = self.interpreter.get_tensor(self.output["index"])[0]
+        out_scale, out_zero = self.output["quantization"]
+        out = ((raw.astype(np.float32) - out_zero) * out_scale).T
+        centre, size = out[:, :2] * self.side, out[:, 2:4] * self.side
+        xyxy = np.concatenate([centre - size / 2, centre + size / 2], 1)
+        xyxy = (xyxy - [dx, dy, dx, dy]) / scale
+        scores = out[:, 4:]
+        cls = scores.argmax(1)
+        return nms(xyxy, scores[np.arange(len(cls)), cls], cls, conf, iou)
+
+
+class PersonPt:
+    """The person-only YOLOv8s (classes Normal, Fall): every box is a COCO person (0)."""
+
+    def __init__(self, weights: Path, threads: int = 1, imgsz: int = 640) -> None:
+        os.environ.setdefault("YOLO_OFFLINE", "1")
+        os.environ.setdefault("YOLO_VERBOSE", "False")
+        import torch
+
+        torch.set_num_threads(threads)
+        from detectors.yolo import YoloDetector
+
+        self.detector = YoloDetector(weights, imgsz=imgsz, conf=0.01, iou=0.45)
+        self.imgsz = imgsz
+
+    def __call__(self, image: np.ndarray, conf: float, iou: float = 0.45):
+        self.detector.conf, self.detector.iou = conf, iou
+        found = self.detector.detect(image)
+        return found.xyxy, found.conf, np.zeros(len(found), int)
+
+
+def proposers() -> dict[str, object]:
+    models = {}
+    if (path := asset("models/yolox_nano.onnx")) is not None:
+        models["yolox"] = YoloxOnnx(path)
+    if (path := asset("models/yolov8n_int8_640.tflite")) is not None:
+        models["v8n640"] = Yolov8Tflite(path)
+    if (path := REPO / "var" / "models" / "person-yolov8s.pt").exists():
+        models["person"] = PersonPt(path)
+    return models
+
+
+# --- labelling CLI ---
+
+
+def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    if not len(a) or not len(b):
+        return np.zeros((len(a), len(b)))
+    lt = np.maximum(a[:, None, :2], b[None, :, :2])
+    rb = np.minimum(a[:, None, 2:], b[None, :, 2:])
+    inter = np.clip(rb - lt, 0, None).prod(2)
+    area_a = (a[:, 2:] - a[:, :2]).prod(1)
+    area_b = (b[:, 2:] - b[:, :2]).prod(1)
+    return inter / (area_a[:, None] + area_b[None, :] - inter)
+
+
+def propose(name: str, every: int, start: int, conf: float) -> None:
+    """Draft label file: the union of the models' boxes (overlaps above IoU 0.7 merged)."""
+    clip = CLIPS[name]
+    path = clip_path(clip)
+    if path is None:
+        sys.exit(f"{clip} is absent")
+    indices = range(start, frame_count(path), every)
+    models = proposers()
+    frames, size = [], (0, 0)
+    for index, image in read_frames(path, indices):
+        size = image.shape[1], image.shape[0]
+        xyxy, conf_all, cls_all = [], [], []
+        for model in models.values():
+            b, c, k = model(image, conf)
+            mask = np.isin(k, list(CLASS_OF_COCO))
+            xyxy.append(b[mask])
+            conf_all.append(c[mask])
+            cls_all.append(k[mask])
+        b, c, k = (np.concatenate(v) for v in (xyxy, conf_all, cls_all))
+        wh = np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], 1)
+        kept = np.array(cv2.dnn.NMSBoxes(wh.tolist(), c.tolist(), conf, 0.7), int).reshape(-1)
+        b, k = b[kept], k[kept]
+        w, h = size
+        b = np.clip(b, 0, [w, h, w, h])
+        frames.append(Frame(index, [Box(CLASS_OF_COCO[int(ci)], tuple(bi)) for bi, ci in zip(b, k)]))
+        print(f"frame {index}: {len(frames[-1].boxes)} proposals", file=sys.stderr)
+    target = LABELS / f"{name}.json"
+    LabelFile(clip, size[0], size[1], frames, target).save()
+    print(target)
+
+
+COLOURS = {
+    "person": (0, 255, 0),
+    "bicycle": (255, 255, 0),
+    "car": (0, 165, 255),
+    "motorcycle": (255, 0, 255),
+    "bus": (0, 0, 255),
+    "truck": (255, 0, 0),
+}
+
+
+def render(
+    name: str,
+    indices: list[int],
+    out: Path,
+    scale: float,
+    grid: int,
+    crop: tuple[float, float, float, float] | None = None,
+    per_sheet: int = 1,
+    columns: int = 1,
+) -> None:
+    labels = LabelFile.load(LABELS / f"{name}.json")
+    path = clip_path(labels.clip)
+    assert path is not None
+    out.mkdir(parents=True, exist_ok=True)
+    if not indices:
+        indices = [f.index for f in labels.frames]
+    pictures: list[tuple[int, np.ndarray]] = []
+    for index, image in read_frames(path, indices):
+        frame = labels.frame(index)
+        ox, oy, ex, ey = crop or (0, 0, image.shape[1], image.shape[0])
+        ox, oy, ex, ey = int(ox), int(oy), int(ex), int(ey)
+        canvas = cv2.resize(
+            image[oy:ey, ox:ex], None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC
+        )
+        h, w = canvas.shape[:2]
+
+        def at(x: float, y: float) -> tuple[int, int]:
+            return int((x - ox) * scale), int((y - oy) * scale)
+
+        for g in range(0, max(image.shape[:2]), grid):
+            colour = (255, 255, 255) if g % (grid * 5) == 0 else (190, 190, 190)
+            gx, gy = at(g, g)
+            if ox <= g < ex:
+                cv2.line(canvas, (gx, 0), (gx, 6), colour, 1)
+                cv2.line(canvas, (gx, h - 7), (gx, h - 1), colour, 1)
+                cv2.putText(canvas, str(g), (gx + 1, 16), 0, 0.35, colour, 1)
+            if oy <= g < ey:
+                cv2.line(canvas, (0, gy), (6, gy), colour, 1)
+                cv2.line(canvas, (w - 7, gy), (w - 1, gy), colour, 1)
+                cv2.putText(canvas, str(g), (8, gy + 4), 0, 0.35, colour, 1)
+        for i, ign in enumerate(frame.ignore):
+            p1, p2 = at(*ign[:2]), at(*ign[2:])
+            cv2.rectangle(canvas, p1, p2, (128, 128, 128), 1)
+            cv2.putText(canvas, f"i{i}", (p1[0] + 1, p2[1] - 2), 0, 0.4, (128, 128, 128), 1)
+        for i, box in enumerate(frame.boxes):
+            p1, p2 = at(*box.xyxy[:2]), at(*box.xyxy[2:])
+            colour = COLOURS[box.cls]
+            cv2.rectangle(canvas, p1, p2, colour, 1)
+            text = f"{i}{box.cls[0:2]}"
+            cv2.putText(canvas, text, (p1[0] + 1, p1[1] + 11), 0, 0.4, (0, 0, 0), 3)
+            cv2.putText(canvas, text, (p1[0] + 1, p1[1] + 11), 0, 0.4, colour, 1)
+        cv2.putText(canvas, f"#{index}", (w - 70, h - 12), 0, 0.6, (0, 0, 0), 3)
+        cv2.putText(canvas, f"#{index}", (w - 70, h - 12), 0, 0.6, (0, 255, 255), 1)
+        pictures.append((index, canvas))
+    for start in range(0, len(pictures), per_sheet):
+        group = pictures[start : start + per_sheet]
+        rows = [
+            np.hstack([c for _, c in group[r : r + columns]] + [np.zeros_like(group[0][1])] * (columns - len(group[r : r + columns])))
+            for r in range(0, len(group), columns)
+        ]
+        target = out / f"{name}_{group[0][0]:05d}.png"
+        cv2.imwrite(str(target), np.vstack(rows))
+        print(target)
+
+
+def parse_xyxy(text: str) -> tuple[float, float, float, float]:
+    values = tuple(float(v) for v in text.split(","))
+    assert len(values) == 4 and values[0] < values[2] and values[1] < values[3], text
+    return values  # type: ignore[return-value]
+
+
+def edit(name: str, index: int, args: argparse.Namespace) -> None:
+    """Edits name boxes by the numbers drawn on the last render (applied together)."""
+    labels = LabelFile.load(LABELS / f"{name}.json")
+    frame = labels.frame(index)
+    boxes = list(frame.boxes)
+    for spec in args.cls:
+        i, cls = spec.split("=")
+        assert cls in CLASSES, cls
+        boxes[int(i)] = Box(cls, boxes[int(i)].xyxy)
+    for spec in args.set:
+        i, xyxy = spec.split("=")
+        boxes[int(i)] = Box(boxes[int(i)].cls, parse_xyxy(xyxy))
+    drop = {int(i) for spec in args.drop for i in spec.split(",")}
+    to_ignore = {int(i) for spec in args.ign for i in spec.split(",")}
+    frame.ignore = [ig for j, ig in enumerate(frame.ignore) if j not in set(args.unign)]
+    frame.ignore += [boxes[i].xyxy for i in sorted(to_ignore)]
+    frame.boxes = [b for i, b in enumerate(boxes) if i not in drop | to_ignore]
+    for spec in args.add:
+        cls, xyxy = spec.split(":")
+        assert cls in CLASSES, cls
+        frame.boxes.append(Box(cls, parse_xyxy(xyxy)))
+    for spec in args.addign:
+        frame.ignore.append(parse_xyxy(spec))
+    if args.copy_from is not None:
+        source = labels.frame(args.copy_from)
+        frame.boxes, frame.ignore = list(source.boxes), list(source.ignore)
+    labels.save()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("propose")
+    p.add_argument("clip", choices=CLIPS)
+    p.add_argument("--every", type=int, default=10)
+    p.add_argument("--start", type=int, default=0)
+    p.add_argument("--conf", type=float, default=0.2)
+    r = sub.add_parser("render")
+    r.add_argument("clip", choices=CLIPS)
+    r.add_argument("frames", type=int, nargs="*")
+    r.add_argument("--out", type=Path, default=Path("/tmp/lab"))
+    r.add_argument("--scale", type=float, default=1.0)
+    r.add_argument("--grid", type=int, default=20)
+    r.add_argument("--crop", type=parse_xyxy, help="x1,y1,x2,y2 in frame pixels")
+    r.add_argument("--sheet", type=int, default=1, help="frames per picture")
+    r.add_argument("--columns", type=int, default=1)
+    e = sub.add_parser("edit")
+    e.add_argument("clip", choices=CLIPS)
+    e.add_argument("frame", type=int)
+    e.add_argument("--drop", action="append", default=[], help="ids, comma separated")
+    e.add_argument("--ign", action="append", default=[], help="ids to turn into ignores")
+    e.add_argument("--unign", action="append", type=int, default=[], help="ignore ids")
+    e.add_argument("--cls", action="append", default=[], help="id=class")
+    e.add_argument("--set", action="append", default=[], help="id=x1,y1,x2,y2")
+    e.add_argument("--add", action="append", default=[], help="class:x1,y1,x2,y2")
+    e.add_argument("--addign", action="append", default=[], help="x1,y1,x2,y2")
+    e.add_argument("--copy-from", type=int, help="replace by another frame's labels")
+    args = parser.parse_args()
+    if args.command == "propose":
+        propose(args.clip, args.every, args.start, args.conf)
+    elif args.command == "render":
+        render(
+            args.clip,
+            args.frames,
+            args.out,
+            args.scale,
+            args.grid,
+            args.crop,
+            args.sheet,
+            args.columns,
+        )
+    else:
+        edit(args.clip, args.frame, args)
+
+
+if __name__ == "__main__":
+    assert assets_root() is not None or FOOTAGE.exists()
+    main()
