@@ -1,67 +1,26 @@
-"""YOLO detection through ultralytics: .pt, ONNX or OpenVINO weights from devices.yaml.
+"""The camera's detector: one facade over the model-family backends (detectors/backends/).
 
-`Detections` is the small typed currency between detector, tracker and pipeline (numpy arrays,
-in the spirit of supervision's `Detections`). Model classes map to subjects through the
-camera's `classes` table; unmapped classes are not detected at all.
+The weights file picks the backend (ultralytics .pt/.onnx/OpenVINO, a YOLOX ONNX, a YOLOv8/11
+int8 TFLite); model classes map to subjects through the camera's `classes` table, or, when
+that is empty and the model knows the COCO-80 classes, through detectors/coco.py. Unmapped
+classes are not detected at all. Moved regions are packed into one mosaic for models that take
+any input size; a fixed-input model letterboxes each region on its own.
 """
 
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from detectors.torchvision_compat import ensure_torchvision_ops
+from detectors.backends import load_backend
+from detectors.backends.base import Boxes
+from detectors.coco import COCO_SUBJECTS, is_coco80
+from detectors.detections import Detections
 
-# No hub calls, no pip installs at run time, no banner per frame.
-os.environ.setdefault("YOLO_OFFLINE", "1")
-os.environ.setdefault("YOLO_AUTOINSTALL", "0")
-os.environ.setdefault("YOLO_VERBOSE", "False")
-ensure_torchvision_ops()
-
-from ultralytics import YOLO  # noqa: E402 - after the torchvision repair above
-
-
-@dataclass(frozen=True, slots=True)
-class Detections:
-    xyxy: np.ndarray
-    """(N, 4) float32 pixel boxes in the full frame."""
-    conf: np.ndarray
-    class_id: np.ndarray
-    subjects: tuple[str, ...]
-
-    def __len__(self) -> int:
-        return len(self.conf)
-
-    @classmethod
-    def empty(cls) -> Detections:
-        return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros(0, int), ())
-
-    @classmethod
-    def concat(cls, parts: Sequence[Detections]) -> Detections:
-        parts = [p for p in parts if len(p)]
-        if not parts:
-            return cls.empty()
-        return cls(
-            np.concatenate([p.xyxy for p in parts]),
-            np.concatenate([p.conf for p in parts]),
-            np.concatenate([p.class_id for p in parts]),
-            tuple(s for p in parts for s in p.subjects),
-        )
-
-
-def backend_of(weights: Path) -> str:
-    if weights.is_dir() or weights.suffix == ".xml":
-        return "openvino"
-    if weights.suffix == ".onnx":
-        return "onnx"
-    if weights.suffix in (".pt", ".pth"):
-        return "pytorch"
-    raise ValueError(f"unsupported weights {weights}: expected .pt, .onnx or an OpenVINO folder")
+__all__ = ["GAP", "Detections", "YoloDetector", "pack"]
 
 
 class YoloDetector:
@@ -73,33 +32,39 @@ class YoloDetector:
         conf: float = 0.35,
         iou: float = 0.5,
         classes: Mapping[str, str] | None = None,
+        family: str | None = None,
+        runtime: str = "auto",
+        threads: int | None = None,
     ) -> None:
         self.weights = Path(weights)
         if not self.weights.exists():
             raise FileNotFoundError(f"YOLO weights not found: {self.weights}")
-        self.backend = backend_of(self.weights)
-        self.imgsz = imgsz
         self.conf = conf
         self.iou = iou
-        self.model = YOLO(str(self.weights), task="detect")
-        names: dict[int, str] = dict(self.model.names)
-        wanted = dict(classes) if classes else {name: name for name in names.values()}
+        self.model = load_backend(self.weights, family, runtime, imgsz, threads=threads)
+        self.backend = f"{self.model.family}/{self.model.runtime}"
+        """Which family and runtime run the model, e.g. `yolox/onnxruntime`."""
+        self.dynamic = self.model.dynamic
+        """Whether the model takes any input size (then moved regions are detected at their
+        own size, which is where region detection saves time)."""
+        self.imgsz = imgsz if self.dynamic else self.model.imgsz
+        names = self.model.names
+        if classes:
+            wanted = dict(classes)
+        elif is_coco80(names):
+            wanted = dict(COCO_SUBJECTS)
+        else:
+            wanted = {name: name for name in names.values()}
         unknown = sorted(set(wanted) - set(names.values()))
-        if unknown:
+        if classes and unknown:
             raise ValueError(
                 f"{self.weights.name}: classes {unknown} are not in the model "
                 f"(it knows: {', '.join(names.values())})"
             )
+        self.names = names
         self.subject_of = {i: wanted[n] for i, n in names.items() if n in wanted}
+        """Model class id → subject, for the classes detected."""
         self.class_ids = sorted(self.subject_of)
-        self.dynamic = self.backend == "pytorch" or self._dynamic_input()
-        """Whether the model takes any input size (then moved regions are detected at their
-        own size, which is where region detection saves time)."""
-
-    def _dynamic_input(self) -> bool:
-        self.model.predict(np.zeros((64, 64, 3), np.uint8), imgsz=self.imgsz, verbose=False)
-        backend = getattr(self.model.predictor.model, "backend", None) or self.model.predictor.model
-        return bool(getattr(backend, "dynamic", False))
 
     def detect(
         self, image: np.ndarray, region: tuple[int, int, int, int] | None = None
@@ -122,31 +87,26 @@ class YoloDetector:
         return found
 
     def _predict(self, image: np.ndarray, imgsz: int) -> Detections:
-        result = self.model.predict(
-            image,
-            imgsz=imgsz,
-            conf=self.conf,
-            iou=self.iou,
-            classes=self.class_ids,
-            verbose=False,
-        )[0]
-        boxes = result.boxes
-        if boxes is None or len(boxes) == 0:
+        boxes: Boxes = self.model.detect(
+            image, conf=self.conf, iou=self.iou, classes=self.class_ids, imgsz=imgsz
+        )
+        if not len(boxes):
             return Detections.empty()
-        xyxy = boxes.xyxy.cpu().numpy().astype(np.float32)
-        class_id = boxes.cls.cpu().numpy().astype(int)
+        ids = boxes.class_ids.astype(int)
         return Detections(
-            xyxy,
-            boxes.conf.cpu().numpy().astype(np.float32),
-            class_id,
-            tuple(self.subject_of[int(c)] for c in class_id),
+            boxes.xyxy.astype(np.float32),
+            boxes.scores.astype(np.float32),
+            ids,
+            tuple(self.subject_of[int(c)] for c in ids),
+            tuple(self.names[int(c)] for c in ids),
         )
 
     def detect_regions(
         self, image: np.ndarray, regions: Sequence[tuple[int, int, int, int]]
     ) -> Detections:
-        """Detect in the moved regions only: packed side by side into one mosaic and run once
-        (one model call per frame instead of one per region), boxes mapped back."""
+        """Detect in the moved regions only. A dynamic model gets them packed side by side into
+        one mosaic and runs once (one call per frame instead of one per region); a fixed-input
+        model runs on each region letterboxed to its input. Boxes come back in the frame."""
         if not regions:
             return Detections.empty()
         if len(regions) == 1 or not self.dynamic:
@@ -171,11 +131,9 @@ class YoloDetector:
                     break
         if not keep:
             return Detections.empty()
+        kept = found.take(keep)
         return Detections(
-            np.array(boxes, np.float32),
-            found.conf[keep],
-            found.class_id[keep],
-            tuple(found.subjects[i] for i in keep),
+            np.array(boxes, np.float32), kept.conf, kept.class_id, kept.subjects, kept.names
         )
 
 

@@ -8,8 +8,9 @@ import numpy as np
 import pytest
 import shapely
 
+from detectors.backends import UnsupportedWeights
 from detectors.camera import iou_matrix
-from detectors.yolo import Detections, YoloDetector, backend_of, pack
+from detectors.yolo import Detections, YoloDetector, pack
 
 PERSON_CLASSES = {"Normal": "person", "Fall": "person"}
 
@@ -18,11 +19,14 @@ def people(detections: Detections) -> int:
     return sum(1 for s in detections.subjects if s == "person")
 
 
-@pytest.mark.parametrize("weights", ["person_pt", "person_onnx"])
-def test_finds_the_people_in_bus_jpg(weights: str, request, assets: Path) -> None:
+@pytest.mark.parametrize(
+    ("weights", "backend"),
+    [("person_pt", "ultralytics/pytorch"), ("person_onnx", "ultralytics/onnxruntime")],
+)
+def test_finds_the_people_in_bus_jpg(weights: str, backend: str, request, assets: Path) -> None:
     path = request.getfixturevalue(weights)
     detector = YoloDetector(path, imgsz=640, conf=0.4, classes=PERSON_CLASSES)
-    assert detector.backend == backend_of(path)
+    assert detector.backend == backend
     detections = detector.detect(cv2.imread(str(assets / "bus.jpg")))
     assert 3 <= people(detections) <= 6  # four people stand by the bus
     assert set(detections.subjects) == {"person"}
@@ -49,8 +53,9 @@ def test_unknown_classes_and_weights_are_clear_errors(person_pt: Path, tmp_path:
         YoloDetector(person_pt, classes={"bicycle": "bicycle"})
     with pytest.raises(FileNotFoundError, match="weights not found"):
         YoloDetector(tmp_path / "missing.pt")
-    with pytest.raises(ValueError, match="unsupported weights"):
-        backend_of(Path("model.tflite"))
+    (tmp_path / "model.bin").write_bytes(b"not a model")
+    with pytest.raises(UnsupportedWeights, match=r"model\.bin: unsupported weights"):
+        YoloDetector(tmp_path / "model.bin")
 
 
 def test_regions_are_packed_without_overlap_and_copied() -> None:
