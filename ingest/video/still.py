@@ -62,9 +62,20 @@ def read_still(path: str | Path, device_id: str) -> np.ndarray:
     return image
 
 
+NOISE_WINDOW = 1 << 20
+"""Offsets a frame's noise window may start at, within the source's noise bank."""
+
+
 @dataclass
 class StillScene:
-    """One image, delivered as frames `1/fps` apart with seeded Gaussian sensor noise."""
+    """One image, delivered as frames `1/fps` apart with seeded Gaussian sensor noise.
+
+    The noise is drawn once per run of frames, as a bank of rounded Gaussian values a little
+    longer than the image; each frame adds the window of it starting at a random offset. Pixel
+    by pixel a frame's noise is independent of the previous frame's (the gate sees the
+    difference of two independent draws, as with a real sensor) while a frame costs no random
+    draws per pixel: ~1 ms instead of ~12 ms for 768×576.
+    """
 
     image: np.ndarray = field(repr=False)
     fps: float = DEFAULT_FPS
@@ -74,9 +85,9 @@ class StillScene:
     def __post_init__(self) -> None:
         if not (self.fps > 0 and math.isfinite(self.fps)):
             raise ValueError(f"a still camera needs a positive frame rate, got {self.fps}")
-        if self.noise_sigma < 0:
-            raise ValueError(f"noise_sigma must be >= 0, got {self.noise_sigma}")
-        self._base = self.image.astype(np.float32)
+        if not (self.noise_sigma >= 0 and math.isfinite(self.noise_sigma)):
+            raise ValueError(f"noise_sigma must be a grey-level count >= 0, got {self.noise_sigma}")
+        self._base = self.image.astype(np.int16)
 
     @classmethod
     def open(
@@ -99,25 +110,25 @@ class StillScene:
     def offset(self, index: int) -> timedelta:
         return timedelta(seconds=index / self.fps)
 
-    def shot(self, rng: np.random.Generator) -> np.ndarray:
-        """One exposure: the image plus noise drawn from `rng`, rounded and clipped to 0-255."""
-        if self.noise_sigma == 0:
-            return self.image.copy()
-        noisy = rng.standard_normal(self.image.shape, dtype=np.float32)
-        noisy *= np.float32(self.noise_sigma)
-        noisy += self._base
-        np.rint(noisy, out=noisy)
-        np.clip(noisy, 0, 255, out=noisy)
-        return noisy.astype(np.uint8)
-
     def frames(
         self, device_id: str, start: datetime, count: int | None = None, first_index: int = 0
     ) -> Iterator[Frame]:
         """`count` frames (None: endlessly) stamped `start` + index / fps; every call yields
-        the same noise (seeded anew)."""
+        the same frames (seeded anew)."""
         rng = np.random.default_rng(self.seed)
+        size = self.image.size
+        bank = None
+        if self.noise_sigma > 0:
+            draws = rng.standard_normal(size + NOISE_WINDOW, dtype=np.float32)
+            draws *= np.float32(self.noise_sigma)
+            bank = np.clip(np.rint(draws), -127, 127).astype(np.int8)
         index = 0
         while count is None or index < count:
-            image = self.shot(rng)
+            if bank is None:
+                image = self.image.copy()
+            else:
+                start_at = int(rng.integers(0, NOISE_WINDOW + 1))
+                noisy = self._base + bank[start_at : start_at + size].reshape(self.image.shape)
+                image = np.clip(noisy, 0, 255, out=noisy).astype(np.uint8)
             yield Frame(device_id, first_index + index, start + self.offset(index), image)
             index += 1
