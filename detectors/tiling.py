@@ -31,13 +31,9 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
+from detectors.detections import Detections
 from detectors.motion import overlaps
 from ingest.config import Tiling
-
-try:
-    from detectors.detections import Detections
-except ImportError:  # before the backend refactor moves it out of yolo.py
-    from detectors.yolo import Detections
 
 Box = tuple[int, int, int, int]
 
@@ -213,7 +209,7 @@ def merge(seen: Sequence[Seen], frame: tuple[int, int], iou: float = 0.5) -> Det
     runs = [s for s in seen if len(s.found)]
     if not runs:
         return Detections.empty()
-    found = type(runs[0].found).concat([s.found for s in runs])
+    found = Detections.concat([s.found for s in runs])
     labels = {s: k for k, s in enumerate(dict.fromkeys(found.subjects))}
     pool = _Pool(
         found.xyxy.astype(np.float32),
@@ -236,20 +232,7 @@ def merge(seen: Sequence[Seen], frame: tuple[int, int], iou: float = 0.5) -> Det
         iou,
     )
     keep = np.sort(np.asarray(keep, int).reshape(-1))
-    return dataclasses.replace(take(found, best[keep]), xyxy=boxes[keep])
-
-
-def take(found: Detections, index: Sequence[int] | np.ndarray) -> Detections:
-    """The boxes at `index` (with whatever else the detections carry per box)."""
-    if hasattr(found, "take"):
-        return found.take(index)
-    index = np.asarray(index, int)
-    return type(found)(
-        found.xyxy[index],
-        found.conf[index],
-        found.class_id[index],
-        tuple(found.subjects[i] for i in index),
-    )
+    return dataclasses.replace(found.take(best[keep]), xyxy=boxes[keep])
 
 
 @dataclass(slots=True)
@@ -341,7 +324,7 @@ class TiledDetector:
             return Detections.empty()
         found = self._run(image, self.plan(width, height, regions))
         keep = [i for i, box in enumerate(found.xyxy) if overlaps(tuple(box), list(regions))]
-        return found if len(keep) == len(found) else take(found, keep)
+        return found if len(keep) == len(found) else found.take(keep)
 
     def _large(self, found: Detections) -> Detections:
         """The resized frame's boxes larger than the tiles' overlap: a smaller subject is
@@ -349,7 +332,7 @@ class TiledDetector:
         band = self.settings.overlap * self.settings.tile_px
         sides = found.xyxy[:, 2:] - found.xyxy[:, :2]
         keep = np.nonzero((sides > band).any(axis=1))[0]
-        return found if len(keep) == len(found) else take(found, keep)
+        return found if len(keep) == len(found) else found.take(keep)
 
     def _run(self, image: np.ndarray, plan: Plan) -> Detections:
         height, width = image.shape[:2]
