@@ -38,8 +38,9 @@ class OnnxGraph:
 
     @property
     def yolox(self) -> bool:
-        shapes = self.output_shapes
-        return len(shapes) == 1 and len(shapes[0]) == 3 and shapes[0][2] > 5
+        from detectors.backends.yolox import is_yolox_head
+
+        return is_yolox_head(self.input_shape, self.output_shapes)
 
 
 def onnx_graph(weights: Path) -> OnnxGraph:
@@ -71,12 +72,13 @@ def family_of(weights: Path) -> str:
         graph = onnx_graph(weights)
         if graph.ultralytics:
             return "ultralytics"
-        if graph.yolox and len(graph.input_shape) == 4:
+        if graph.yolox:
             return "yolox"
         raise UnsupportedWeights(
             f"{weights}: cannot tell this ONNX's model family: no ultralytics `names` metadata "
-            f"and not a YOLOX head (one 1×N×(5+classes) output; outputs: {graph.output_shapes}); "
-            "set detect.family"
+            "and not a YOLOX head (one 1×N×(5+classes) output, one row per grid cell of strides "
+            f"8/16/32; input {graph.input_shape}, outputs {graph.output_shapes}); set "
+            "detect.family if it is one of those"
         )
     raise UnsupportedWeights(
         f"{weights}: unsupported weights (expected .pt, .onnx, .tflite or an OpenVINO folder)"
@@ -113,7 +115,8 @@ def load_backend(
         graph = onnx_graph(weights)
         if not graph.yolox:
             raise UnsupportedWeights(
-                f"{weights}: not a YOLOX head (one 1×N×(5+classes) output); outputs: "
+                f"{weights}: not a YOLOX head (one 1×N×(5+classes) output, one row per grid "
+                f"cell of strides 8/16/32); input {graph.input_shape}, outputs "
                 f"{graph.output_shapes}"
             )
         return YoloxBackend(

@@ -28,6 +28,17 @@ AUTO = "onnxruntime"
 STRIDES = (8, 16, 32)
 
 
+def is_yolox_head(input_shape: Sequence[int], output_shapes: Sequence[Sequence[int]]) -> bool:
+    """One 1×N×(5 + classes) output for a 1×3×S×S input, N the cells of the three grids (an
+    anchor-based YOLOv5-style head has 3 rows per cell and is not one)."""
+    if len(input_shape) != 4 or input_shape[2] != input_shape[3] or len(output_shapes) != 1:
+        return False
+    shape = output_shapes[0]
+    size = input_shape[2]
+    cells = sum((size // stride) ** 2 for stride in STRIDES)
+    return len(shape) == 3 and shape[2] > 5 and shape[1] == cells and size % 32 == 0
+
+
 def grids(size: int) -> tuple[np.ndarray, np.ndarray]:
     """Per output row: its cell's (x, y) and its stride, in YOLOX's order (x fastest)."""
     cells, strides = [], []
@@ -77,10 +88,6 @@ class YoloxBackend:
                 f"{weights}: a YOLOX ONNX runs on {' or '.join(RUNTIMES)}, not {runtime!r}"
             )
         self.names = dict(names) if names else coco_names()
-        if input_shape is not None and (len(input_shape) != 4 or input_shape[2] != input_shape[3]):
-            raise UnsupportedWeights(
-                f"{weights}: a YOLOX input is 1×3×S×S, this one is {list(input_shape)}"
-            )
         self.imgsz = int(input_shape[2]) if input_shape else 416
         if outputs is not None and outputs != 5 + len(self.names):
             raise UnsupportedWeights(
