@@ -6,6 +6,12 @@ is carried into the tracker unchanged ("nothing contradicts it"), so a parked bi
 track id and its dwell keeps growing; each full-frame check must re-find it, and after
 `stationary_misses` misses in a row it is let go. Observations (PRESENCE) are emitted per
 track and zone visit: on entering, about every `emit_interval_s` while inside, and on leaving.
+
+On cameras with a shop-front or sidewalk zone two more kinds of track join them: left objects
+(`goods`, or `stall` where stall furniture stands; detectors/leftobject.py, whatever the model
+knows) and stalls (stall furniture standing together, detectors/stalls.py). They have their own
+id spaces, are never carried or let go by the detector's misses, and end when their detector
+says so (the goods taken in, the furniture gone).
 """
 
 from __future__ import annotations
@@ -23,8 +29,11 @@ from typing import Any
 import numpy as np
 
 from detectors.homography import Homography
+from detectors.leftobject import ID_BASE as LEFT_ID_BASE
+from detectors.leftobject import WATCHED_KINDS, LeftObjectDetector, LeftUpdate
 from detectors.motion import MotionGate, overlaps
 from detectors.observation import FrameRef, GeoPoint, Observation, ObservationKind
+from detectors.stalls import FURNITURE, STALL_ID_BASE, StallGrouper
 from detectors.tracking import ByteTracker, TrackedBox
 from detectors.yolo import Detections, YoloDetector
 from detectors.zones import PixelZones, Visit, footprint
@@ -37,6 +46,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FPS = 10.0
 MATCH_IOU = 0.3
+NOT_COVERING = frozenset({FURNITURE, "goods", "stall"})
+"""Tracked subjects that do not hide goods from the left-object detector (they are goods)."""
+MOVED_SHARE = 0.25
+"""A track has moved once its footprint travelled this share of its box height. Only tracks
+that moved hide goods from the left-object detector: people and vehicles come in; a "person"
+found standing where a bag was just put down, never moving, is the bag (a model's mistake)."""
 
 
 @dataclass
@@ -53,6 +68,17 @@ class TrackState:
     """Full-frame checks in a row that did not re-find this track."""
     carried: bool = False
     """Kept by the pipeline in the last frame (no motion there), not by a detection."""
+    moved: bool = False
+    """Its footprint has travelled since it was first seen (see `MOVED_SHARE`)."""
+    origin: tuple[float, float] | None = None
+
+    def travel(self, box: tuple[float, float, float, float]) -> None:
+        x1, y1 = footprint(box)
+        if self.origin is None:
+            self.origin = (x1, y1)
+        elif not self.moved:
+            x0, y0 = self.origin
+            self.moved = bool(np.hypot(x1 - x0, y1 - y0) >= MOVED_SHARE * (box[3] - box[1]))
 
 
 @dataclass
@@ -78,6 +104,10 @@ class CameraStats:
     errors: Counter[str] = field(default_factory=Counter)
     detect_ms: float = 0.0
     """Time spent in the detector (sum, ms)."""
+    left_ms: float = 0.0
+    """Time spent in the left-object detector (sum, ms)."""
+    left_objects: int = 0
+    stalls: int = 0
     source: VideoSourceStats | None = None
     """The reader's counters (frames read, dropped as stale, opens, failures) when threaded."""
 
@@ -95,6 +125,9 @@ class CameraStats:
             "observations": self.observations,
             "errors": dict(self.errors),
             "detect_ms": round(self.detect_ms, 1),
+            "left_ms": round(self.left_ms, 1),
+            "left_objects": self.left_objects,
+            "stalls": self.stalls,
             **(
                 {}
                 if self.source is None
@@ -180,6 +213,14 @@ class CameraPipeline:
             self.device.zones, self.settings.zone_margin_px, self.settings.zone_exit_s
         )
         self.tracks: dict[int, TrackState] = {}
+        self.placed: dict[int, TrackState] = {}
+        """Left objects and stalls: tracks the pipeline derives rather than the detector."""
+        left = self.settings.left_object
+        watched = any(z.kind.value in WATCHED_KINDS for z in self.device.zones)
+        self.left = (
+            LeftObjectDetector(left, self.device.zones) if left.enabled and watched else None
+        )
+        self.stall_grouper = StallGrouper() if watched else None
         self._visits: dict[tuple[int, str], _VisitLog] = {}
         self._last_full: datetime | None = None
         self._last_analysed: datetime | None = None
@@ -222,7 +263,20 @@ class CameraPipeline:
         self.stats.detections += len(detections)
         carried = self._carry(detections, regions, full)
         tracked = self.tracker.update(Detections.concat([detections, carried]))
-        return self._advance(frame, tracked, len(detections), full)
+        left = None
+        if self.left is not None:
+            started = time.perf_counter()
+            subject_of = self.detector.subject_of
+            covers = [
+                b.box
+                for b in tracked
+                if subject_of.get(b.class_id) not in NOT_COVERING
+                and (state := self.tracks.get(b.track_id)) is not None
+                and state.moved
+            ]
+            left = self.left.update(image, frame.ts, covers)
+            self.stats.left_ms += (time.perf_counter() - started) * 1000
+        return self._advance(frame, tracked, len(detections), full, left)
 
     def _carry(self, detections: Detections, regions: list, full: bool) -> Detections:
         """Detections standing in for stationary tracks where nothing moved."""
@@ -249,7 +303,12 @@ class CameraPipeline:
         )
 
     def _advance(
-        self, frame: Frame, tracked: list[TrackedBox], n_real: int, full: bool
+        self,
+        frame: Frame,
+        tracked: list[TrackedBox],
+        n_real: int,
+        full: bool,
+        left: LeftUpdate | None = None,
     ) -> list[Observation]:
         ts = frame.ts
         seen: dict[int, tuple[float, float]] = {}
@@ -275,12 +334,22 @@ class CameraPipeline:
             state.carried = not real
             if real:
                 state.box, state.conf, state.misses = box.box, box.conf, 0
+                state.travel(box.box)
                 if box.conf >= state.best.confidence:
                     state.best = ref
             seen[box.track_id] = footprint(state.box)
+        ended = self._place(frame, left, seen)
         events = self.zones.update(seen, ts)
+        for visit in events.entered:
+            placed = self.placed.get(visit.track_id)
+            if placed is not None:
+                visit.entered = min(visit.entered, placed.first_seen)
         observations = [self._observe(v, "enter", ts) for v in events.entered]
         observations += [self._observe(v, "exit", v.last_inside) for v in events.left]
+        for track_id in ended:
+            for visit in self.zones.end_track(track_id):
+                observations.append(self._observe(visit, "exit", visit.last_inside))
+            self.placed.pop(track_id, None)
         gone = [
             t
             for t in self.tracks.values()
@@ -305,7 +374,7 @@ class CameraPipeline:
 
     def _observe(self, visit: Visit, state: str, last_seen: datetime) -> Observation:
         key = (visit.track_id, visit.zone.id)
-        track = self.tracks.get(visit.track_id)
+        track = self._track(visit.track_id)
         log_ = self._visits.get(key)
         best = log_.best if log_ is not None else None
         if track is not None and (best is None or track.best.confidence >= best.confidence):
@@ -319,13 +388,13 @@ class CameraPipeline:
         count = sum(
             1
             for v in self.zones.in_zone(visit.zone.id)
-            if (other := self.tracks.get(v.track_id)) is not None and other.subject == subject
+            if (other := self._track(v.track_id)) is not None and other.subject == subject
         )
         return Observation(
             kind=ObservationKind.PRESENCE,
             device_id=self.device.id,
             subject=subject,
-            subject_id=f"t{visit.track_id}",
+            subject_id=subject_id(visit.track_id),
             first_seen=visit.entered,
             last_seen=max(last_seen, visit.entered),
             zone_id=visit.zone.id,
@@ -337,9 +406,62 @@ class CameraPipeline:
             attributes={
                 "track_id": visit.track_id,
                 "stationary": bool(track is not None and track.carried),
+                **({"placed": True, "stationary": True} if visit.track_id >= LEFT_ID_BASE else {}),
                 **({"merchant": visit.zone.merchant} if visit.zone.merchant else {}),
             },
         )
+
+    def _track(self, track_id: int) -> TrackState | None:
+        return self.tracks.get(track_id) or self.placed.get(track_id)
+
+    def _place(
+        self, frame: Frame, left: LeftUpdate | None, seen: dict[int, tuple[float, float]]
+    ) -> list[int]:
+        """Left objects and stalls of this frame into `placed` and `seen`; returns the ids of
+        those that ended."""
+        furniture = {
+            t.track_id: t.box
+            for t in self.tracks.values()
+            if t.subject == FURNITURE
+            and t.track_id in seen
+            and any(
+                v.zone.kind.value in WATCHED_KINDS
+                for (track_id, _), v in self.zones.visits.items()
+                if track_id == t.track_id
+            )
+        }
+        ended: list[int] = []
+        if left is not None:
+            for region in left.active:
+                state = self.placed.get(region.object_id)
+                if state is None:
+                    subject = "stall" if _under_any(region.box, furniture.values()) else "goods"
+                    state = self._new_placed(frame, region.object_id, subject, region.box)
+                    state.first_seen = region.first_seen
+                    self.stats.left_objects += 1
+                state.last_seen, state.box = frame.ts, region.box
+                seen[region.object_id] = footprint(region.box)
+            ended += [r.object_id for r in left.ended]
+        if self.stall_grouper is not None:
+            stalls, gone = self.stall_grouper.update(furniture)
+            for stall in stalls:
+                state = self.placed.get(stall.stall_id)
+                if state is None:
+                    state = self._new_placed(frame, stall.stall_id, "stall", stall.box)
+                    state.first_seen = min(self.tracks[i].first_seen for i in stall.pieces)
+                    self.stats.stalls += 1
+                state.last_seen, state.box = frame.ts, stall.box
+                seen[stall.stall_id] = footprint(stall.box)
+            ended += [s.stall_id for s in gone]
+        return ended
+
+    def _new_placed(
+        self, frame: Frame, track_id: int, subject: str, box: tuple[float, float, float, float]
+    ) -> TrackState:
+        ref = FrameRef(self.device.id, frame.index, frame.ts, box, 1.0)
+        state = TrackState(track_id, subject, -1, frame.ts, frame.ts, box, 1.0, ref, carried=True)
+        self.placed[track_id] = state
+        return state
 
     def _locate(self, box: tuple[float, float, float, float] | None) -> GeoPoint | None:
         if self.homography is not None and box is not None:
@@ -360,6 +482,10 @@ class CameraPipeline:
     def finish(self, ts: datetime) -> list[Observation]:
         """End every open visit (the stream ended); returns their final `exit` Observations."""
         observations = []
+        for track_id in list(self.placed):
+            for visit in self.zones.end_track(track_id):
+                observations.append(self._observe(visit, "exit", visit.last_inside))
+            del self.placed[track_id]
         for track_id in list(self.tracks):
             for visit in self.zones.end_track(track_id):
                 observations.append(self._observe(visit, "exit", visit.last_inside))
@@ -465,3 +591,16 @@ class CameraPipeline:
                 log.exception("%s: frame %d failed", self.device.id, frame.index)
         if last is not None:
             self.finish(last)
+
+
+def subject_id(track_id: int) -> str:
+    """`t7` for a detector's track, `o3` for a left object, `s2` for a stall."""
+    if track_id >= STALL_ID_BASE:
+        return f"s{track_id - STALL_ID_BASE}"
+    if track_id >= LEFT_ID_BASE:
+        return f"o{track_id - LEFT_ID_BASE}"
+    return f"t{track_id}"
+
+
+def _under_any(box: tuple[float, float, float, float], others) -> bool:
+    return any(overlaps(box, [other]) for other in others)

@@ -38,3 +38,23 @@ class LeftObject(Strict):
     """Smallest region, in full-frame pixels."""
     reference: Path | None = None
     """An image of the empty scene the operator saved; else the scene learns itself."""
+    width: int = Field(320, ge=64, le=4096)
+    """Frames are modelled downscaled to this width."""
+    threshold: int = Field(18, ge=1, le=255)
+    """Colour change (0-255, any channel) from the background for a pixel to count as new."""
+    background_s: Finite = Field(120.0, gt=0, le=86400)
+    """Time constant of the long-term (empty scene) background: how fast it follows slow
+    changes of light where nothing new stands."""
+    still_s: Finite = Field(1.0, gt=0, le=60)
+    """Time constant of the short-term background: a region is still once it matches it."""
+    cover_hold_s: Finite = Field(2.0, ge=0, le=60)
+    """A pixel under a tracked person or vehicle counts as covered this long after it left."""
+    exit_s: Finite = Field(3.0, gt=0, le=3600)
+    """A left object whose region matches the background again this long is gone."""
+    max_area_share: Finite = Field(0.25, gt=0, le=1)
+    """A still region larger than this share of the watched zones is light or view, not goods."""
+    camera_shift_px: Finite = Field(1.0, gt=0)
+    """View shift (in modelled pixels) against the background that means the camera moved."""
+    global_change_share: Finite = Field(0.5, gt=0, le=1)
+    """Share of the frame differing from the background at once: a light switched, a view
+    changed; the background is learnt again."""
