@@ -1,23 +1,29 @@
 """Tiled (sliced) inference for frames much larger than the model input.
 
-A 24-megapixel panorama resized to a 640 input leaves a bicycle a few pixels wide. Large frames
-are cut into overlapping square tiles, each detected at the model input, plus (optionally) the
-whole frame resized once for subjects larger than a tile; the boxes are mapped back to the full
-frame and merged.
+A 24-megapixel panorama resized to a 640 input leaves a bicycle a few pixels wide. A frame whose
+longer side is at least `min_scale` × the model input is cut into overlapping square tiles (a
+grid covering it exactly: evenly spread, the last of a row or column ending at the frame's edge,
+never padded), each detected at the model input, plus (with `full_frame`) the whole frame
+resized once for subjects too large for a tile. Of the resized frame only boxes larger than the
+tiles' overlap are kept: a smaller subject is whole in some tile and seen sharper there. Smaller
+frames go straight to the wrapped detector.
 
-Merging, in two steps:
+The boxes, mapped to the full frame, are merged in two steps:
 
-1. Seam fusion (non-maximum merging, as SAHI's NMM, but only across seams). A box that touches
-   an inner edge of its tile was cut there. A cut box is fused (union box, highest confidence)
-   with a box of the same subject from another tile or the full frame when the cut box lies
-   mostly inside it (intersection over the smaller area), or when two boxes cut on facing sides
-   of a seam overlap across it and agree on the other axis. Boxes cut by nothing are never
-   fused, so neighbours in a crowd stay apart (unrestricted IoS merging joins them).
-2. Class-aware NMS (IoU) over the fused boxes: a subject seen whole in two overlapping tiles,
-   or in a tile and the full frame, is kept once.
+1. Seam fusion: greedy non-maximum merging (SAHI's greedy NMM, union box, highest confidence)
+   restricted to seams. A box touching an inner edge of its tile was cut there. The most
+   confident box left takes in, from other runs and of the same subject, every cut box lying
+   mostly inside it (intersection over the smaller area) and every box cut on the facing side
+   of a seam it is cut on (touching or overlapping across it, agreeing along it); its union
+   grows, so a subject over three tiles joins up. Boxes cut by nothing never fuse, so
+   neighbours in a crowd stay apart (unrestricted IoS merging joins them), and a box once
+   taken pulls nothing more in (a stray box over a tile cannot swallow a person through that
+   person's fragment).
+2. Class-aware NMS (IoU, by subject) over the fused boxes: a subject seen whole in two
+   overlapping tiles, or in a tile and the resized frame, is kept once.
 
 `detect_regions` lets the motion gate choose the tiles: only tiles under a moved region run,
-and the resized full frame only when a region is larger than a tile.
+and the resized frame only when a region is larger than a tile.
 """
 
 from __future__ import annotations
@@ -149,12 +155,7 @@ class _Pool:
 
 
 def _fuse(pool: _Pool, order: np.ndarray) -> list[list[int]]:
-    """Greedy non-maximum merging across seams (SAHI's greedy NMM, seam-restricted): the most
-    confident box left takes in every box from another run that is a piece of the same
-    subject, its union growing (so a subject over three tiles joins up), until none is left.
-
-    Non-transitive through boxes already taken, so a stray box covering a tile cannot pull a
-    person in through one of that person's fragments."""
+    """Seam fusion (step 1 above): groups of box indices, each group's first its surest."""
     free = np.ones(len(pool.xyxy), bool)
     groups = []
     for i in order:
