@@ -144,3 +144,10 @@ def test_check_preflight_takes_an_image_stream_as_a_file(dog: Path, tmp_path: Pa
         assert [p.rsplit(": ", 1)[-1] for p in problems] == expected
         if expected:
             assert f"video file {tmp_path}/stills/gone.jpg" in problems[0]
+
+
+def test_the_same_limits_bound_a_video_file(vtest: Path) -> None:
+    assert len(list(FileFrames(vtest, "cam", START, duration_s=1.5))) == 15
+    assert [f.index for f in FileFrames(vtest, "cam", START, frames=3, duration_s=60)] == [0, 1, 2]
+    with pytest.raises(ValueError, match="cannot be negative"):
+        FileFrames(vtest, "cam", frames=-1)
