@@ -1,5 +1,7 @@
 """Violation → evidence package: clip, snapshots, sensor series, GPS track, place, party, rule.
 
+A vehicle case's party is its plate, read once here on the best frame (`evidence.plates`).
+
 `EvidenceBuilder.build(violation)` returns the committed package folder. It is idempotent by
 violation id (the case id is derived from it), and atomic: see `evidence.ledger`. Call it once
 the post-roll has passed (`ready_at(violation)`); the builder takes what the camera ring buffer
@@ -20,12 +22,14 @@ from typing import Any, Protocol
 
 import orjson
 
-from evidence.blur import FaceDetector, blur_bystanders, load_detector
+from detectors.plates import PlateReader
+from evidence.blur import FaceDetector, blur_bystanders, detector_for
 from evidence.fsutil import fsync_file, sha256_file, write_file
 from evidence.keys import Signer
 from evidence.ledger import Committed, Ledger
 from evidence.media import Overlay, annotate, decode, encode_jpeg, write_clip
 from evidence.package import FORMAT, both_times, case_id_of, package_dir
+from evidence.plates import PlateFinding, PlateStage, encode_png, vehicle_party
 from ingest import failpoints
 from ingest.config import Device, DeviceKind, SiteConfig
 from ingest.coords import wgs84_to_bd09, wgs84_to_gcj02
@@ -62,6 +66,7 @@ class EvidenceBuilder:
         *,
         root: Path | None = None,
         face_detector: FaceDetector | None = None,
+        plate_reader: PlateReader | None = None,
         crash_hook: Callable[[str], None] | None = None,
     ) -> None:
         self.config = config
@@ -74,7 +79,8 @@ class EvidenceBuilder:
         settings = config.evidence
         self.face_detector = face_detector
         if self.face_detector is None and settings.blur.enabled:
-            self.face_detector = load_detector(settings.blur)
+            self.face_detector = detector_for(settings.blur)
+        self.plates = PlateStage(settings.plates, plate_reader)
         self._crash_hook = crash_hook or (lambda point: failpoints.reach(f"evidence.{point}"))
         self.stats: Counter[str] = Counter()
         self._stats_lock = threading.Lock()
@@ -129,7 +135,7 @@ class EvidenceBuilder:
 
     def _collect(self, v: Violation, staging: Path) -> tuple[list[dict[str, Any]], dict[str, Any]]:
         files: list[dict[str, Any]] = []
-        facts: dict[str, Any] = {"cameras": {}, "problems": []}
+        facts: dict[str, Any] = {"cameras": {}, "problems": [], "plates": []}
 
         def put(rel: str, data: bytes, role: str) -> None:
             path = staging / rel
@@ -160,6 +166,10 @@ class EvidenceBuilder:
                 self._count("packages_without_frames")
                 continue
             facts["cameras"][camera.id] = self._camera_media(v, camera, frames, staging, put, files)
+            if self.plates.active and self.plates.applies(v):
+                finding = self._camera_plate(v, camera, frames, put)
+                facts["cameras"][camera.id]["plate"] = finding.info(self.tz)
+                facts["plates"].append(finding)
         sensor_ids = [d.id for d in devices if d is not None and d.kind not in _CAMERA_KINDS]
         if sensor_ids and self.journal is not None:
             since = v.window_start - timedelta(seconds=spec.sensor_series_s)
@@ -236,6 +246,24 @@ class EvidenceBuilder:
                 }
         return info
 
+    def _camera_plate(
+        self,
+        v: Violation,
+        camera: Device,
+        frames: list[EncodedFrame],
+        put: Callable[[str, bytes, str], None],
+    ) -> PlateFinding:
+        obs = [o for o in v.observations if o.frame and o.frame.device_id == camera.id]
+        finding = self.plates.find(v, frames, obs, _nearest_decodable)
+        if finding.reading is None or finding.raw_crop is None:
+            self._count("plates_unread")
+            return finding
+        base = f"media/{camera.id}"
+        put(f"{base}/plate.raw.png", encode_png(finding.raw_crop), "snapshot_raw:plate")
+        put(f"{base}/plate.rectified.png", encode_png(finding.reading.crop), "snapshot:plate")
+        self._count("plates_read")
+        return finding
+
     # -- manifest ---------------------------------------------------------------------------
 
     def _manifest(
@@ -249,7 +277,6 @@ class EvidenceBuilder:
     ) -> dict[str, Any]:
         tz = self.tz
         site = self.config.site
-        merchant = self.config.merchant(v.party) if v.party else None
         devices = []
         for device_id in v.devices:
             d = self.config.device(device_id)
@@ -282,13 +309,7 @@ class EvidenceBuilder:
             "zone": {"id": v.zone_id, "kind": v.zone_kind},
             "devices": devices,
             "location": self._location(v),
-            "party": None
-            if v.party is None
-            else (
-                {"id": v.party, "known": False}
-                if merchant is None
-                else {"known": True, **merchant.model_dump(mode="json")}
-            ),
+            "party": self._party(v, facts),
             "time_window": {
                 "start": both_times(v.window_start, tz),
                 "end": both_times(v.window_end, tz),
@@ -306,6 +327,17 @@ class EvidenceBuilder:
                 "public_key": self.signer.verifier.public_b64,
             },
         }
+
+    def _party(self, v: Violation, facts: dict[str, Any]) -> dict[str, Any] | None:
+        """A vehicle case's plate, a shop-front case's merchant, or None."""
+        if self.plates.applies(v):
+            return vehicle_party(facts["plates"])
+        if v.party is None:
+            return None
+        merchant = self.config.merchant(v.party)
+        if merchant is None:
+            return {"id": v.party, "known": False}
+        return {"known": True, **merchant.model_dump(mode="json")}
 
     def _location(self, v: Violation) -> dict[str, Any] | None:
         point = v.location

@@ -29,7 +29,9 @@ def reference_body(
     signature: bytes,
     media_base_url: str | None = None,
 ) -> dict[str, Any]:
-    """The JSON a case system gets when media stay on the box (HTTP `reference`, and MQTT)."""
+    """The JSON a case system gets when media stay on the box (HTTP `reference`, and MQTT).
+    Each media entry says its role (clip, snapshot_raw:<moment>, snapshot:plate, ...), so a
+    vehicle case's plate crop is found without reading the manifest."""
     manifest = json.loads(manifest_bytes)
     base = media_base_url or ""
     rel_pkg = relative_package(package)
@@ -42,6 +44,7 @@ def reference_body(
         "media": [
             {
                 "path": f["path"],
+                "role": f.get("role"),
                 "sha256": f["sha256"],
                 "size": f["size"],
                 "ref": f"{rel_pkg}/{f['path']}",
@@ -142,6 +145,7 @@ def content_type(path: str) -> str:
     for suffix, kind in (
         (".mp4", "video/mp4"),
         (".jpg", "image/jpeg"),
+        (".png", "image/png"),
         (".geojson", "application/geo+json"),
         (".json", "application/json"),
     ):

@@ -9,6 +9,7 @@ from pydantic import Field, field_validator
 
 from ingest.config.broker import Reconnect
 from ingest.config.common import _ENV_NAME, Strict, _check_publish_topic
+from ingest.config.zones import ZoneKind
 
 
 class EvidenceBlur(Strict):
@@ -16,8 +17,26 @@ class EvidenceBlur(Strict):
 
     enabled: bool = False
     model: Path | None = None
-    """OpenCV face detector: a YuNet .onnx (cv2.FaceDetectorYN) or a Haar cascade .xml."""
+    """OpenCV face detector: a YuNet .onnx (cv2.FaceDetectorYN) or a Haar cascade .xml. Unset:
+    YuNet from the shared assets (models/face_detection_yunet.onnx), else Debian's Haar cascade
+    (opencv-data) where this OpenCV still has CascadeClassifier."""
     min_score: float = Field(0.6, gt=0, le=1)
+
+
+class EvidencePlates(Strict):
+    """Read the plate of a vehicle case (a vehicle in a no-parking or fire-lane camera zone) once,
+    at package time, on the frame where the camera saw the vehicle best: the case's party."""
+
+    enabled: bool = True
+    detector: Path | None = None
+    """HyperLPR3 plate detector .onnx. Unset: the shared asset
+    models/plate_detect_hyperlpr3_640.onnx when present, else no plate reading (logged once)."""
+    min_confidence: float = Field(0.8, gt=0, le=1)
+    """A reading below this (mean character probability) does not name the party."""
+    detect_score: float = Field(0.5, gt=0, lt=1)
+    subjects: tuple[str, ...] = ("car", "truck", "bus", "motorcycle")
+    zone_kinds: tuple[ZoneKind, ...] = (ZoneKind.NO_PARKING, ZoneKind.FIRE_LANE)
+    threads: int = Field(1, ge=1, le=16)
 
 
 class EvidenceHttpFeed(Strict):
@@ -86,4 +105,5 @@ class Evidence(Strict):
     """x264 preset. ultrafast: about 0.75 s and 1.2 CPU-s per 30 s clip on 2 cores, 4 MB;
     veryfast: 1.5 s, 2.1 CPU-s, 1.3 MB. CPU is scarcer than disk on the box."""
     blur: EvidenceBlur = EvidenceBlur()
+    plates: EvidencePlates = EvidencePlates()
     feed: EvidenceFeed = EvidenceFeed()
