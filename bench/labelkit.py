@@ -8,15 +8,14 @@ file (delete, relabel, move, add, mark ignore) until the picture matches what th
     .venv/bin/python bench/labelkit.py render intel 0 2 4 --out /tmp/lab
     .venv/bin/python bench/labelkit.py edit intel 4 --drop 3 --cls 1=truck --add car:10,20,80,60
 
-Also the fallback model runners (YOLOX-Nano ONNX, YOLOv8n int8 TFLite, the person model)
-used for proposals, and by bench/accuracy.py while `detectors.backends` is absent.
+The label files' model (`LabelFile`, `CLIPS`, `read_frames`) is shared with
+bench/accuracy.py and tests/bench/test_labels.py.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -28,12 +27,10 @@ import numpy as np
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
-from detectors.assets import FOOTAGE, asset, assets_root  # noqa: E402
+from detectors.assets import asset  # noqa: E402
 
 LABELS = REPO / "bench" / "labels"
 CLASSES = ("person", "bicycle", "car", "motorcycle", "bus", "truck")
-COCO_IDS = {"person": 0, "bicycle": 1, "car": 2, "motorcycle": 3, "bus": 5, "truck": 7}
-CLASS_OF_COCO = {v: k for k, v in COCO_IDS.items()}
 MIN_SIDE = 10
 """Objects whose box is smaller than this (pixels, shorter side) are ignore regions."""
 
@@ -157,126 +154,6 @@ def frame_count(path: Path) -> int:
         capture.release()
 
 
-# --- fallback runners: image (BGR) → (xyxy, conf, coco class id), before any NMS threshold ---
-
-
-def letterbox(image: np.ndarray, side: int, centred: bool) -> tuple[np.ndarray, float, int, int]:
-    height, width = image.shape[:2]
-    scale = min(side / height, side / width)
-    w, h = round(width * scale), round(height * scale)
-    canvas = np.full((side, side, 3), 114, np.uint8)
-    dx, dy = ((side - w) // 2, (side - h) // 2) if centred else (0, 0)
-    canvas[dy : dy + h, dx : dx + w] = cv2.resize(image, (w, h), interpolation=cv2.INTER_LINEAR)
-    return canvas, scale, dx, dy
-
-
-def nms(
-    xyxy: np.ndarray, conf: np.ndarray, cls: np.ndarray, conf_min: float, iou: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    keep = conf >= conf_min
-    xyxy, conf, cls = xyxy[keep], conf[keep], cls[keep]
-    if not len(conf):
-        return xyxy, conf, cls
-    offset = cls[:, None] * 4096.0
-    wh = np.concatenate([xyxy[:, :2] + offset, xyxy[:, 2:] - xyxy[:, :2]], 1)
-    idx = cv2.dnn.NMSBoxes(wh.tolist(), conf.tolist(), conf_min, iou)
-    idx = np.array(idx, int).reshape(-1)
-    return xyxy[idx], conf[idx], cls[idx]
-
-
-class YoloxOnnx:
-    """YOLOX-Nano (Megvii export: raw grid outputs, sigmoid scores), BGR top-left letterbox."""
-
-    def __init__(self, weights: Path, threads: int = 1) -> None:
-        import onnxruntime as ort
-
-        options = ort.SessionOptions()
-        options.intra_op_num_threads = threads
-        options.inter_op_num_threads = 1
-        self.session = ort.InferenceSession(str(weights), options, ["CPUExecutionProvider"])
-        self.side = 416
-        grids, strides = [], []
-        for stride in (8, 16, 32):
-            n = self.side // stride
-            ys, xs = np.mgrid[0:n, 0:n]
-            grids.append(np.stack([xs, ys], -1).reshape(-1, 2))
-            strides.append(np.full((n * n, 1), stride))
-        self.grid = np.concatenate(grids).astype(np.float32)
-        self.stride = np.concatenate(strides).astype(np.float32)
-
-    def __call__(self, image: np.ndarray, conf: float, iou: float = 0.45):
-        canvas, scale, _, _ = letterbox(image, self.side, centred=False)
-        blob = canvas.transpose(2, 0, 1)[None].astype(np.float32)
-        out = self.session.run(None, {"images": blob})[0][0]
-        centre = (out[:, :2] + self.grid) * self.stride
-        size = np.exp(out[:, 2:4]) * self.stride
-        xyxy = np.concatenate([centre - size / 2, centre + size / 2], 1) / scale
-        scores = out[:, 4:5] * out[:, 5:]
-        cls = scores.argmax(1)
-        return nms(xyxy, scores[np.arange(len(cls)), cls], cls, conf, iou)
-
-
-class Yolov8Tflite:
-    """Ultralytics YOLOv8n full-integer TFLite: RGB centred letterbox, int8 in and out."""
-
-    def __init__(self, weights: Path, threads: int = 1) -> None:
-        from ai_edge_litert.interpreter import Interpreter
-
-        self.interpreter = Interpreter(str(weights), num_threads=threads)
-        self.interpreter.allocate_tensors()
-        self.input = self.interpreter.get_input_details()[0]
-        self.output = self.interpreter.get_output_details()[0]
-        self.side = int(self.input["shape"][1])
-
-    def __call__(self, image: np.ndarray, conf: float, iou: float = 0.45):
-        canvas, scale, dx, dy = letterbox(image, self.side, centred=True)
-        in_scale, in_zero = self.input["quantization"]
-        rgb = canvas[:, :, ::-1].astype(np.float32) / 255.0
-        blob = np.clip(np.round(rgb / in_scale + in_zero), -128, 127).astype(np.int8)[None]
-        self.interpreter.set_tensor(self.input["index"], blob)
-        self.interpreter.invoke()
-        raw = self.interpreter.get_tensor(self.output["index"])[0]
-        out_scale, out_zero = self.output["quantization"]
-        out = ((raw.astype(np.float32) - out_zero) * out_scale).T
-        centre, size = out[:, :2] * self.side, out[:, 2:4] * self.side
-        xyxy = np.concatenate([centre - size / 2, centre + size / 2], 1)
-        xyxy = (xyxy - [dx, dy, dx, dy]) / scale
-        scores = out[:, 4:]
-        cls = scores.argmax(1)
-        return nms(xyxy, scores[np.arange(len(cls)), cls], cls, conf, iou)
-
-
-class PersonPt:
-    """The person-only YOLOv8s (classes Normal, Fall): every box is a COCO person (0)."""
-
-    def __init__(self, weights: Path, threads: int = 1, imgsz: int = 640) -> None:
-        os.environ.setdefault("YOLO_OFFLINE", "1")
-        os.environ.setdefault("YOLO_VERBOSE", "False")
-        import torch
-
-        torch.set_num_threads(threads)
-        from detectors.yolo import YoloDetector
-
-        self.detector = YoloDetector(weights, imgsz=imgsz, conf=0.01, iou=0.45)
-        self.imgsz = imgsz
-
-    def __call__(self, image: np.ndarray, conf: float, iou: float = 0.45):
-        self.detector.conf, self.detector.iou = conf, iou
-        found = self.detector.detect(image)
-        return found.xyxy, found.conf, np.zeros(len(found), int)
-
-
-def proposers() -> dict[str, object]:
-    models = {}
-    if (path := asset("models/yolox_nano.onnx")) is not None:
-        models["yolox"] = YoloxOnnx(path)
-    if (path := asset("models/yolov8n_int8_640.tflite")) is not None:
-        models["v8n640"] = Yolov8Tflite(path)
-    if (path := REPO / "var" / "models" / "person-yolov8s.pt").exists():
-        models["person"] = PersonPt(path)
-    return models
-
-
 # --- labelling CLI ---
 
 
@@ -292,31 +169,30 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
 
 
 def propose(name: str, every: int, start: int, conf: float) -> None:
-    """Draft label file: the union of the models' boxes (overlaps above IoU 0.7 merged)."""
+    """Draft label file: the union of every model's boxes (overlaps above IoU 0.7 merged)."""
+    from bench.accuracy import MODELS, load
+
     clip = CLIPS[name]
     path = clip_path(clip)
     if path is None:
         sys.exit(f"{clip} is absent")
-    indices = range(start, frame_count(path), every)
-    models = proposers()
+    runners = [runner for spec in MODELS if (runner := load(spec, threads=2)) is not None]
     frames, size = [], (0, 0)
-    for index, image in read_frames(path, indices):
+    for index, image in read_frames(path, range(start, frame_count(path), every)):
         size = image.shape[1], image.shape[0]
-        xyxy, conf_all, cls_all = [], [], []
-        for model in models.values():
-            b, c, k = model(image, conf)
-            mask = np.isin(k, list(CLASS_OF_COCO))
-            xyxy.append(b[mask])
-            conf_all.append(c[mask])
-            cls_all.append(k[mask])
-        b, c, k = (np.concatenate(v) for v in (xyxy, conf_all, cls_all))
-        wh = np.concatenate([b[:, :2], b[:, 2:] - b[:, :2]], 1)
-        kept = np.array(cv2.dnn.NMSBoxes(wh.tolist(), c.tolist(), conf, 0.7), int).reshape(-1)
-        b, k = b[kept], k[kept]
+        found = [runner.detect(image, conf=conf) for runner in runners]
+        boxes = np.concatenate([f.xyxy for f in found])
+        scores = np.concatenate([f.scores for f in found])
+        classes = [c for f in found for c in f.classes]
+        wh = np.concatenate([boxes[:, :2], boxes[:, 2:] - boxes[:, :2]], 1)
+        kept = np.array(cv2.dnn.NMSBoxes(wh.tolist(), scores.tolist(), conf, 0.7), int)
         w, h = size
-        b = np.clip(b, 0, [w, h, w, h])
-        frames.append(Frame(index, [Box(CLASS_OF_COCO[int(ci)], tuple(bi)) for bi, ci in zip(b, k)]))
-        print(f"frame {index}: {len(frames[-1].boxes)} proposals", file=sys.stderr)
+        frame = Frame(index)
+        for i in kept.reshape(-1):
+            x1, y1, x2, y2 = np.clip(boxes[i], 0, [w, h, w, h])
+            frame.boxes.append(Box(classes[i], (x1, y1, x2, y2)))
+        frames.append(frame)
+        print(f"frame {index}: {len(frame.boxes)} proposals", file=sys.stderr)
     target = LABELS / f"{name}.json"
     LabelFile(clip, size[0], size[1], frames, target).save()
     print(target)
@@ -332,68 +208,80 @@ COLOURS = {
 }
 
 
+@dataclass(frozen=True, slots=True)
+class View:
+    """What part of a frame to draw, how large, with ruler ticks every `grid` pixels."""
+
+    scale: float = 1.0
+    grid: int = 20
+    crop: tuple[float, float, float, float] | None = None
+
+
+def draw(image: np.ndarray, frame: Frame, view: View) -> np.ndarray:
+    """The frame with its numbered boxes, ignore regions (grey) and a pixel ruler on all sides,
+    so coordinates can be read off the picture."""
+    ox, oy, ex, ey = (int(v) for v in view.crop or (0, 0, image.shape[1], image.shape[0]))
+    scale = view.scale
+    canvas = cv2.resize(
+        image[oy:ey, ox:ex], None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC
+    )
+    h, w = canvas.shape[:2]
+
+    def at(x: float, y: float) -> tuple[int, int]:
+        return int((x - ox) * scale), int((y - oy) * scale)
+
+    for g in range(0, max(image.shape[:2]), view.grid):
+        colour = (255, 255, 255) if g % (view.grid * 5) == 0 else (190, 190, 190)
+        gx, gy = at(g, g)
+        if ox <= g < ex:
+            cv2.line(canvas, (gx, 0), (gx, 6), colour, 1)
+            cv2.line(canvas, (gx, h - 7), (gx, h - 1), colour, 1)
+            cv2.putText(canvas, str(g), (gx + 1, 16), 0, 0.35, colour, 1)
+        if oy <= g < ey:
+            cv2.line(canvas, (0, gy), (6, gy), colour, 1)
+            cv2.line(canvas, (w - 7, gy), (w - 1, gy), colour, 1)
+            cv2.putText(canvas, str(g), (8, gy + 4), 0, 0.35, colour, 1)
+    for i, region in enumerate(frame.ignore):
+        p1, p2 = at(*region[:2]), at(*region[2:])
+        cv2.rectangle(canvas, p1, p2, (128, 128, 128), 1)
+        cv2.putText(canvas, f"i{i}", (p1[0] + 1, p2[1] - 2), 0, 0.4, (128, 128, 128), 1)
+    for i, box in enumerate(frame.boxes):
+        p1, p2 = at(*box.xyxy[:2]), at(*box.xyxy[2:])
+        colour = COLOURS[box.cls]
+        cv2.rectangle(canvas, p1, p2, colour, 1)
+        for thickness, ink in ((3, (0, 0, 0)), (1, colour)):
+            cv2.putText(
+                canvas, f"{i}{box.cls[:2]}", (p1[0] + 1, p1[1] + 11), 0, 0.4, ink, thickness
+            )
+    for thickness, ink in ((3, (0, 0, 0)), (1, (0, 255, 255))):
+        cv2.putText(canvas, f"#{frame.index}", (w - 70, h - 12), 0, 0.6, ink, thickness)
+    return canvas
+
+
+def sheet(pictures: list[np.ndarray], columns: int) -> np.ndarray:
+    """Same-sized pictures in a grid, black where a row runs short."""
+    blank = np.zeros_like(pictures[0])
+    rows = [pictures[r : r + columns] for r in range(0, len(pictures), columns)]
+    return np.vstack([np.hstack(row + [blank] * (columns - len(row))) for row in rows])
+
+
 def render(
-    name: str,
-    indices: list[int],
-    out: Path,
-    scale: float,
-    grid: int,
-    crop: tuple[float, float, float, float] | None = None,
-    per_sheet: int = 1,
-    columns: int = 1,
+    name: str, indices: list[int], out: Path, view: View, per_sheet: int = 1, columns: int = 1
 ) -> None:
+    """PNG sheets of the labelled frames (all of them without `indices`) to look at."""
     labels = LabelFile.load(LABELS / f"{name}.json")
     path = clip_path(labels.clip)
-    assert path is not None
+    if path is None:
+        sys.exit(f"{labels.clip} is absent")
     out.mkdir(parents=True, exist_ok=True)
-    if not indices:
-        indices = [f.index for f in labels.frames]
-    pictures: list[tuple[int, np.ndarray]] = []
-    for index, image in read_frames(path, indices):
-        frame = labels.frame(index)
-        ox, oy, ex, ey = crop or (0, 0, image.shape[1], image.shape[0])
-        ox, oy, ex, ey = int(ox), int(oy), int(ex), int(ey)
-        canvas = cv2.resize(
-            image[oy:ey, ox:ex], None, fx=scale, fy=scale, interpolation=cv2.INTER_CUBIC
-        )
-        h, w = canvas.shape[:2]
-
-        def at(x: float, y: float) -> tuple[int, int]:
-            return int((x - ox) * scale), int((y - oy) * scale)
-
-        for g in range(0, max(image.shape[:2]), grid):
-            colour = (255, 255, 255) if g % (grid * 5) == 0 else (190, 190, 190)
-            gx, gy = at(g, g)
-            if ox <= g < ex:
-                cv2.line(canvas, (gx, 0), (gx, 6), colour, 1)
-                cv2.line(canvas, (gx, h - 7), (gx, h - 1), colour, 1)
-                cv2.putText(canvas, str(g), (gx + 1, 16), 0, 0.35, colour, 1)
-            if oy <= g < ey:
-                cv2.line(canvas, (0, gy), (6, gy), colour, 1)
-                cv2.line(canvas, (w - 7, gy), (w - 1, gy), colour, 1)
-                cv2.putText(canvas, str(g), (8, gy + 4), 0, 0.35, colour, 1)
-        for i, ign in enumerate(frame.ignore):
-            p1, p2 = at(*ign[:2]), at(*ign[2:])
-            cv2.rectangle(canvas, p1, p2, (128, 128, 128), 1)
-            cv2.putText(canvas, f"i{i}", (p1[0] + 1, p2[1] - 2), 0, 0.4, (128, 128, 128), 1)
-        for i, box in enumerate(frame.boxes):
-            p1, p2 = at(*box.xyxy[:2]), at(*box.xyxy[2:])
-            colour = COLOURS[box.cls]
-            cv2.rectangle(canvas, p1, p2, colour, 1)
-            text = f"{i}{box.cls[0:2]}"
-            cv2.putText(canvas, text, (p1[0] + 1, p1[1] + 11), 0, 0.4, (0, 0, 0), 3)
-            cv2.putText(canvas, text, (p1[0] + 1, p1[1] + 11), 0, 0.4, colour, 1)
-        cv2.putText(canvas, f"#{index}", (w - 70, h - 12), 0, 0.6, (0, 0, 0), 3)
-        cv2.putText(canvas, f"#{index}", (w - 70, h - 12), 0, 0.6, (0, 255, 255), 1)
-        pictures.append((index, canvas))
-    for start in range(0, len(pictures), per_sheet):
-        group = pictures[start : start + per_sheet]
-        rows = [
-            np.hstack([c for _, c in group[r : r + columns]] + [np.zeros_like(group[0][1])] * (columns - len(group[r : r + columns])))
-            for r in range(0, len(group), columns)
-        ]
+    drawn = [
+        (index, draw(image, labels.frame(index), view))
+        for index, image in read_frames(path, indices or [f.index for f in labels.frames])
+    ]
+    for start in range(0, len(drawn), per_sheet):
+        group = drawn[start : start + per_sheet]
         target = out / f"{name}_{group[0][0]:05d}.png"
-        cv2.imwrite(str(target), np.vstack(rows))
+        cv2.imwrite(str(target), sheet([picture for _, picture in group], columns))
         print(target)
 
 
@@ -464,20 +352,11 @@ def main() -> None:
     if args.command == "propose":
         propose(args.clip, args.every, args.start, args.conf)
     elif args.command == "render":
-        render(
-            args.clip,
-            args.frames,
-            args.out,
-            args.scale,
-            args.grid,
-            args.crop,
-            args.sheet,
-            args.columns,
-        )
+        view = View(args.scale, args.grid, args.crop)
+        render(args.clip, args.frames, args.out, view, args.sheet, args.columns)
     else:
         edit(args.clip, args.frame, args)
 
 
 if __name__ == "__main__":
-    assert assets_root() is not None or FOOTAGE.exists()
     main()
