@@ -48,6 +48,8 @@ DEFAULT_FPS = 10.0
 MATCH_IOU = 0.3
 NOT_COVERING = frozenset({FURNITURE, "goods", "stall"})
 """Tracked subjects that do not hide goods from the left-object detector (they are goods)."""
+UPRIGHT = 1.5
+"""A person's box at least this many times taller than wide stands like a person."""
 MOVED_SHARE = 0.25
 """A track has moved once its footprint travelled this share of its box height. Only tracks
 that moved hide goods from the left-object detector: people and vehicles come in; a "person"
@@ -218,7 +220,9 @@ class CameraPipeline:
         left = self.settings.left_object
         watched = any(z.kind.value in WATCHED_KINDS for z in self.device.zones)
         self.left = (
-            LeftObjectDetector(left, self.device.zones) if left.enabled and watched else None
+            LeftObjectDetector(left, self.device.zones, verify=self._verify_left)
+            if left.enabled and watched
+            else None
         )
         self.stall_grouper = StallGrouper() if watched else None
         self._visits: dict[tuple[int, str], _VisitLog] = {}
@@ -267,14 +271,17 @@ class CameraPipeline:
         if self.left is not None:
             started = time.perf_counter()
             subject_of = self.detector.subject_of
-            covers = [
-                b.box
-                for b in tracked
-                if subject_of.get(b.class_id) not in NOT_COVERING
-                and (state := self.tracks.get(b.track_id)) is not None
-                and state.moved
-            ]
-            left = self.left.update(image, frame.ts, covers)
+            covers, standing = [], []
+            for b in tracked:
+                state = self.tracks.get(b.track_id)
+                x1, y1, x2, y2 = b.box
+                upright = subject_of.get(b.class_id) == "person" and y2 - y1 >= UPRIGHT * (x2 - x1)
+                came_in = state is not None and (state.moved or upright)
+                if came_in and subject_of.get(b.class_id) not in NOT_COVERING:
+                    covers.append(b.box)
+                else:
+                    standing.append(b.box)
+            left = self.left.update(image, frame.ts, covers, standing)
             self.stats.left_ms += (time.perf_counter() - started) * 1000
         return self._advance(frame, tracked, len(detections), full, left)
 
@@ -410,6 +417,28 @@ class CameraPipeline:
                 **({"merchant": visit.zone.merchant} if visit.zone.merchant else {}),
             },
         )
+
+    def _verify_left(self, image: np.ndarray, box: tuple[float, float, float, float]) -> bool:
+        """A second look before a still region counts as goods: the detector on the region
+        and its surroundings, enlarged. A person or vehicle found over it vetoes it; a "person"
+        wider than tall does not (models call bags people; a standing person is upright)."""
+        x1, y1, x2, y2 = box
+        pad = max(x2 - x1, y2 - y1, 48.0)
+        height, width = image.shape[:2]
+        cx1, cy1 = max(0, int(x1 - pad)), max(0, int(y1 - pad))
+        cx2, cy2 = min(width, int(x2 + pad)), min(height, int(y2 + pad))
+        crop = image[cy1:cy2, cx1:cx2]
+        found = self.detector.detect(crop)
+        for xyxy, conf, subject in zip(found.xyxy, found.conf, found.subjects, strict=True):
+            if conf < self.settings.conf or subject in NOT_COVERING:
+                continue
+            bx1, by1, bx2, by2 = (float(v) for v in xyxy)
+            upright = by2 - by1 >= UPRIGHT * (bx2 - bx1)
+            if (subject != "person" or upright) and _share(
+                box, (bx1 + cx1, by1 + cy1, bx2 + cx1, by2 + cy1)
+            ) >= 0.5:
+                return False
+        return True
 
     def _track(self, track_id: int) -> TrackState | None:
         return self.tracks.get(track_id) or self.placed.get(track_id)
@@ -604,3 +633,11 @@ def subject_id(track_id: int) -> str:
 
 def _under_any(box: tuple[float, float, float, float], others) -> bool:
     return any(overlaps(box, [other]) for other in others)
+
+
+def _share(box: tuple[float, ...], cover: tuple[float, ...]) -> float:
+    """Share of `box`'s area under `cover`."""
+    w = min(box[2], cover[2]) - max(box[0], cover[0])
+    h = min(box[3], cover[3]) - max(box[1], cover[1])
+    area = max((box[2] - box[0]) * (box[3] - box[1]), 1e-9)
+    return max(w, 0.0) * max(h, 0.0) / area

@@ -95,6 +95,12 @@ class DualBackground:
         moving = channel_max(cv2.absdiff(work, self.short)) > threshold
         return Masks(new, moving, self._shift(work))
 
+    def adopt(self, mask: np.ndarray) -> None:
+        """Take the short-term background as the long-term one where `mask` is True (what
+        stands still there is scene, not news)."""
+        assert self.long is not None and self.short is not None
+        self.long[mask] = self.short[mask]
+
     def learn(self, work: np.ndarray, dt: float, frozen: np.ndarray) -> None:
         """Fold this frame in: the short-term background everywhere, the long-term one where
         `frozen` is False."""

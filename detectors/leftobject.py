@@ -30,7 +30,7 @@ What must not become goods, and why it does not:
 from __future__ import annotations
 
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -95,6 +95,10 @@ class LeftObjectStats:
     started: int = 0
     ended: int = 0
     ms: float = 0.0
+    ghosts: int = 0
+    """Still regions that were the learnt background leaving (taken away), not goods."""
+    vetoed: int = 0
+    """Still regions where `verify` found a person or vehicle."""
 
 
 def watched(zones: Iterable[Zone]) -> list[Zone]:
@@ -113,8 +117,19 @@ def load_reference(path: Path | None) -> np.ndarray | None:
 class LeftObjectDetector:
     """Feed every analysed frame with the boxes of the tracked subjects; get left objects."""
 
-    def __init__(self, settings: Settings, zones: Iterable[Zone], *, id_base: int = ID_BASE):
+    def __init__(
+        self,
+        settings: Settings,
+        zones: Iterable[Zone],
+        *,
+        id_base: int = ID_BASE,
+        verify: Callable[[np.ndarray, Box], bool] | None = None,
+    ):
         self.settings = settings
+        self.verify = verify
+        """Asked (frame, box) before a region becomes a left object: False when a detector
+        finds a person or vehicle there after all."""
+        self._image: np.ndarray | None = None
         self.zones = watched(zones)
         if not self.zones:
             raise ValueError("the left-object detector needs a shopfront or sidewalk zone")
@@ -126,29 +141,46 @@ class LeftObjectDetector:
         self._zone_mask: np.ndarray | None = None
         self._evidence: np.ndarray | None = None
         self._uncovered: np.ndarray | None = None
+        self._trust: np.ndarray | None = None
+        """Seconds each pixel of the learnt background has matched the frame, quiet and
+        uncovered: only a trusted background says what is new."""
+        self._trusted_from_start = np.inf if self.background.reference is not None else 0.0
         self._quiet: np.ndarray | None = None
         self._last: datetime | None = None
         self._kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
 
-    def update(self, image: np.ndarray, ts: datetime, covers: Sequence[Box]) -> LeftUpdate:
-        """One frame (BGR, full size) at `ts`; `covers` are the boxes of tracked subjects."""
+    def update(
+        self,
+        image: np.ndarray,
+        ts: datetime,
+        covers: Sequence[Box],
+        standing: Sequence[Box] = (),
+    ) -> LeftUpdate:
+        """One frame (BGR, full size) at `ts`. `covers`: boxes of tracked people and vehicles
+        that came in (goods cannot be told under them); `standing`: boxes of tracked subjects
+        that have not moved yet (the background is not trusted under them)."""
         started = time.perf_counter()
         try:
-            return self._update(image, ts, covers)
+            return self._update(image, ts, covers, standing)
         finally:
             self.stats.frames += 1
             self.stats.ms += (time.perf_counter() - started) * 1000
 
-    def _update(self, image: np.ndarray, ts: datetime, covers: Sequence[Box]) -> LeftUpdate:
+    def _update(
+        self, image: np.ndarray, ts: datetime, covers: Sequence[Box], standing: Sequence[Box]
+    ) -> LeftUpdate:
         settings = self.settings
         work = self.background.prepare(image)
+        self._image = image
         if self._zone_mask is None or self._zone_mask.shape != work.shape[:2]:
             self._start(image, work)
         dt = 0.0 if self._last is None else max(0.0, (ts - self._last).total_seconds())
         self._last = ts
         masks = self.background.compare(work, self._quiet)
         zone = self._zone_mask
+        trust = self._trust
         assert zone is not None and self._evidence is not None and self._uncovered is not None
+        assert trust is not None
         share = float(masks.new.mean())
         reason = (
             "camera_moved"
@@ -163,6 +195,13 @@ class LeftObjectDetector:
         self._uncovered[under] = 0.0
         self._uncovered[~under] += dt
         covered = self._uncovered < max(settings.cover_hold_s, 1e-6)
+        tracked = covered | self._cover_mask(standing, under.shape)
+        trust[~masks.new & ~masks.moving & ~tracked] += dt
+        trusted = trust >= settings.trust_s
+        untrusted_still = masks.new & ~masks.moving & ~trusted & ~tracked
+        if untrusted_still.any():
+            self.background.adopt(untrusted_still)
+            masks.new[untrusted_still] = False
         evidence = self._evidence
         still = masks.new & ~masks.moving & ~covered
         stirring = masks.new & masks.moving & ~covered
@@ -171,7 +210,7 @@ class LeftObjectDetector:
         evidence[~masks.new] = 0.0
         evidence[~zone] = 0.0
         ended = self._follow(masks.new, covers, dt)
-        self._confirm(covers, ts)
+        self._confirm(covers, ts, work)
         frozen = covered | (evidence > 0)
         for obj in self.objects.values():
             frozen |= obj.mask
@@ -192,6 +231,7 @@ class LeftObjectDetector:
         self._zone_mask = cv2.dilate(mask, grow) > 0
         self._evidence = np.zeros((height, width), np.float32)
         self._uncovered = np.full((height, width), np.inf, np.float32)
+        self._trust = np.full((height, width), self._trusted_from_start, np.float32)
         self._quiet = None
         self.objects.clear()
         self.background.relearn(work)
@@ -203,6 +243,8 @@ class LeftObjectDetector:
         self.stats.ended += len(ended)
         self.objects.clear()
         self._evidence[:] = 0.0
+        assert self._trust is not None
+        self._trust[:] = self._trusted_from_start
         self._quiet = None
         self.background.relearn(work)
         return LeftUpdate([], ended, reason)
@@ -217,6 +259,27 @@ class LeftObjectDetector:
                 max(0, int((x1 - pad) * s)) : max(0, int(np.ceil((x2 + pad) * s))),
             ] = True
         return mask
+
+    def _ghost(self, part: np.ndarray, work: np.ndarray) -> bool:
+        """Something taken away, not put down: inside the region the frame now looks like
+        its surroundings (the pavement shows again) while the learnt background stood out
+        there, and the region's outline is an edge in the learnt background, not in the
+        frame (Tian et al.'s test for removed objects, with colour beside edges)."""
+        long = self.background.long
+        assert long is not None
+        inside = part.astype(np.uint8)
+        grown = cv2.dilate(inside, self._kernel, iterations=3)
+        around = (grown > 0) & ~part
+        edge = (grown - cv2.erode(inside, self._kernel)) > 0
+        if not around.any():
+            return False
+
+        def contrast(image: np.ndarray) -> float:
+            return float(np.abs(image[part].mean(axis=0) - image[around].mean(axis=0)).max())
+
+        stood_out = contrast(long) > contrast(work)
+        outlined = _edges(long)[edge].mean() > _edges(work)[edge].mean()
+        return stood_out and outlined
 
     def _follow(self, new: np.ndarray, covers: Sequence[Box], dt: float) -> list[LeftRegion]:
         """Keep each left object while its region is still new; end the ones taken away."""
@@ -237,7 +300,7 @@ class LeftObjectDetector:
                 ended.append(obj.region())
         return ended
 
-    def _confirm(self, covers: Sequence[Box], ts: datetime) -> None:
+    def _confirm(self, covers: Sequence[Box], ts: datetime, work: np.ndarray) -> None:
         """Still regions past the settle time become left objects (or grow known ones)."""
         assert self._evidence is not None and self._zone_mask is not None
         settings = self.settings
@@ -265,6 +328,16 @@ class LeftObjectDetector:
             box = _full_box((x, y, x + w, y + h), self._scale)
             if any(_share_under(box, c) >= COVERED_SHARE for c in covers):
                 continue
+            if self._ghost(part, work):
+                self.background.adopt(part)
+                self._evidence[part] = 0.0
+                self.stats.ghosts += 1
+                continue
+            image = self._image
+            if self.verify is not None and image is not None and not self.verify(image, box):
+                self._evidence[part] = 0.0
+                self.stats.vetoed += 1
+                continue
             held = float(self._evidence[part].max())
             obj = _Object(self._next_id, part, box, ts - timedelta(seconds=held), ts)
             self._next_id += 1
@@ -275,6 +348,11 @@ class LeftObjectDetector:
         # start over, so the long-term background may learn them.
         stale = ~taken & (self._evidence >= 2 * settings.settle_s)
         self._evidence[stale] = 0.0
+
+
+def _edges(image: np.ndarray) -> np.ndarray:
+    grey = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY)
+    return cv2.magnitude(cv2.Sobel(grey, cv2.CV_32F, 1, 0), cv2.Sobel(grey, cv2.CV_32F, 0, 1))
 
 
 def _full_box(box: tuple[int, int, int, int], scale: float) -> Box:

@@ -47,6 +47,11 @@ class LeftObject(Strict):
     changes of light where nothing new stands."""
     still_s: Finite = Field(1.0, gt=0, le=60)
     """Time constant of the short-term background: a region is still once it matches it."""
+    trust_s: Finite = Field(3.0, ge=0, le=3600)
+    """A pixel of the learnt background is trusted once it has matched the frame, quiet and
+    uncovered, this long; until then whatever stands still there is learnt as scene (people
+    in the first frame leave no ghosts; goods already out when the camera starts are scene
+    unless a `reference` says otherwise)."""
     cover_hold_s: Finite = Field(2.0, ge=0, le=60)
     """A pixel under a tracked person or vehicle counts as covered this long after it left."""
     exit_s: Finite = Field(3.0, gt=0, le=3600)
