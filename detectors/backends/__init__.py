@@ -4,8 +4,8 @@
 
 Folder, .xml, .pt → `ultralytics` (ultralytics runs it); .tflite → `yolov8-tflite`; .onnx →
 read the graph: ultralytics exports carry `names` in their metadata, a YOLOX export has one
-1×N×(5 + classes) output. `family` overrides what the file says. Each backend returns boxes
-in the frame's pixels with NMS done, and the model's class names.
+1×N×(5 + classes) output, a row per grid cell. `family` overrides what the file says. Boxes come
+back in the frame's pixels with NMS done, with the model's class names.
 
 `runtime: auto` per family, measured on this project's 2-core AMD EPYC (Zen 4) box, one thread
 per process (as the capacity benchmark runs it): YOLOX-Nano 416 → onnxruntime (OpenVINO f32

@@ -36,7 +36,7 @@ def is_yolox_head(input_shape: Sequence[int], output_shapes: Sequence[Sequence[i
     shape = output_shapes[0]
     size = input_shape[2]
     cells = sum((size // stride) ** 2 for stride in STRIDES)
-    return len(shape) == 3 and shape[2] > 5 and shape[1] == cells and size % 32 == 0
+    return size > 0 and size % 32 == 0 and len(shape) == 3 and shape[2] > 5 and shape[1] == cells
 
 
 def grids(size: int) -> tuple[np.ndarray, np.ndarray]:
