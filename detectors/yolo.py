@@ -10,6 +10,7 @@ input.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -22,6 +23,8 @@ from detectors.coco import COCO_SUBJECTS, is_coco80
 from detectors.detections import Detections
 
 __all__ = ["GAP", "Detections", "YoloDetector", "pack"]
+
+log = logging.getLogger(__name__)
 
 
 class YoloDetector:
@@ -49,6 +52,8 @@ class YoloDetector:
         """Whether the model takes any input size (then moved regions are detected at their
         own size, which is where region detection saves time)."""
         self.imgsz = imgsz if self.dynamic else self.model.imgsz
+        if self.imgsz != imgsz:
+            log.info("%s: fixed input %d, imgsz %d does not apply", self.weights, self.imgsz, imgsz)
         names = self.model.names
         if classes:
             wanted = dict(classes)
