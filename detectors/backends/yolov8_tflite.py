@@ -80,6 +80,14 @@ def decode(
     return np.concatenate([centre - half, centre + half], axis=1), scores, class_ids
 
 
+def file_names(weights: Path, classes: int) -> dict[int, str]:
+    """The names in the file's metadata; else COCO-80 for 80 classes, else the class ids."""
+    found = names_of(metadata(weights))
+    if found is not None:
+        return found
+    return coco_names() if classes == len(COCO_NAMES) else {i: str(i) for i in range(classes)}
+
+
 class YoloV8TfliteBackend:
     family = FAMILY
     dynamic = False
@@ -117,12 +125,7 @@ class YoloV8TfliteBackend:
             self.input_quant.lut(self.input_dtype.type) if self.input_dtype.kind in "iu" else None
         )
         classes = out_shape[1] - 4
-        self.names = (
-            dict(names)
-            if names
-            else names_of(metadata(weights))
-            or (coco_names() if classes == len(COCO_NAMES) else {i: str(i) for i in range(classes)})
-        )
+        self.names = dict(names) if names else file_names(weights, classes)
         if len(self.names) != classes:
             raise UnsupportedWeights(
                 f"{weights}: {classes} class scores per box but {len(self.names)} class names"
