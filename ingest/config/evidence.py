@@ -32,9 +32,12 @@ class EvidencePlates(Strict):
     """HyperLPR3 plate detector .onnx. Unset: the shared asset
     models/plate_detect_hyperlpr3_640.onnx when present, else no plate reading (logged once)."""
     min_confidence: float = Field(0.8, gt=0, le=1)
-    """A reading below this (mean character probability) does not name the party."""
+    """A reading below this (mean character probability) does not name the party. It separates
+    little: on 1,000 real crops the 990 right readings are all >= 0.8 and so are 7 of the 8
+    wrong but well-formed ones (one character confused: G/6, C/L, W/H)."""
     detect_score: float = Field(0.5, gt=0, lt=1)
-    subjects: tuple[str, ...] = ("car", "truck", "bus", "motorcycle")
+    subjects: tuple[str, ...] = ("car", "van", "truck", "bus", "motorcycle")
+    """Subjects that carry a plate (the camera's class names, as in rules/catalog)."""
     zone_kinds: tuple[ZoneKind, ...] = (ZoneKind.NO_PARKING, ZoneKind.FIRE_LANE)
     threads: int = Field(1, ge=1, le=16)
 
