@@ -20,9 +20,9 @@ import numpy as np
 from detectors.backends import load_backend
 from detectors.backends.base import Boxes
 from detectors.coco import COCO_SUBJECTS, is_coco80
-from detectors.detections import Detections
+from detectors.detections import Detections, box_iou
 
-__all__ = ["GAP", "Detections", "YoloDetector", "pack"]
+__all__ = ["GAP", "Detections", "YoloDetector", "one_box_per_object", "pack"]
 
 log = logging.getLogger(__name__)
 
@@ -99,13 +99,14 @@ class YoloDetector:
         if not len(boxes):
             return Detections.empty()
         ids = boxes.class_ids.astype(int)
-        return Detections(
+        found = Detections(
             boxes.xyxy.astype(np.float32),
             boxes.scores.astype(np.float32),
             ids,
             tuple(self.subject_of[int(c)] for c in ids),
             tuple(self.names[int(c)] for c in ids),
         )
+        return one_box_per_object(found)
 
     def detect_regions(
         self, image: np.ndarray, regions: Sequence[tuple[int, int, int, int]]
@@ -145,6 +146,43 @@ class YoloDetector:
         return Detections(
             np.array(boxes, np.float32), kept.conf, kept.class_id, kept.subjects, kept.names
         )
+
+
+SAME_OBJECT_GROUPS: Mapping[str, str] = {
+    "car": "motor vehicle",
+    "truck": "motor vehicle",
+    "bicycle": "two-wheeler",
+    "motorcycle": "two-wheeler",
+}
+"""Subjects a model may both call one object (vtest.avi's van: truck 0.75 and car 0.64)."""
+SAME_OBJECT_IOU = 0.6
+
+
+def one_box_per_object(found: Detections) -> Detections:
+    """Keep the most confident box where two subjects of one group cover the same object.
+
+    The backends' NMS is per class, so a van boxed as truck and as car became two tracks and
+    two cases for one vehicle."""
+    groups = [SAME_OBJECT_GROUPS.get(s) for s in found.subjects]
+    if len(found) < 2 or sum(g is not None for g in groups) < 2:
+        return found
+    order = np.argsort(-found.conf, kind="stable")
+    ious = box_iou(found.xyxy, found.xyxy)
+    dropped: set[int] = set()
+    for rank, i in enumerate(order):
+        if i in dropped or groups[i] is None:
+            continue
+        for j in order[rank + 1 :]:
+            if (
+                j not in dropped
+                and groups[j] == groups[i]
+                and found.class_id[j] != found.class_id[i]
+                and ious[i, j] >= SAME_OBJECT_IOU
+            ):
+                dropped.add(int(j))
+    if not dropped:
+        return found
+    return found.take([i for i in range(len(found)) if i not in dropped])
 
 
 GAP = 16
