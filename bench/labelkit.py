@@ -119,7 +119,8 @@ class LabelFile:
 
 
 def label_files() -> list[Path]:
-    return sorted(LABELS.glob("*.json"))
+    """The clips' label files (bench/labels/ holds other benches' labels too)."""
+    return [path for name in sorted(CLIPS) if (path := LABELS / f"{name}.json").exists()]
 
 
 def read_frames(path: Path, wanted: Iterable[int]) -> Iterator[tuple[int, np.ndarray]]:
