@@ -155,9 +155,6 @@ def frame_count(path: Path) -> int:
         capture.release()
 
 
-# --- labelling CLI ---
-
-
 def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     if not len(a) or not len(b):
         return np.zeros((len(a), len(b)))
@@ -169,10 +166,16 @@ def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     return inter / (area_a[:, None] + area_b[None, :] - inter)
 
 
-def propose(name: str, every: int, start: int, conf: float) -> None:
+# --- labelling CLI ---
+
+
+def propose(name: str, every: int, start: int, conf: float, force: bool = False) -> None:
     """Draft label file: the union of every model's boxes (overlaps above IoU 0.7 merged)."""
     from bench.accuracy import MODELS, load
 
+    target = LABELS / f"{name}.json"
+    if target.exists() and not force:
+        sys.exit(f"{target} exists: hand-made labels are not overwritten without --force")
     clip = CLIPS[name]
     path = clip_path(clip)
     if path is None:
@@ -194,7 +197,6 @@ def propose(name: str, every: int, start: int, conf: float) -> None:
             frame.boxes.append(Box(classes[i], (x1, y1, x2, y2)))
         frames.append(frame)
         print(f"frame {index}: {len(frame.boxes)} proposals", file=sys.stderr)
-    target = LABELS / f"{name}.json"
     LabelFile(clip, size[0], size[1], frames, target).save()
     print(target)
 
@@ -293,7 +295,7 @@ def parse_xyxy(text: str) -> tuple[float, float, float, float]:
 
 
 def edit(name: str, index: int, args: argparse.Namespace) -> None:
-    """Edits name boxes by the numbers drawn on the last render (applied together)."""
+    """Edits a frame's boxes by the numbers its last render drew (all edits at once)."""
     labels = LabelFile.load(LABELS / f"{name}.json")
     frame = labels.frame(index)
     boxes = list(frame.boxes)
@@ -315,9 +317,6 @@ def edit(name: str, index: int, args: argparse.Namespace) -> None:
         frame.boxes.append(Box(cls, parse_xyxy(xyxy)))
     for spec in args.addign:
         frame.ignore.append(parse_xyxy(spec))
-    if args.copy_from is not None:
-        source = labels.frame(args.copy_from)
-        frame.boxes, frame.ignore = list(source.boxes), list(source.ignore)
     labels.save()
 
 
@@ -329,6 +328,7 @@ def main() -> None:
     p.add_argument("--every", type=int, default=10)
     p.add_argument("--start", type=int, default=0)
     p.add_argument("--conf", type=float, default=0.2)
+    p.add_argument("--force", action="store_true", help="overwrite an existing label file")
     r = sub.add_parser("render")
     r.add_argument("clip", choices=CLIPS)
     r.add_argument("frames", type=int, nargs="*")
@@ -348,10 +348,9 @@ def main() -> None:
     e.add_argument("--set", action="append", default=[], help="id=x1,y1,x2,y2")
     e.add_argument("--add", action="append", default=[], help="class:x1,y1,x2,y2")
     e.add_argument("--addign", action="append", default=[], help="x1,y1,x2,y2")
-    e.add_argument("--copy-from", type=int, help="replace by another frame's labels")
     args = parser.parse_args()
     if args.command == "propose":
-        propose(args.clip, args.every, args.start, args.conf)
+        propose(args.clip, args.every, args.start, args.conf, args.force)
     elif args.command == "render":
         view = View(args.scale, args.grid, args.crop)
         render(args.clip, args.frames, args.out, view, args.sheet, args.columns)
