@@ -36,6 +36,7 @@ from ingest.config.evidence import (
     EvidenceFeed,
     EvidenceHttpFeed,
     EvidenceMqttFeed,
+    EvidencePlates,
 )
 from ingest.config.geometry import MAX_PIXEL, Coordinate, Point
 from ingest.config.site import Ingest, Site, SiteConfig, Storage, load_config
@@ -62,6 +63,7 @@ __all__ = [
     "EvidenceFeed",
     "EvidenceHttpFeed",
     "EvidenceMqttFeed",
+    "EvidencePlates",
     "Finite",
     "GeomagSettings",
     "GpsFilters",

@@ -200,7 +200,7 @@ def test_blur_bystanders_only_in_annotated_copy(tmp_path: Path, ring) -> None:
     assert builder.stats["faces_blurred"] == 3
 
 
-def test_blur_without_a_model_is_a_clear_error(tmp_path: Path) -> None:
+def test_load_detector_without_a_named_model_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(BlurUnavailable, match=r"evidence\.blur\.model"):
         load_detector(EvidenceBlur(enabled=True))
     with pytest.raises(BlurUnavailable, match="does not exist"):
