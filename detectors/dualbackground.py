@@ -10,7 +10,8 @@ The long-term average learns only where nothing is going on: not under tracked p
 vehicles (a person standing still is not learnt, so no ghost is left when they go), not under
 confirmed left objects (goods stay new until they are taken in), and not where evidence is
 gathering. A whole-frame gain keeps it in step with light that changes everywhere at once,
-under frozen regions too. Shadows (darker by a bounded ratio, same chromaticity) are not new.
+under frozen regions too. Shadows (darker by a bounded ratio, same chromaticity, same
+texture) are not new.
 """
 
 from __future__ import annotations
@@ -23,7 +24,8 @@ import numpy as np
 from ingest.config.camera_extras import LeftObject
 
 SHADOW_RATIO = (0.45, 0.92)
-"""A pixel this much darker than the background, with its chromaticity, is a shadow."""
+"""A pixel this much darker than the background, with its chromaticity and texture, is a
+shadow."""
 SHADOW_CHROMA = 0.045
 """Largest change of normalised r and g for a shadow."""
 SHADOW_TEXTURE = 0.6
@@ -162,8 +164,8 @@ def gain(work: np.ndarray, background: np.ndarray, quiet: np.ndarray | None) -> 
 
 
 def shadow(work: np.ndarray, background: np.ndarray) -> np.ndarray:
-    """Darker by a bounded ratio, same chromaticity, same texture: a cast shadow. (A dark
-    object on a grey pavement passes the first two; it does not keep the pavement's texture.)"""
+    """Darker by a bounded ratio, same chromaticity, same texture: a cast shadow. (A dark bag
+    on a grey pavement passes the first two; it does not keep the pavement's texture.)"""
     wb, wg, wr = cv2.split(work)
     bb, bg, br = cv2.split(background)
     a = wb + wg + wr + 1.0

@@ -51,6 +51,8 @@ ZONE_MARGIN = 6
 """Modelled pixels around the watched zones where evidence still counts."""
 EXIT_SHARE = 0.35
 """A left object whose region is new in less than this share of its pixels matches the scene."""
+ELONGATED = 10
+"""A still region ten times longer than wide is an edge of light or view, not goods."""
 COVERED_SHARE = 0.5
 """A region at least this much under a tracked box is that subject, not goods."""
 
@@ -211,9 +213,7 @@ class LeftObjectDetector:
         evidence[~zone] = 0.0
         ended = self._follow(masks.new, covers, dt)
         self._confirm(covers, ts, work)
-        frozen = covered | (evidence > 0)
-        for obj in self.objects.values():
-            frozen |= obj.mask
+        frozen = covered | (evidence > 0) | self._object_mask()
         self.background.learn(work, dt, frozen)
         self._quiet = ~masks.new
         return LeftUpdate([o.region() for o in self.objects.values()], ended)
@@ -258,6 +258,13 @@ class LeftObjectDetector:
                 max(0, int((y1 - pad) * s)) : max(0, int(np.ceil((y2 + pad) * s))),
                 max(0, int((x1 - pad) * s)) : max(0, int(np.ceil((x2 + pad) * s))),
             ] = True
+        return mask
+
+    def _object_mask(self) -> np.ndarray:
+        assert self._evidence is not None
+        mask = np.zeros(self._evidence.shape, bool)
+        for obj in self.objects.values():
+            mask |= obj.mask
         return mask
 
     def _ghost(self, part: np.ndarray, work: np.ndarray) -> bool:
@@ -307,10 +314,20 @@ class LeftObjectDetector:
         settled = (self._evidence >= settings.settle_s).astype(np.uint8)
         if not settled.any():
             return
+        max_area = settings.max_area_share * float(self._zone_mask.sum())
+        if settled.sum() > max_area:
+            # More of the zones settled at once than any goods would cover: light (a lamp,
+            # a shop sign, the sun round a corner) changed the scene there, so learn it.
+            fresh = (settled > 0) & ~self._object_mask()
+            self.background.adopt(fresh)
+            self._evidence[fresh] = 0.0
+            self.stats.relearned["light_changed_locally"] = (
+                self.stats.relearned.get("light_changed_locally", 0) + 1
+            )
+            return
         settled = cv2.morphologyEx(settled, cv2.MORPH_CLOSE, self._kernel, iterations=2)
         count, labels, boxes, _ = cv2.connectedComponentsWithStats(settled, connectivity=8)
         min_area = settings.min_area_px * self._scale**2
-        max_area = settings.max_area_share * float(self._zone_mask.sum())
         taken = np.zeros(settled.shape, bool)
         for label in range(1, count):
             x, y, w, h, area = (int(v) for v in boxes[label])
@@ -323,7 +340,7 @@ class LeftObjectDetector:
                 obj.box = _full_box((xs.min(), ys.min(), xs.max() + 1, ys.max() + 1), self._scale)
                 taken |= part
                 continue
-            if area < min_area or area > max_area:
+            if area < min_area or area > max_area or max(w, h) > ELONGATED * min(w, h):
                 continue
             box = _full_box((x, y, x + w, y + h), self._scale)
             if any(_share_under(box, c) >= COVERED_SHARE for c in covers):
