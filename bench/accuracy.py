@@ -40,11 +40,11 @@ from bench.labelkit import (  # noqa: E402
     Frame,
     LabelFile,
     clip_path,
-    iou_matrix,
     label_files,
     read_frames,
 )
 from detectors.assets import MISSING_HINT, asset  # noqa: E402
+from detectors.detections import box_iou  # noqa: E402
 
 IOU = 0.5
 """A detection matches a labelled object at this IoU or more."""
@@ -184,7 +184,7 @@ def score_frame(frame: Frame, found: Found, tallies: dict[str, Tally]) -> None:
             continue
         boxes, scores = found.xyxy[mine], found.scores[mine]
         order = np.argsort(-scores, kind="stable")
-        ious = iou_matrix(boxes, gt)
+        ious = box_iou(boxes, gt)
         ignored = inside_share(boxes, ignores) >= IGNORE_SHARE
         taken = np.zeros(len(gt), bool)
         for d in order:

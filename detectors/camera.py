@@ -28,12 +28,14 @@ from typing import Any
 
 import numpy as np
 
+from detectors.detections import box_iou
 from detectors.homography import Homography
 from detectors.leftobject import ID_BASE as LEFT_ID_BASE
 from detectors.leftobject import WATCHED_KINDS, LeftObjectDetector, LeftUpdate
-from detectors.motion import MotionGate, overlaps
+from detectors.motion import MotionGate, grow_to_cover, overlaps
 from detectors.observation import FrameRef, GeoPoint, Observation, ObservationKind
 from detectors.stalls import FURNITURE, STALL_ID_BASE, StallGrouper
+from detectors.tiling import TiledDetector
 from detectors.tracking import ByteTracker, TrackedBox
 from detectors.yolo import Detections, YoloDetector
 from detectors.zones import PixelZones, Visit, footprint
@@ -46,6 +48,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_FPS = 10.0
 MATCH_IOU = 0.3
+MOVERS = frozenset({"person"})
+"""Subjects whose tracks a moved region is not grown over (the grown crop made the person model
+see the ABODA bag beside its owner as part of a person: no goods)."""
 NOT_COVERING = frozenset({FURNITURE, "goods", "stall"})
 """Tracked subjects that do not hide goods from the left-object detector (they are goods)."""
 UPRIGHT = 1.5
@@ -146,19 +151,6 @@ class CameraStats:
         }
 
 
-def iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)))
-    x1 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y1 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x2 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y2 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x2 - x1, 0, None) * np.clip(y2 - y1, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    return inter / np.maximum(area_a[:, None] + area_b[None, :] - inter, 1e-9)
-
-
 class CameraPipeline:
     """Detection, tracking and zone dwell for one video device of the site.
 
@@ -184,12 +176,17 @@ class CameraPipeline:
         self.settings: CameraDetect = device.detect
         self.on_observation = on_observation
         self.loop = loop
-        self.detector = detector or YoloDetector(
-            self.settings.weights,
-            imgsz=self.settings.imgsz,
-            conf=min(0.1, self.settings.conf),
-            iou=self.settings.iou,
-            classes=self.settings.classes or None,
+        self.detector = detector or TiledDetector(
+            YoloDetector(
+                self.settings.weights,
+                imgsz=self.settings.imgsz,
+                conf=min(0.1, self.settings.conf),
+                iou=self.settings.iou,
+                classes=self.settings.classes or None,
+                family=self.settings.family,
+                runtime=self.settings.runtime,
+            ),
+            self.settings.tiling,
         )
         self.homography = (
             Homography.from_pairs(device.homography) if device.homography is not None else None
@@ -247,6 +244,9 @@ class CameraPipeline:
         image = frame.image
         height, width = image.shape[:2]
         regions = self.gate.regions(image) if self.gate else [(0, 0, width, height)]
+        parked = [t.box for t in self.tracks.values() if t.subject not in MOVERS]
+        if regions and parked:
+            regions = grow_to_cover(regions, parked, width, height)
         full = (
             self.gate is None
             or self._last_full is None
@@ -291,7 +291,7 @@ class CameraPipeline:
         if full:
             tracks = list(self.tracks.values())
             if tracks:
-                ious = iou_matrix(np.array([t.box for t in tracks], np.float32), detections.xyxy)
+                ious = box_iou(np.array([t.box for t in tracks], np.float32), detections.xyxy)
                 for track, row in zip(tracks, ious, strict=True):
                     track.misses = 0 if row.size and row.max() >= MATCH_IOU else track.misses + 1
             keep = [t for t in tracks if t.carried and 0 < t.misses < limit]
@@ -532,7 +532,9 @@ class CameraPipeline:
         buffer: bool = True,
     ) -> list[Observation]:
         """Every frame of a video file, synchronously; returns all Observations in order."""
-        frames = FileFrames(path or self.device.stream or "", self.device.id, start)
+        frames = FileFrames(
+            path or self.device.stream or "", self.device.id, start, fps=self.settings.fps
+        )
         self.reset(frames.fps or None)
         observations: list[Observation] = []
         last: datetime | None = None
@@ -561,7 +563,7 @@ class CameraPipeline:
         stream = self.device.stream
         if stream and stream not in ("webrtc", "mqtt"):
             self._source = VideoSource(
-                self.device.id, stream, loop=self.loop, on_frame=self._buffer
+                self.device.id, stream, loop=self.loop, on_frame=self._buffer, fps=self.settings.fps
             )
             self.stats.source = self._source.stats
             self._source.start()

@@ -264,7 +264,10 @@ class TiledDetector:
 
     def __init__(self, detector: Detector, settings: Tiling | None = None, *, iou: float = 0.5):
         self.detector = detector
-        self.settings = settings or Tiling()
+        settings = settings or Tiling()
+        if settings.tile_px is None:
+            settings = settings.model_copy(update={"tile_px": detector.imgsz})
+        self.settings = settings
         self.iou = iou
         self.stats = TilingStats()
 

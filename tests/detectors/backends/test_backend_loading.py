@@ -68,8 +68,9 @@ def test_an_empty_classes_table_on_a_coco_model_maps_to_the_rules_subjects(
     found = coco_detector.detect(dog)
     assert "dog" not in found.names  # not a subject the rules know
     pairs = set(zip(found.subjects, found.names, strict=True))
-    assert ("bicycle", "bicycle") in pairs and ("car", "car") in pairs
-    assert ("truck", "truck") in pairs  # the pickup, also scored as a truck
+    assert ("bicycle", "bicycle") in pairs
+    vehicles = [s for s in found.subjects if s in ("car", "truck")]
+    assert len(vehicles) == 1  # the pickup: scored as car and as truck, kept once
     bicycle = found.xyxy[found.subjects.index("bicycle")]
     assert iou(bicycle, BICYCLE) > 0.7
 

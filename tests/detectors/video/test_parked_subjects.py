@@ -19,7 +19,8 @@ import numpy as np
 import pytest
 import yaml
 
-from detectors.camera import CameraPipeline, iou_matrix
+from detectors.camera import CameraPipeline
+from detectors.detections import box_iou
 from detectors.observation import Observation
 from detectors.yolo import YoloDetector
 from detectors.zones import footprint
@@ -106,7 +107,7 @@ class Run:
 
 
 def covers(box: tuple[float, ...], target: tuple[int, int, int, int]) -> bool:
-    ious = iou_matrix(np.array([box], np.float32), np.array([target], np.float32))
+    ious = box_iou(np.array([box], np.float32), np.array([target], np.float32))
     return bool(ious[0, 0] >= 0.7)
 
 
@@ -245,13 +246,6 @@ def test_no_person_is_detected_on_the_jacket_on_the_grass(coco: YoloDetector, vt
     assert checked == 20
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="camera.py/yolo.py: a moved region that cuts through a parked vehicle is detected "
-    "on its crop alone; the truncated box (the van's bottom strip) matches no track and "
-    "starts a new one, and the parked van and car lose their track ids when people walk in "
-    "front of them (about 13 s into vtest.avi)",
-)
 def test_parked_vehicles_keep_their_tracks_behind_the_motion_gate(
     coco: YoloDetector, vtest: Path
 ) -> None:

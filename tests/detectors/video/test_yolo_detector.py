@@ -9,7 +9,7 @@ import pytest
 import shapely
 
 from detectors.backends import UnsupportedWeights
-from detectors.camera import iou_matrix
+from detectors.detections import box_iou
 from detectors.yolo import Detections, YoloDetector, pack
 
 PERSON_CLASSES = {"Normal": "person", "Fall": "person"}
@@ -44,7 +44,7 @@ def test_region_detection_returns_full_frame_boxes(person_pt: Path, assets: Path
     inside = detector.detect(image, region)
     assert len(inside) >= 1
     best = inside.xyxy[inside.conf.argmax()]
-    assert iou_matrix(best[None], left[None])[0, 0] > 0.6  # same person, same place
+    assert box_iou(best[None], left[None])[0, 0] > 0.6  # same person, same place
     assert (inside.xyxy[:, 0] >= 0).all() and (inside.xyxy[:, 2] <= region[2] + 1).all()
 
 
@@ -85,5 +85,5 @@ def test_mosaic_detection_finds_people_in_several_regions(person_pt: Path, asset
     if regions[0][2] > regions[1][0]:
         regions = [regions[0]]
     packed = detector.detect_regions(image, regions)
-    ious = iou_matrix(packed.xyxy, everything.xyxy)
+    ious = box_iou(packed.xyxy, everything.xyxy)
     assert len(packed) >= len(regions) and (ious.max(axis=1) > 0.6).sum() >= len(regions)
