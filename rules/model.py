@@ -28,6 +28,7 @@ KNOWN_SUBJECTS = (
     "drone",
     "goods",
     "stall",
+    "stall_furniture",
     "umbrella",
     "cart",
     "bay",

@@ -9,6 +9,17 @@ import pytest
 from streetwatch.localbroker import Mosquitto
 
 REPO = Path(__file__).resolve().parent.parent
+EXTRA_CAMERAS = "  - id: cam-arcade-02\n"
+"""Where devices.yaml's shared-asset cameras begin: they stand last in the file."""
+MARKET_WEIGHTS = f"weights: {REPO.parent}/shared/assets/models/yolov8n_int8_640.tflite"
+
+
+def market_site_text() -> str:
+    """devices.yaml with one camera, the market camera on vtest.avi, for copies elsewhere: the
+    demo's other cameras are left out and the shared assets' path made absolute (the file names
+    them relative to itself)."""
+    text = (REPO / "devices.yaml").read_text(encoding="utf-8")
+    return text[: text.index(EXTRA_CAMERAS)].replace("../shared/", f"{REPO.parent}/shared/")
 
 
 @pytest.fixture

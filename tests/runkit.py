@@ -27,7 +27,7 @@ from ingest.config import load_config
 from streetwatch.localbroker import Mosquitto
 from streetwatch.scenario import build_scenario
 from streetwatch.simulate import PublishReport, publish_scenario, scenario_start
-from tests.conftest import REPO
+from tests.conftest import REPO, market_site_text
 
 DURATION_S = 900.0
 SPEED = 90.0
@@ -106,7 +106,7 @@ class CaseSystem:
 def demo_site(tmp_path: Path, case_system: str | None = None, **overrides: object) -> Path:
     """The shipped devices.yaml with its storage under tmp_path (cameras stay off: sensors).
     `overrides` replace top-level sections (e.g. `evidence=...`)."""
-    doc = yaml.safe_load((REPO / "devices.yaml").read_text())
+    doc = yaml.safe_load(market_site_text())
     doc["storage"] = {"root": str(tmp_path / "var")}
     if case_system is not None:
         doc["evidence"] = {

@@ -27,7 +27,7 @@ import yaml
 
 from streetwatch.localbroker import Mosquitto, free_port
 from streetwatch.simulate import PublishReport
-from tests.conftest import REPO
+from tests.conftest import REPO, market_site_text
 from tests.faults.conftest import Reliability
 from tests.runkit import (
     FAULTS,
@@ -103,7 +103,7 @@ def camera_site(tmp_path: Path, stream: str) -> tuple[Path, Path]:
     for needed in (VTEST, WEIGHTS):
         if not needed.is_file():
             pytest.fail(f"{needed} is missing: run `make footage`")
-    doc = yaml.safe_load((REPO / "devices.yaml").read_text())
+    doc = yaml.safe_load(market_site_text())
     doc["storage"] = {"root": str(tmp_path / "var")}
     for device in doc["devices"]:
         if device["id"] == CAMERA:

@@ -16,7 +16,8 @@ import yaml
 from click.testing import CliRunner, Result
 
 from streetwatch.cli import cli
-from tests.conftest import REPO
+from tests.assets import shared_asset
+from tests.conftest import MARKET_WEIGHTS, REPO, market_site_text
 
 DEMO_FILE = REPO / "devices.yaml"
 DEMO_TEXT = DEMO_FILE.read_text(encoding="utf-8")
@@ -74,9 +75,14 @@ def test_json_summary_is_parseable() -> None:
 def test_default_config_is_devices_yaml_in_the_working_directory(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    (tmp_path / "devices.yaml").write_text(DEMO_TEXT, encoding="utf-8")
-    (tmp_path / "var").symlink_to(REPO / "var")  # the model and video it names, relative to it
-    monkeypatch.chdir(tmp_path)
+    shared_asset("models/yolov8n_int8_640.tflite")
+    site = tmp_path / "site"
+    site.mkdir()
+    (site / "devices.yaml").write_text(DEMO_TEXT, encoding="utf-8")
+    # the models and footage it names, relative to it: var/ and the shared assets beside it
+    (site / "var").symlink_to(REPO / "var")
+    (tmp_path / "shared").symlink_to(REPO.parent / "shared")
+    monkeypatch.chdir(site)
     result = check("--json")
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["file"] == "devices.yaml"
@@ -183,7 +189,7 @@ def streetwatch(*args: str, timeout: float = 60) -> subprocess.CompletedProcess:
 def demo_with(tmp_path: Path, weights: str, stream: str) -> tuple[Path, int, int]:
     """The demo site with the market camera's weights and video file replaced; returns the file
     and the lines of the two values."""
-    text = DEMO_TEXT.replace("weights: var/models/person-yolov8s.pt", f"weights: {weights}", 1)
+    text = market_site_text().replace(MARKET_WEIGHTS, f"weights: {weights}", 1)
     text = text.replace("stream: var/footage/vtest.avi", f"stream: {stream}", 1)
     path = tmp_path / "devices.yaml"
     path.write_text(text, encoding="utf-8")

@@ -1,6 +1,8 @@
-"""`streetwatch run` with the demo camera on real footage (vtest.avi) and the real person model:
-people lingering at the shop front become observations with growing dwell, and a case whose
-evidence package carries a playable clip and verifies."""
+"""`streetwatch run` with the demo's market camera on real footage (vtest.avi) and the COCO
+model from the shared assets: the van and the car parked at the kerb become observations with
+growing dwell, a no-parking-vehicle case (the demo's 20 s dwell) whose evidence package carries
+a playable clip and verifies. (The old person model opened the demo's only camera case on a
+jacket lying on the grass; tests/detectors/video/test_parked_subjects.py checks it is gone.)"""
 
 from __future__ import annotations
 
@@ -18,28 +20,25 @@ import pytest
 import yaml
 
 from streetwatch.localbroker import Mosquitto
-from tests.conftest import REPO
+from tests.assets import shared_asset
+from tests.conftest import REPO, market_site_text
 
 VTEST = REPO / "var" / "footage" / "vtest.avi"
-WEIGHTS = REPO / "var" / "models" / "person-yolov8s.pt"
 
 
 @pytest.fixture
 def camera_site(tmp_path: Path) -> Path:
-    for needed in (VTEST, WEIGHTS):
-        if not needed.is_file():
-            pytest.fail(f"{needed} is missing: run `make footage`")
-    doc = yaml.safe_load((REPO / "devices.yaml").read_text())
+    shared_asset("models/yolov8n_int8_640.tflite")
+    if not VTEST.is_file():
+        pytest.fail(f"{VTEST} is missing: run `make footage`")
+    doc = yaml.safe_load(market_site_text())
     doc["storage"] = {"root": str(tmp_path / "var")}
-    for device in doc["devices"]:
-        if device["kind"] == "camera":
-            device["stream"] = str(VTEST)
-            device["detect"]["weights"] = str(WEIGHTS)
+    doc["devices"][0]["stream"] = str(VTEST)
     path = tmp_path / "devices.yaml"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
     rules = tmp_path / "rules"
     rules.mkdir()
-    shutil.copy(REPO / "streetwatch" / "demo_rules" / "demo-lingering.yaml", rules)
+    shutil.copy(REPO / "streetwatch" / "demo_rules" / "no-parking-vehicle.yaml", rules)
     return path
 
 
@@ -90,19 +89,21 @@ def test_camera_observations_and_a_case_from_real_footage(
     ).fetchall()
     db.close()
     dwell_by_key: dict[str, list[float]] = {}
+    subjects: dict[str, set[str]] = {}
     for key, data in rows:
         obs = json.loads(data)
-        assert obs["subject"] == "person"
+        subjects.setdefault(obs["zone_id"], set()).add(obs["subject"])
         dwell = (
             datetime.fromisoformat(obs["last_seen"]) - datetime.fromisoformat(obs["first_seen"])
         ).total_seconds()
         dwell_by_key.setdefault(key, []).append(dwell)
-    in_shopfront = [k for k in dwell_by_key if "/shopfront-wang/" in k]
-    assert in_shopfront, sorted(dwell_by_key)[:10]
-    longest = max(dwell_by_key.values(), key=lambda d: d[-1])
-    assert longest[-1] >= 8.0 and longest == sorted(longest)
+    assert subjects.get("no-parking-kerb", set()) <= {"car", "truck"}, subjects
+    parked = [d for k, d in dwell_by_key.items() if "/no-parking-kerb/" in k]
+    assert parked, sorted(dwell_by_key)[:10]
+    longest = max(parked, key=lambda d: d[-1])
+    assert longest[-1] >= 20.0 and longest == sorted(longest)
 
-    built = [c for c in cases if c[1] == "demo-person-lingering" and c[2] != "opened"]
+    built = [c for c in cases if c[1] == "no-parking-vehicle" and c[2] != "opened"]
     assert built, cases
     package = Path(built[0][3])
     clips = list((package / "media").rglob("*.mp4"))

@@ -11,7 +11,7 @@ import yaml
 
 from ingest.config import load_config
 from streetwatch.localbroker import Mosquitto
-from tests.conftest import REPO
+from tests.conftest import market_site_text
 from tests.runkit import (
     FAULTS,
     RunProcess,
@@ -25,7 +25,7 @@ from tests.runkit import (
 
 
 def worker_site(tmp_path: Path, name: str, partition: dict | None) -> Path:
-    doc = yaml.safe_load((REPO / "devices.yaml").read_text())
+    doc = yaml.safe_load(market_site_text())
     doc["storage"] = {"root": str(tmp_path / name)}
     doc["broker"]["client_id"] = f"sw-{name}"
     if partition is not None:

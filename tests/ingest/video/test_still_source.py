@@ -18,7 +18,7 @@ from ingest.video.sources import FileFrames, VideoSource
 from ingest.video.still import NOISE_SIGMA, is_still
 from streetwatch.preflight import preflight_problems
 from tests.assets import debian_still
-from tests.conftest import REPO
+from tests.conftest import market_site_text
 
 START = datetime(2026, 5, 1, 8, 0, tzinfo=UTC)
 
@@ -132,7 +132,7 @@ def test_threaded_missing_still_is_a_failure_with_the_reason(tmp_path: Path) -> 
 
 
 def test_check_preflight_takes_an_image_stream_as_a_file(dog: Path, tmp_path: Path) -> None:
-    doc = yaml.safe_load((REPO / "devices.yaml").read_text(encoding="utf-8"))
+    doc = yaml.safe_load(market_site_text())
     camera = next(d for d in doc["devices"] if d["id"] == "cam-market-01")
     camera["detect"]["weights"] = str(tmp_path / "model.onnx")
     (tmp_path / "model.onnx").write_bytes(b"weights")
