@@ -19,15 +19,13 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
+from detectors.camera_state import CameraStats, TrackState, VisitLog
 from detectors.detections import box_iou
 from detectors.homography import Homography
 from detectors.leftobject import ID_BASE as LEFT_ID_BASE
@@ -42,7 +40,7 @@ from detectors.zones import PixelZones, Visit, footprint
 from ingest.config import CameraDetect, Device, SiteConfig
 from ingest.frames import EncodedFrame, Frame
 from ingest.video.ring import FrameRing
-from ingest.video.sources import FileFrames, VideoSource, VideoSourceStats
+from ingest.video.sources import FileFrames, VideoSource
 
 log = logging.getLogger(__name__)
 
@@ -55,100 +53,6 @@ NOT_COVERING = frozenset({FURNITURE, "goods", "stall"})
 """Tracked subjects that do not hide goods from the left-object detector (they are goods)."""
 UPRIGHT = 1.5
 """A person's box at least this many times taller than wide stands like a person."""
-MOVED_SHARE = 0.25
-"""A track has moved once its footprint travelled this share of its box height. Only tracks
-that moved hide goods from the left-object detector: people and vehicles come in; a "person"
-found standing where a bag was just put down, never moving, is the bag (a model's mistake)."""
-
-
-@dataclass
-class TrackState:
-    track_id: int
-    subject: str
-    class_id: int
-    first_seen: datetime
-    last_seen: datetime
-    box: tuple[float, float, float, float]
-    conf: float
-    best: FrameRef
-    misses: int = 0
-    """Full-frame checks in a row that did not re-find this track."""
-    carried: bool = False
-    """Kept by the pipeline in the last frame (no motion there), not by a detection."""
-    moved: bool = False
-    """Its footprint has travelled since it was first seen (see `MOVED_SHARE`)."""
-    origin: tuple[float, float] | None = None
-
-    def travel(self, box: tuple[float, float, float, float]) -> None:
-        x1, y1 = footprint(box)
-        if self.origin is None:
-            self.origin = (x1, y1)
-        elif not self.moved:
-            x0, y0 = self.origin
-            self.moved = bool(np.hypot(x1 - x0, y1 - y0) >= MOVED_SHARE * (box[3] - box[1]))
-
-
-@dataclass
-class _VisitLog:
-    last_emit: datetime
-    best: FrameRef
-    subject: str
-
-
-@dataclass
-class CameraStats:
-    frames: int = 0
-    analysed: int = 0
-    gate_skipped: int = 0
-    """Analysed frames where nothing moved and no full-frame check was due: no detector run."""
-    region_runs: int = 0
-    full_runs: int = 0
-    detections: int = 0
-    carried: int = 0
-    tracks_started: int = 0
-    tracks_ended: int = 0
-    observations: int = 0
-    errors: Counter[str] = field(default_factory=Counter)
-    detect_ms: float = 0.0
-    """Time spent in the detector (sum, ms)."""
-    left_ms: float = 0.0
-    """Time spent in the left-object detector (sum, ms)."""
-    left_objects: int = 0
-    stalls: int = 0
-    source: VideoSourceStats | None = None
-    """The reader's counters (frames read, dropped as stale, opens, failures) when threaded."""
-
-    def as_dict(self) -> dict[str, Any]:
-        return {
-            "frames": self.frames,
-            "analysed": self.analysed,
-            "gate_skipped": self.gate_skipped,
-            "region_runs": self.region_runs,
-            "full_runs": self.full_runs,
-            "detections": self.detections,
-            "carried": self.carried,
-            "tracks_started": self.tracks_started,
-            "tracks_ended": self.tracks_ended,
-            "observations": self.observations,
-            "errors": dict(self.errors),
-            "detect_ms": round(self.detect_ms, 1),
-            "left_ms": round(self.left_ms, 1),
-            "left_objects": self.left_objects,
-            "stalls": self.stalls,
-            **(
-                {}
-                if self.source is None
-                else {
-                    "source_frames": self.source.frames,
-                    "source_dropped": self.source.dropped,
-                    "source_opens": self.source.opens,
-                    "source_failures": self.source.failures,
-                    "source_reconnects": self.source.reconnects,
-                    "source_offline_s": round(self.source.offline_s, 1),
-                    "source_connected": self.source.connected,
-                }
-            ),
-        }
 
 
 class CameraPipeline:
@@ -222,7 +126,7 @@ class CameraPipeline:
             else None
         )
         self.stall_grouper = StallGrouper() if watched else None
-        self._visits: dict[tuple[int, str], _VisitLog] = {}
+        self._visits: dict[tuple[int, str], VisitLog] = {}
         self._last_full: datetime | None = None
         self._last_analysed: datetime | None = None
 
@@ -390,7 +294,7 @@ class CameraPipeline:
         if state == "exit":
             self._visits.pop(key, None)
         elif best is not None:
-            self._visits[key] = _VisitLog(last_seen, best, subject)
+            self._visits[key] = VisitLog(last_seen, best, subject)
         box = track.box if track is not None else best.box if best is not None else None
         count = sum(
             1
