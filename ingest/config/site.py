@@ -10,6 +10,7 @@ from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ingest.config.broker import Broker
 from ingest.config.common import SafeId, Strict, topic_matches
+from ingest.config.console import Console
 from ingest.config.devices import VIDEO_PUSH, Device, DeviceKind
 from ingest.config.evidence import Evidence
 from ingest.config.geometry import _check_lonlat, _check_pixels
@@ -80,6 +81,7 @@ class SiteConfig(Strict):
     storage: Storage = Storage()
     timeseries: Timeseries | None = None
     evidence: Evidence = Evidence()
+    console: Console = Console()
     merchants: list[Merchant] = []  # noqa: RUF012 - pydantic copies field defaults
     devices: list[Device]
 
@@ -205,7 +207,8 @@ def load_config(path: str | Path) -> SiteConfig:
     base = path.resolve().parent
     storage = config.storage.resolved(base)
     devices = [_resolve_video_paths(device, base) for device in config.devices]
-    return config.model_copy(update={"storage": storage, "devices": devices})
+    console = config.console.resolved(base, Path(storage.root))
+    return config.model_copy(update={"storage": storage, "devices": devices, "console": console})
 
 
 def _resolve_video_paths(device: Device, base: Path) -> Device:
