@@ -13,6 +13,7 @@ from __future__ import annotations
 from ingest.config.broker import Broker, Partition, Reconnect, Tls
 from ingest.config.camera_extras import LeftObject, Tiling
 from ingest.config.common import SAFE_ID, Finite, SafeId, Strict, topic_matches
+from ingest.config.console import Console
 from ingest.config.detection import (
     CameraDetect,
     GeomagSettings,
@@ -54,6 +55,7 @@ __all__ = [
     "Broker",
     "CameraDetect",
     "ConfigError",
+    "Console",
     "Coordinate",
     "Crs",
     "Device",
