@@ -89,9 +89,10 @@ from streetwatch.rules_cli import rules as rules_group  # noqa: E402
 from streetwatch.run_cli import run  # noqa: E402
 from streetwatch.simulate import simulate  # noqa: E402
 from streetwatch.sink.cli import sink  # noqa: E402
+from streetwatch.tokens_cli import tokens  # noqa: E402
 from streetwatch.users_cli import users  # noqa: E402
 
-for command in (run, simulate, rules_group, evidence, cases, sink, users):
+for command in (run, simulate, rules_group, evidence, cases, sink, users, tokens):
     cli.add_command(command)
 
 
