@@ -9,12 +9,8 @@ re-hashes a correct password whose hash was made with older argon2 parameters.
 from __future__ import annotations
 
 import contextlib
-import fcntl
-import os
 import re
 import secrets
-import stat
-import tempfile
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -28,6 +24,7 @@ from pydantic import Field, ValidationError, field_validator
 
 from ingest.config.common import SAFE_ID, Strict
 from ingest.config.console import MIN_PASSWORD_FLOOR
+from streetwatch.privatefile import PrivateFileError, locked, read_private, write_private
 
 MAX_PASSWORD_LENGTH = 1024
 """Longer passwords are refused: hashing megabytes per login attempt is a denial of service."""
@@ -210,20 +207,19 @@ class UserStore:
 
     def _read(self) -> UsersFile:
         try:
-            info = self.path.lstat()
-        except FileNotFoundError:
-            return UsersFile()
-        if not stat.S_ISREG(info.st_mode):
-            raise UserError(f"{self.path}: not a regular file")
-        if info.st_mode & 0o022:
+            text = read_private(self.path)
+        except PrivateFileError as exc:
             raise UserError(
-                f"{self.path}: writable by group or others (mode {info.st_mode & 0o777:o}): "
-                "anyone could make themselves admin; chmod 600 it"
-            )
+                f"{exc} (anyone who can write it could make themselves admin)"
+                if "open to group" in str(exc)
+                else str(exc)
+            ) from None
+        if text is None:
+            return UsersFile()
         try:
-            data = yaml.safe_load(self.path.read_text(encoding="utf-8"))
+            data = yaml.safe_load(text)
             return UsersFile.model_validate(data if data is not None else {})
-        except (OSError, UnicodeDecodeError, yaml.YAMLError, ValidationError) as exc:
+        except (yaml.YAMLError, ValidationError) as exc:
             reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             if isinstance(exc, ValidationError):
                 first = exc.errors()[0]
@@ -234,38 +230,16 @@ class UserStore:
     @contextlib.contextmanager
     def _locked(self) -> Iterator[list[User]]:
         """Hold the lock file while reading, changing and writing the users."""
-        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        lock = self.path.with_name(self.path.name + ".lock")
-        fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+        with locked(self.path):
             yield list(self._read().users)
-        finally:
-            os.close(fd)
 
     def _write(self, users: list[User]) -> None:
         doc = UsersFile(users=users).model_dump(mode="json")
-        text = (
+        write_private(
+            self.path,
             "# The operator console's users, written by `streetwatch users`: edit with it.\n"
-            + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True)
+            + yaml.safe_dump(doc, sort_keys=False, allow_unicode=True),
         )
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as handle:
-                handle.write(text)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(tmp)
-            raise
-        folder = os.open(self.path.parent, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(folder)
-        finally:
-            os.close(folder)
 
 
 def _now() -> datetime:

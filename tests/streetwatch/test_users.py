@@ -181,7 +181,8 @@ def test_refuses_a_group_writable_or_broken_file(tmp_path: Path) -> None:
     s = store(tmp_path)
     s.add("alice", "admin", GOOD)
     s.path.chmod(0o664)
-    with pytest.raises(UserError, match=r"writable by group or others .*chmod 600"):
+    unsafe = r"open to group or others .*chmod 600 it .anyone who can write it could make"
+    with pytest.raises(UserError, match=unsafe):
         s.verify("alice", GOOD)
     s.path.chmod(0o600)
     doc = yaml.safe_load(s.path.read_text())
