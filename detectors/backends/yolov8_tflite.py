@@ -12,7 +12,7 @@ of 6 rounds on a shared box): 640: LiteRT 28.0, OpenVINO 50.8; 416: LiteRT 12.1,
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,9 +20,9 @@ import cv2
 import numpy as np
 
 from detectors.backends import runtimes
-from detectors.backends.base import Boxes, UnsupportedWeights
+from detectors.backends.base import UnsupportedWeights
+from detectors.backends.decoded import Decoded, DecodedBackend
 from detectors.backends.letterbox import Letterbox, letterbox
-from detectors.backends.nms import select
 from detectors.backends.tflite_metadata import metadata, names_of
 from detectors.coco import COCO_NAMES, coco_names
 
@@ -88,7 +88,7 @@ def file_names(weights: Path, classes: int) -> dict[int, str]:
     return coco_names() if classes == len(COCO_NAMES) else {i: str(i) for i in range(classes)}
 
 
-class YoloV8TfliteBackend:
+class YoloV8TfliteBackend(DecodedBackend):
     family = FAMILY
     dynamic = False
 
@@ -142,20 +142,5 @@ class YoloV8TfliteBackend:
         tensor = cv2.LUT(rgb, self.lut) if self.lut is not None else rgb / np.float32(255)
         return tensor[None].astype(self.input_dtype, copy=False), box
 
-    def detect(
-        self,
-        image: np.ndarray,
-        *,
-        conf: float,
-        iou: float,
-        classes: Sequence[int] | None = None,
-        imgsz: int | None = None,
-    ) -> Boxes:
-        tensor, box = self.prepare(image)
-        xyxy, scores, class_ids = decode(self.session(tensor), self.output_quant, self.imgsz, conf)
-        found = select(xyxy, scores, class_ids, conf=conf, iou=iou, classes=classes)
-        return Boxes(box.to_frame(found.xyxy), found.scores, found.class_ids)
-
-    def inference(self, image: np.ndarray) -> Callable[[], object]:
-        tensor, _ = self.prepare(image)
-        return lambda: self.session(tensor)
+    def decode(self, output: object, conf: float) -> Decoded:
+        return decode(output, self.output_quant, self.imgsz, conf)

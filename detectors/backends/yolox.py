@@ -11,15 +11,15 @@ moves scores by up to 0.2 and loses boxes at conf 0.3 against f32, so it is not 
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from detectors.backends import runtimes
-from detectors.backends.base import Boxes, UnsupportedWeights
+from detectors.backends.base import UnsupportedWeights
+from detectors.backends.decoded import Decoded, DecodedBackend
 from detectors.backends.letterbox import Letterbox, letterbox
-from detectors.backends.nms import select
 from detectors.coco import coco_names
 
 FAMILY = "yolox"
@@ -67,7 +67,7 @@ def decode(
     return xyxy, scores[keep], class_ids[keep]
 
 
-class YoloxBackend:
+class YoloxBackend(DecodedBackend):
     family = FAMILY
     dynamic = False
 
@@ -105,20 +105,5 @@ class YoloxBackend:
         canvas, box = letterbox(image, self.imgsz, centre=False)
         return canvas.transpose(2, 0, 1)[None].astype(np.float32), box
 
-    def detect(
-        self,
-        image: np.ndarray,
-        *,
-        conf: float,
-        iou: float,
-        classes: Sequence[int] | None = None,
-        imgsz: int | None = None,
-    ) -> Boxes:
-        tensor, box = self.prepare(image)
-        xyxy, scores, class_ids = decode(self.session(tensor), self.cells, self.strides, conf)
-        found = select(xyxy, scores, class_ids, conf=conf, iou=iou, classes=classes)
-        return Boxes(box.to_frame(found.xyxy), found.scores, found.class_ids)
-
-    def inference(self, image: np.ndarray) -> Callable[[], object]:
-        tensor, _ = self.prepare(image)
-        return lambda: self.session(tensor)
+    def decode(self, output: object, conf: float) -> Decoded:
+        return decode(output, self.cells, self.strides, conf)
