@@ -22,6 +22,7 @@ from pathlib import Path
 import cv2
 
 from ingest.frames import Frame
+from ingest.video.filecheck import unreadable
 from ingest.video.still import StillScene, is_still, unreadable_image
 
 log = logging.getLogger(__name__)
@@ -53,20 +54,10 @@ TRUNCATED_SHARE = 0.9
 
 def unreadable_file(url: str) -> str:
     """Why OpenCV could not open a video file, as precisely as can be told from outside."""
-    path = Path(url.removeprefix("file://"))
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return "cannot open: no such file"
-    except OSError as exc:
-        return f"cannot open: {exc.strerror}"
-    if not path.is_file():
-        return "cannot open: not a regular file"
-    if size == 0:
-        return "cannot open: the file is empty"
-    return (
-        f"cannot open: OpenCV/FFmpeg does not recognise the {size}-byte file as video "
-        "(corrupt, truncated before its header ends, or not a video)"
+    return unreadable(
+        url,
+        "OpenCV/FFmpeg does not recognise the {size}-byte file as video "
+        "(corrupt, truncated before its header ends, or not a video)",
     )
 
 

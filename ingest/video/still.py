@@ -19,6 +19,7 @@ import cv2
 import numpy as np
 
 from ingest.frames import Frame
+from ingest.video.filecheck import unreadable
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 DEFAULT_FPS = 5.0
@@ -37,18 +38,7 @@ def is_still(url: str | Path) -> bool:
 
 def unreadable_image(path: str | Path) -> str:
     """Why OpenCV could not read an image file."""
-    file = Path(str(path).removeprefix("file://"))
-    try:
-        size = file.stat().st_size
-    except FileNotFoundError:
-        return "cannot open: no such file"
-    except OSError as exc:
-        return f"cannot open: {exc.strerror}"
-    if not file.is_file():
-        return "cannot open: not a regular file"
-    if size == 0:
-        return "cannot open: the file is empty"
-    return f"cannot open: OpenCV does not recognise the {size}-byte file as an image"
+    return unreadable(path, "OpenCV does not recognise the {size}-byte file as an image")
 
 
 def read_still(path: str | Path, device_id: str) -> np.ndarray:
