@@ -6,12 +6,25 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
-from detectors.backends.base import Boxes
+from detectors.backends.base import Boxes, UnsupportedWeights
 from detectors.backends.letterbox import Letterbox
 from detectors.backends.nms import select
 
 Decoded = tuple[np.ndarray, np.ndarray, np.ndarray]
 """Full-input xyxy boxes, scores and class ids above the threshold, before NMS."""
+
+
+def choose_runtime(
+    weights: object, requested: str, auto: str, allowed: Sequence[str], what: str
+) -> str:
+    """The runtime to use: `auto` resolves to the family's measured fastest; anything the
+    family cannot run on is refused, naming the file."""
+    runtime = auto if requested == "auto" else requested
+    if runtime not in allowed:
+        raise UnsupportedWeights(
+            f"{weights}: {what} runs on {' or '.join(allowed)}, not {requested!r}"
+        )
+    return runtime
 
 
 class DecodedBackend:

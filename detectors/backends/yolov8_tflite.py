@@ -21,7 +21,7 @@ import numpy as np
 
 from detectors.backends import runtimes
 from detectors.backends.base import UnsupportedWeights
-from detectors.backends.decoded import Decoded, DecodedBackend
+from detectors.backends.decoded import Decoded, DecodedBackend, choose_runtime
 from detectors.backends.letterbox import Letterbox, letterbox
 from detectors.backends.tflite_metadata import metadata, names_of
 from detectors.coco import COCO_NAMES, coco_names
@@ -101,11 +101,7 @@ class YoloV8TfliteBackend(DecodedBackend):
         names: Mapping[int, str] | None = None,
     ) -> None:
         self.weights = weights
-        self.runtime = AUTO if runtime == "auto" else runtime
-        if self.runtime not in RUNTIMES:
-            raise UnsupportedWeights(
-                f"{weights}: a YOLOv8 TFLite runs on {' or '.join(RUNTIMES)}, not {runtime!r}"
-            )
+        self.runtime = choose_runtime(weights, runtime, AUTO, RUNTIMES, "a YOLOv8 TFLite")
         interpreter = runtimes.litert_interpreter(weights, threads)
         source = interpreter.get_input_details()[0]
         target = interpreter.get_output_details()[0]

@@ -18,7 +18,7 @@ import numpy as np
 
 from detectors.backends import runtimes
 from detectors.backends.base import UnsupportedWeights
-from detectors.backends.decoded import Decoded, DecodedBackend
+from detectors.backends.decoded import Decoded, DecodedBackend, choose_runtime
 from detectors.backends.letterbox import Letterbox, letterbox
 from detectors.coco import coco_names
 
@@ -82,11 +82,7 @@ class YoloxBackend(DecodedBackend):
         outputs: int | None = None,
     ) -> None:
         self.weights = weights
-        self.runtime = AUTO if runtime == "auto" else runtime
-        if self.runtime not in RUNTIMES:
-            raise UnsupportedWeights(
-                f"{weights}: a YOLOX ONNX runs on {' or '.join(RUNTIMES)}, not {runtime!r}"
-            )
+        self.runtime = choose_runtime(weights, runtime, AUTO, RUNTIMES, "a YOLOX ONNX")
         self.names = dict(names) if names else coco_names()
         self.imgsz = int(input_shape[2]) if input_shape else 416
         if outputs is not None and outputs != 5 + len(self.names):
@@ -97,7 +93,7 @@ class YoloxBackend(DecodedBackend):
         session = (
             runtimes.openvino_session
             if self.runtime == "openvino"
-            else (runtimes.onnxruntime_session)
+            else runtimes.onnxruntime_session
         )
         self.session = session(weights, threads)
 
