@@ -37,7 +37,7 @@ from detectors.tiling import TiledDetector
 from detectors.tracking import ByteTracker, TrackedBox
 from detectors.yolo import Detections, YoloDetector
 from detectors.zones import PixelZones, Visit, footprint
-from ingest.config import CameraDetect, Device, SiteConfig
+from ingest.config import VIDEO_PUSH, CameraDetect, Device, SiteConfig
 from ingest.frames import EncodedFrame, Frame
 from ingest.video.ring import FrameRing
 from ingest.video.sources import FileFrames, VideoSource
@@ -465,7 +465,7 @@ class CameraPipeline:
             return
         self._stop.clear()
         stream = self.device.stream
-        if stream and stream not in ("webrtc", "mqtt"):
+        if stream and stream not in VIDEO_PUSH:
             self._source = VideoSource(
                 self.device.id, stream, loop=self.loop, on_frame=self._buffer, fps=self.settings.fps
             )

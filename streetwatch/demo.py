@@ -29,7 +29,7 @@ from evidence.cases import CaseStore
 from evidence.keys import Verifier
 from evidence.settings import evidence_paths
 from evidence.verify import verify_chain, verify_package
-from ingest.config import EvidenceMqttFeed, SiteConfig, load_config
+from ingest.config import VIDEO_PUSH, EvidenceMqttFeed, SiteConfig, load_config
 from streetwatch.embedded import start_embedded_broker
 from streetwatch.localbroker import free_port
 from streetwatch.logs import setup_logging
@@ -65,7 +65,7 @@ def without_missing_assets(config: SiteConfig) -> tuple[SiteConfig, list[str]]:
             devices.append(device)
             continue
         stream = device.stream
-        local = bool(stream) and "://" not in stream and stream not in ("webrtc", "mqtt")
+        local = bool(stream) and "://" not in stream and stream not in VIDEO_PUSH
         if local and not Path(stream).exists():
             notes.append(f"{device.id}: {stream} is absent ({MISSING_HINT}); camera left out")
             continue
