@@ -10,15 +10,14 @@ from pathlib import Path
 
 import click
 
-from streetwatch.cliconfig import CONFIG_OPTION, load_or_fail
+from streetwatch.cliconfig import CONFIG_OPTION
 from streetwatch.console_tokens import TokenStore, tokens_path
-from streetwatch.users import Role, UserError
+from streetwatch.users import UserError
+from streetwatch.users_cli import console_settings, role_option
 
 
 def _store(config_path: Path) -> TokenStore:
-    console = load_or_fail(config_path).console
-    assert console.users_file is not None  # load_config resolves it
-    return TokenStore(tokens_path(console.users_file))
+    return TokenStore(tokens_path(console_settings(config_path).users_file))
 
 
 @click.group()
@@ -28,12 +27,7 @@ def tokens() -> None:
 
 @tokens.command()
 @click.argument("name")
-@click.option(
-    "--role",
-    required=True,
-    type=click.Choice([r.value for r in Role]),
-    help="What the machine may do; the case system needs operator to post decisions.",
-)
+@role_option("What the machine may do; the case system needs operator to post decisions.")
 @CONFIG_OPTION
 def add(name: str, role: str, config_path: Path) -> None:
     """Make a token NAME and print it once (only its hash is kept)."""

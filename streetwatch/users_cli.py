@@ -7,10 +7,12 @@ from __future__ import annotations
 
 import json
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import click
 
+from ingest.config import Console
 from streetwatch.cliconfig import CONFIG_OPTION, load_or_fail
 from streetwatch.users import Role, UserError, UserStore, check_name
 
@@ -21,9 +23,20 @@ PASSWORD_STDIN = click.option(
 )
 
 
-def _store(config_path: Path) -> UserStore:
+def role_option(help_text: str) -> Callable[[Callable[..., None]], Callable[..., None]]:
+    return click.option(
+        "--role", required=True, type=click.Choice([r.value for r in Role]), help=help_text
+    )
+
+
+def console_settings(config_path: Path) -> Console:
     console = load_or_fail(config_path).console
     assert console.users_file is not None  # load_config resolves it
+    return console
+
+
+def _store(config_path: Path) -> UserStore:
+    console = console_settings(config_path)
     return UserStore(console.users_file, min_password_length=console.min_password_length)
 
 
@@ -47,12 +60,7 @@ def users() -> None:
 
 @users.command()
 @click.argument("name")
-@click.option(
-    "--role",
-    required=True,
-    type=click.Choice([r.value for r in Role]),
-    help="viewer reads; operator also edits zones and reviews; admin also edits users, rules.",
-)
+@role_option("viewer reads; operator also edits zones and reviews; admin also edits users, rules.")
 @PASSWORD_STDIN
 @CONFIG_OPTION
 def add(name: str, role: str, password_stdin: bool, config_path: Path) -> None:
