@@ -53,6 +53,8 @@ FINAL = (State.CLOSED,)
 NOT_ESCALATED = (State.REJECTED, State.RECTIFIED, State.CLOSED)
 """States in which a passed disposal deadline no longer matters."""
 ESCALATED = "escalated"
+AUDIT = "audit"
+"""Event name of an operator's change made in the console (`CaseStore.audit`)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS cases (
@@ -441,6 +443,26 @@ class CaseStore:
             CaseEvent(seq, cid, event, _ts(at), json.loads(data))  # type: ignore[arg-type]
             for seq, cid, event, at, data in rows
         ]
+
+    def audit(
+        self,
+        actor: str,
+        action: str,
+        target: str,
+        before: Any = None,
+        after: Any = None,
+        *,
+        case_id: str | None = None,
+        at: datetime | None = None,
+    ) -> None:
+        """An operator's change (who, when, what, before/after) as an `audit` row of
+        `case_events`, so the sink ships it with the case events. `case_id`: the case it is
+        about; otherwise the row is keyed by its target (e.g. `zones/cam-market-01`)."""
+        data = {"actor": actor, "action": action, "target": target}
+        data |= {"before": before, "after": after}
+        when = (at or datetime.now(UTC)).timestamp()
+        with self.lock:
+            self._event(case_id or target, AUDIT, when, data)
 
     def _event(self, case_id: str, event: str, at: float, data: dict[str, Any]) -> None:
         self.db.execute(

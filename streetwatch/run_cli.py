@@ -8,6 +8,7 @@ import signal
 import threading
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
@@ -17,6 +18,9 @@ from streetwatch.localbroker import Mosquitto
 from streetwatch.pipeline import CATALOG, Pipeline, PipelineOptions
 from streetwatch.preflight import preflight_problems
 from streetwatch.rules_cli import load_rules_or_fail
+
+if TYPE_CHECKING:
+    from streetwatch.console import ConsoleServer
 
 log = logging.getLogger("streetwatch.run")
 
@@ -86,10 +90,13 @@ def _fail(problems: list[str]) -> click.ClickException:
     help="Seconds between status lines on stderr (rates, cases, packages, dead letters).",
 )
 @click.option(
+    "--http-port",
     "--metrics-port",
+    "http_port",
     type=click.IntRange(0, 65535),
     default=None,
-    help="Serve /metrics and /healthz here.",
+    help="Serve the console (pages, /api/v1, /metrics, /healthz) here; off without it. "
+    "(--metrics-port: its old name.)",
 )
 @click.option(
     "--whip-port",
@@ -102,7 +109,7 @@ def _fail(problems: list[str]) -> click.ClickException:
     "--http-host",
     default="127.0.0.1",
     show_default=True,
-    help="Bind address of the metrics, health and WHIP endpoints.",
+    help="Bind address of the console and the WHIP endpoint.",
 )
 def run(
     config_path: Path,
@@ -113,7 +120,7 @@ def run(
     loop_video: bool,
     duration: float | None,
     status_every: float,
-    metrics_port: int | None,
+    http_port: int | None,
     whip_port: int,
     http_host: str,
 ) -> None:
@@ -163,18 +170,15 @@ def run(
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
     ops = None
-    if metrics_port is not None:
-        from streetwatch.ops import OpsPortError, OpsServer
-
+    if http_port is not None:
         # serving before the pipeline starts: /healthz tells a slow start from a dead one, and
         # /metrics is up by the time the log says "running:"
         try:
-            ops = OpsServer(
-                pipeline.stage_counters, pipeline.health, host=http_host, port=metrics_port
-            ).start()
-        except OpsPortError as exc:
+            ops = start_console(pipeline, config_path, rules_dir, http_host, http_port)
+        except OSError as exc:
             _stop(embedded)
-            raise click.ClickException(f"{exc}; choose another --metrics-port") from None
+            raise click.ClickException(f"{exc}; choose another --http-port") from None
+        log.info("console at %s", ops.url)
     try:
         pipeline.start(wait_s=15)
     except (BrokerRefused, ConfigError, OSError) as exc:  # OSError: e.g. the WHIP port taken
@@ -201,6 +205,24 @@ def run(
         ops.stop()
     stages = pipeline.stage_counters()
     click.echo(json.dumps({"ingest": stages["ingest"], "pipeline": stages["pipeline"]}))
+
+
+def start_console(
+    pipeline: Pipeline, config_path: Path, rules_dir: Path, host: str, port: int
+) -> ConsoleServer:
+    """The console for a pipeline about to start, serving on host:port."""
+    from streetwatch.console import ConsoleContext, ConsoleServer, create_app
+
+    ctx = ConsoleContext.for_site(
+        pipeline.config,
+        pipeline.cases,
+        sources=pipeline.stage_counters,
+        health=pipeline.health,
+        config_path=config_path,
+        rules_dir=rules_dir,
+        pipeline=pipeline,
+    )
+    return ConsoleServer(create_app(ctx), host=host, port=port).start()
 
 
 def _stop(broker: Mosquitto | None) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 import click
 
 from streetwatch.cliconfig import CONFIG_OPTION
-from streetwatch.console_tokens import TokenStore, tokens_path
+from streetwatch.console.tokens import TokenStore, tokens_path
 from streetwatch.users import UserError
 from streetwatch.users_cli import console_settings, role_option
 

@@ -187,7 +187,7 @@ class RunProcess:
 
 
 def ops_up(port: int) -> bool:
-    """Whether the run's ops endpoint (`--metrics-port`) answers."""
+    """Whether the run's ops endpoint (`--http-port`) answers."""
     try:
         with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5):
             return True

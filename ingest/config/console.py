@@ -19,6 +19,17 @@ class Console(Strict):
     """Users, roles and argon2 password hashes (0600, written by `streetwatch users`);
     relative to devices.yaml; default <storage root>/users.yaml."""
     min_password_length: int = Field(12, ge=MIN_PASSWORD_FLOOR, le=1024)
+    metrics_public: bool = True
+    """/metrics answers without a session or token (a Prometheus scraper on the box's own
+    network); false: scrapers send an API token as `Authorization: Bearer`."""
+    secure_cookies: bool = False
+    """Mark the session cookie `Secure`: set it when the console is served over TLS (directly
+    or behind a reverse proxy)."""
+    session_hours: float = Field(8.0, gt=0, le=24 * 7)
+    """A session's absolute lifetime; the operator logs in again after it."""
+    map_tiles: str | None = None
+    """Optional tile URL template (`https://tiles.example/{z}/{x}/{y}.png`) for the zone
+    editor's map of GPS zones and bays; without it the editor draws a plain coordinate plot."""
 
     def resolved(self, base: Path, storage_root: Path) -> Console:
         """`users_file` made absolute: explicit paths against devices.yaml's folder, the

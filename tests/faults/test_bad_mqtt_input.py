@@ -336,7 +336,7 @@ def feed_bad_input(
     delivered = len(messages) - len(outside)
 
     port = free_port()
-    run = RunProcess(config_path, mosquitto, tmp_path / "run.log", "--metrics-port", str(port))
+    run = RunProcess(config_path, mosquitto, tmp_path / "run.log", "--http-port", str(port))
     report = publish(messages, mosquitto)
     assert report.acked == len(messages) and report.failed == 0
     wait_until(

@@ -136,7 +136,7 @@ def test_run_with_malformed_camera_files_keeps_running(
                 "--broker",
                 mosquitto.url,
                 "--loop-video",
-                "--metrics-port",
+                "--http-port",
                 str(port),
                 "--status-every",
                 "1",

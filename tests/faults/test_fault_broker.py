@@ -108,7 +108,7 @@ def broker_killed_again_and_again(
     (tmp_path / "control").mkdir()
     expected_cases = control_cases(tmp_path, broker, messages)
     port = free_port()
-    run = RunProcess(config, broker, tmp_path / "run.log", "--metrics-port", str(port))
+    run = RunProcess(config, broker, tmp_path / "run.log", "--http-port", str(port))
     wait_until(lambda: ops_up(port), 30, "the ops endpoint")
     try:
         reports: list[PublishReport] = []

@@ -165,7 +165,7 @@ def cut_and_resume(
     config, rules = camera_site(tmp_path, server.url)
     var = tmp_path / "var"
     port = free_port()
-    run = CameraRun(config, mosquitto, tmp_path / "run.log", "-r", str(rules), "--metrics-port",
+    run = CameraRun(config, mosquitto, tmp_path / "run.log", "-r", str(rules), "--http-port",
                     str(port))  # fmt: skip
     wait_until(lambda: ops_up(port), 30, "the ops endpoint")
     messages = scenario(config, duration_s=900.0 * cuts, seed=seed)

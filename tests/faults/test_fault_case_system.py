@@ -50,7 +50,7 @@ def test_case_system_down_for_an_hour_of_street_then_every_case_delivered_once(
     messages = scenario(config, duration_s=HOUR_S, seed=5)
     log = tmp_path / "run.log"
     port = free_port()
-    run = RunProcess(config, mosquitto, log, "--metrics-port", str(port))
+    run = RunProcess(config, mosquitto, log, "--http-port", str(port))
     reports: list[PublishReport] = []
     publisher = threading.Thread(
         target=lambda: reports.append(publish(messages, mosquitto)), daemon=True
@@ -59,7 +59,7 @@ def test_case_system_down_for_an_hour_of_street_then_every_case_delivered_once(
     wait_until(lambda: len(cases_of(var)) >= 3 and settled(var), 60, "cases in the outage")
     assert metric(port, "streetwatch_feed_feed_backlog") >= 1
     run.terminate()
-    run = RunProcess(config, mosquitto, log, "--metrics-port", str(port))
+    run = RunProcess(config, mosquitto, log, "--http-port", str(port))
     publisher.join(180)
     assert reports and reports[0].acked == len(messages)
     wait_until(lambda: all_analysed(var, len(messages) - FAULTS), 120, "the hour analysed")

@@ -204,7 +204,7 @@ def database_stopped_mid_stream(
     messages = scenario(config, duration_s=90.0 * (cycles * (down_s + 6.0) + 2.0), seed=seed)
     rng = random.Random(seed)
     port = free_port()
-    run = RunProcess(config, mosquitto, tmp_path / "run.log", "--metrics-port", str(port))
+    run = RunProcess(config, mosquitto, tmp_path / "run.log", "--http-port", str(port))
     wait_until(lambda: ops_up(port), 30, "the ops endpoint")
     reports: list[PublishReport] = []
     publisher = threading.Thread(
@@ -256,7 +256,7 @@ def database_down_at_start(
     var = tmp_path / "var"
     messages = scenario(config, duration_s=90.0 * (down_s + 4.0), seed=seed)
     port = free_port()
-    run = RunProcess(config, mosquitto, tmp_path / "run.log", "--metrics-port", str(port))
+    run = RunProcess(config, mosquitto, tmp_path / "run.log", "--http-port", str(port))
     wait_until(lambda: ops_up(port), 30, "the ops endpoint")
     reports: list[PublishReport] = []
     publisher = threading.Thread(

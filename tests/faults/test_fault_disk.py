@@ -141,7 +141,7 @@ def fill_and_free(
         )
         messages = scenario(config, duration_s=duration_s, seed=seed)
         port = free_port()
-        run = RunProcess(config, mosquitto, tmp_path / "run.log", "--metrics-port", str(port))
+        run = RunProcess(config, mosquitto, tmp_path / "run.log", "--http-port", str(port))
         reports: list[PublishReport] = []
         publisher = threading.Thread(
             target=lambda: reports.append(publish(messages, mosquitto, speed=SPEED)), daemon=True

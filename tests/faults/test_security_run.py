@@ -126,7 +126,7 @@ def test_secrets_stay_secret_behind_a_password_and_an_acl(
         "SW_SEC_DSN": f"postgresql://sw:{DSN_PASSWORD}@127.0.0.1:{free_port()}/streetwatch",
     }
     port = free_port()
-    run = RunProcess(config, None, tmp_path / "run.log", "--metrics-port", str(port), env=env)
+    run = RunProcess(config, None, tmp_path / "run.log", "--http-port", str(port), env=env)
     messages = scenario(config)
     report = publish_as(messages, guarded_broker, SIM, SIM_PASSWORD)
     assert report.acked == len(messages)

@@ -12,7 +12,7 @@ from rulekit import obs, rule, site, write_rules
 from rules.engine import Engine
 from rules.reload import RuleWatcher
 from rules.schema import load_rules
-from streetwatch.ops import OpsServer
+from tests.consolekit import serve_console
 
 FIRE = rule("fire", condition={"kind": "occupancy", "zone": "bay-1", "dwell": "60s"})
 
@@ -145,7 +145,7 @@ def test_a_stuck_reload_shows_in_healthz_and_the_log(tmp_path, caplog):
         why = watcher.stuck()
         return why is None, {"broker": "connected", **({"rules_reload": why} if why else {})}
 
-    ops = OpsServer(lambda: {}, health, port=0).start()
+    ops = serve_console(site(), tmp_path / "console", health=health)
     assert get_health(ops) == (200, {"ok": True, "broker": "connected"})
     try:
         with caplog.at_level(logging.WARNING, logger="streetwatch.rules"):

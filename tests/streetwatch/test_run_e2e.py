@@ -48,7 +48,7 @@ def test_simulated_street_becomes_verified_delivered_cases(
         tmp_path / "run.log",
         "--record",
         str(recording),
-        "--metrics-port",
+        "--http-port",
         str(port),
     )
     report = publish(messages, mosquitto)

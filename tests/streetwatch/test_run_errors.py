@@ -104,7 +104,7 @@ def test_weights_the_detector_refuses_stop_run_with_one_line(
     assert line.startswith("Error: could not start: ") and weights in line
 
 
-def test_metrics_port_in_use_stops_run_with_one_line_naming_it(
+def test_http_port_in_use_stops_run_with_one_line_naming_it(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
     config = demo_site(tmp_path)
@@ -118,12 +118,13 @@ def test_metrics_port_in_use_stops_run_with_one_line_naming_it(
             "--no-cameras",
             "--broker",
             mosquitto.url,
-            "--metrics-port",
+            "--http-port",
             str(port),
         )
     line = last_line(result)
-    assert line.startswith(f"Error: ops endpoint (/metrics, /healthz) on 127.0.0.1:{port}: ")
-    assert line.endswith("choose another --metrics-port")
+    where = f"console (pages, /api, /metrics, /healthz) on 127.0.0.1:{port}"
+    assert line.startswith(f"Error: {where}: ")
+    assert line.endswith("choose another --http-port")
 
 
 def test_status_every_and_seed_have_help() -> None:

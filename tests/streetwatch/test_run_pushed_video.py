@@ -155,7 +155,7 @@ def test_webrtc_cameras_need_a_token_and_get_a_guarded_whip_endpoint(
         tmp_path / "run.log",
         "--whip-port",
         str(free_port()),
-        "--metrics-port",
+        "--http-port",
         str(metrics_port),
         STREETWATCH_WHIP_TOKEN="a-long-enough-whip-token",
     )

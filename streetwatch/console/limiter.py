@@ -1,5 +1,5 @@
-"""The console's authentication pieces, in one place for the app: sessions and CSRF
-(console_sessions), machine tokens (console_tokens), and the login rate limit (here).
+"""The login rate limit of the console (sessions and CSRF are in `sessions`, machine tokens in
+`tokens`; re-exported here so the app finds every authentication piece in one place).
 
 The limit counts failures per (client address, user name) in a sliding window and locks
 that pair out for a while once there are too many: a guesser is slowed to a few tries per
@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter
 
-from streetwatch.console_sessions import (
+from streetwatch.console.sessions import (
     COOKIE_NAME,
     CookieSpec,
     Session,
@@ -21,7 +21,7 @@ from streetwatch.console_sessions import (
     load_secret,
     secret_path,
 )
-from streetwatch.console_tokens import TokenStore, TokenUser, tokens_path
+from streetwatch.console.tokens import TokenStore, TokenUser, tokens_path
 
 __all__ = [
     "COOKIE_NAME",

@@ -18,7 +18,7 @@ from click.testing import CliRunner, Result
 from prometheus_client import CollectorRegistry
 
 from streetwatch.cli import cli
-from streetwatch.console_auth import (
+from streetwatch.console.limiter import (
     COOKIE_NAME,
     LoginLimiter,
     Sessions,
@@ -359,7 +359,7 @@ def test_limiter_window_slides_and_success_forgets() -> None:
 def test_limiter_memory_is_bounded_and_a_flood_does_not_free_a_locked_pair(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr("streetwatch.console_auth.MAX_TRACKED", 5)
+    monkeypatch.setattr("streetwatch.console.limiter.MAX_TRACKED", 5)
     limiter = LoginLimiter(max_failures=2, window=60, lockout=300)
     limiter.failed("a", "alice", T0)
     limiter.failed("a", "alice", T0 + 1)

@@ -1,0 +1,15 @@
+"""The cases page of the console and its JSON API."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse
+
+from streetwatch.console.templating import page
+
+router = APIRouter()
+
+
+@router.get("/cases", include_in_schema=False)
+def cases_page(request: Request) -> HTMLResponse:
+    return page(request, "cases.html", "cases")
