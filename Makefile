@@ -71,6 +71,11 @@ system-deps:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg; \
 	fi
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
+	  echo "installing Debian's chromium and chromium-driver (the console's browser tests)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver; \
+	fi
 	@if ! command -v cc >/dev/null 2>&1; then \
 	  echo "installing Debian's gcc (the clock-jump fault test builds an LD_PRELOAD clock step)"; \
 	  $(SUDO) apt-get update -qq && \
