@@ -30,6 +30,7 @@ from detectors.detections import box_iou
 from detectors.homography import Homography
 from detectors.leftobject import ID_BASE as LEFT_ID_BASE
 from detectors.leftobject import WATCHED_KINDS, LeftObjectDetector, LeftUpdate
+from detectors.liveview import LiveBox, LiveView
 from detectors.motion import MotionGate, grow_to_cover, overlaps
 from detectors.observation import FrameRef, GeoPoint, Observation, ObservationKind
 from detectors.stalls import FURNITURE, STALL_ID_BASE, StallGrouper
@@ -37,7 +38,7 @@ from detectors.tiling import TiledDetector
 from detectors.tracking import ByteTracker, TrackedBox
 from detectors.yolo import Detections, YoloDetector
 from detectors.zones import PixelZones, Visit, footprint
-from ingest.config import VIDEO_PUSH, CameraDetect, Device, SiteConfig
+from ingest.config import VIDEO_PUSH, CameraDetect, Device, SiteConfig, Zone
 from ingest.frames import EncodedFrame, Frame
 from ingest.video.ring import FrameRing
 from ingest.video.sources import FileFrames, VideoSource
@@ -103,6 +104,9 @@ class CameraPipeline:
         self._stop = threading.Event()
         self._pushed: Frame | None = None
         self._pushed_cond = threading.Condition()
+        self._new_zones: list[Zone] | None = None
+        self.live: LiveView | None = None
+        """The newest analysed frame and what was found in it (the console's Live page)."""
         self.reset()
 
     def reset(self, fps: float | None = None) -> None:
@@ -145,6 +149,7 @@ class CameraPipeline:
             return []
         self._last_analysed = frame.ts
         self.stats.analysed += 1
+        self._take_new_zones(frame.ts)
         image = frame.image
         height, width = image.shape[:2]
         regions = self.gate.regions(image) if self.gate else [(0, 0, width, height)]
@@ -167,7 +172,8 @@ class CameraPipeline:
         else:
             detections = Detections.empty()
             self.stats.gate_skipped += 1
-        self.stats.detect_ms += (time.perf_counter() - started) * 1000
+        detect_ms = (time.perf_counter() - started) * 1000
+        self.stats.detect_ms += detect_ms
         self.stats.detections += len(detections)
         carried = self._carry(detections, regions, full)
         tracked = self.tracker.update(Detections.concat([detections, carried]))
@@ -187,7 +193,73 @@ class CameraPipeline:
                     standing.append(b.box)
             left = self.left.update(image, frame.ts, covers, standing)
             self.stats.left_ms += (time.perf_counter() - started) * 1000
-        return self._advance(frame, tracked, len(detections), full, left)
+        observations = self._advance(frame, tracked, len(detections), full, left)
+        self.live = self._live_view(frame, regions, left, detect_ms, full)
+        return observations
+
+    def _live_view(
+        self,
+        frame: Frame,
+        regions: list,
+        left: LeftUpdate | None,
+        detect_ms: float,
+        full: bool,
+    ) -> LiveView:
+        inside: dict[int, list[str]] = {}
+        for track_id, zone_id in self.zones.visits:
+            inside.setdefault(track_id, []).append(zone_id)
+        boxes = [
+            LiveBox(
+                tuple(float(v) for v in state.box),  # type: ignore[arg-type]
+                state.subject,
+                subject_id(state.track_id),
+                (frame.ts - state.first_seen).total_seconds(),
+                tuple(inside.get(state.track_id, ())),
+            )
+            for state in [*self.tracks.values(), *self.placed.values()]
+        ]
+        return LiveView(
+            self.device.id,
+            frame.ts,
+            frame.index,
+            frame.image,
+            tuple(boxes),
+            tuple(tuple(float(v) for v in r) for r in regions),  # type: ignore[misc]
+            tuple(r.box for r in left.active) if left is not None else (),
+            tuple(self.device.zones),
+            detect_ms,
+            full,
+        )
+
+    def set_zones(self, zones: list[Zone]) -> None:
+        """New zones for this camera while it runs (the console's zone editor): the worker
+        takes them before its next frame. Visits of the old zones end there (an `exit` each)."""
+        with self._stats_lock:
+            self._new_zones = list(zones)
+
+    def _take_new_zones(self, ts: datetime) -> None:
+        with self._stats_lock:
+            zones, self._new_zones = self._new_zones, None
+        if zones is None:
+            return
+        observations = []
+        for track_id in {track_id for track_id, _ in self.zones.visits}:
+            for visit in self.zones.end_track(track_id):
+                observations.append(self._observe(visit, "exit", min(visit.last_inside, ts)))
+        self.device = self.device.model_copy(update={"zones": zones})
+        self.zones = PixelZones(zones, self.settings.zone_margin_px, self.settings.zone_exit_s)
+        watched = any(z.kind.value in WATCHED_KINDS for z in zones)
+        left = self.settings.left_object
+        if self.left is None and left.enabled and watched:
+            self.left = LeftObjectDetector(left, zones, verify=self._verify_left)
+        elif self.left is not None:
+            self.left = self.left if watched else None
+            if self.left is not None:
+                self.left.set_zones(zones)
+        if self.stall_grouper is None and watched:
+            self.stall_grouper = StallGrouper()
+        log.info("%s: zones now %s", self.device.id, ", ".join(z.id for z in zones) or "none")
+        self._emit(observations)
 
     def _carry(self, detections: Detections, regions: list, full: bool) -> Detections:
         """Detections standing in for stationary tracks where nothing moved."""

@@ -218,9 +218,17 @@ class LeftObjectDetector:
         self._quiet = ~masks.new
         return LeftUpdate([o.region() for o in self.objects.values()], ended)
 
-    def _start(self, image: np.ndarray, work: np.ndarray) -> None:
-        height, width = work.shape[:2]
-        self._scale = width / image.shape[1]
+    def set_zones(self, zones: Iterable[Zone]) -> None:
+        """New zones while running (the console's zone editor): the watched area changes; the
+        learnt background and the objects found so far stay."""
+        kept = watched(zones)
+        if not kept:
+            raise ValueError("the left-object detector needs a shopfront or sidewalk zone")
+        self.zones = kept
+        if self._zone_mask is not None:
+            self._zone_mask = self._mask_of_zones(*self._zone_mask.shape)
+
+    def _mask_of_zones(self, height: int, width: int) -> np.ndarray:
         mask = np.zeros((height, width), np.uint8)
         for zone in self.zones:
             points = np.round(np.array(zone.polygon, np.float64) * self._scale).astype(np.int32)
@@ -228,7 +236,12 @@ class LeftObjectDetector:
         grow = cv2.getStructuringElement(
             cv2.MORPH_ELLIPSE, (2 * ZONE_MARGIN + 1, 2 * ZONE_MARGIN + 1)
         )
-        self._zone_mask = cv2.dilate(mask, grow) > 0
+        return cv2.dilate(mask, grow) > 0
+
+    def _start(self, image: np.ndarray, work: np.ndarray) -> None:
+        height, width = work.shape[:2]
+        self._scale = width / image.shape[1]
+        self._zone_mask = self._mask_of_zones(height, width)
         self._evidence = np.zeros((height, width), np.float32)
         self._uncovered = np.full((height, width), np.inf, np.float32)
         self._trust = np.full((height, width), self._trusted_from_start, np.float32)

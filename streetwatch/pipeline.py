@@ -90,6 +90,13 @@ class Pipeline:
         )
         self.counters: Counter[str] = Counter()
         self._pending_rules: RuleSet | None = None
+        self.last_reload: dict[str, Any] = {
+            "ok": True,
+            "at": datetime.now(UTC).isoformat(),
+            "rules": len(self.rules.rules),
+            "problems": [],
+        }
+        """The last rule (re)load: when, whether it took, and file:line problems if not."""
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
@@ -227,10 +234,22 @@ class Pipeline:
     def _rules_changed(self, rules: RuleSet) -> None:
         with self._lock:
             self._pending_rules = rules
+        self.last_reload = {
+            "ok": True,
+            "at": datetime.now(UTC).isoformat(),
+            "rules": len(rules.rules),
+            "problems": [],
+        }
         log.info("rules reloaded from %s: %d rules", self.options.rules_dir, len(rules.rules))
 
     def _rules_bad(self, error: ConfigError) -> None:
         self.counters["rule_reload_errors"] += 1
+        self.last_reload = {
+            "ok": False,
+            "at": datetime.now(UTC).isoformat(),
+            "rules": self.last_reload.get("rules"),  # the previous rules keep running
+            "problems": list(error.problems),
+        }
         for problem in error.problems:
             log.error("rules not reloaded, the previous ones keep running: %s", problem)
 
