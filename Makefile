@@ -71,10 +71,12 @@ system-deps:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq ffmpeg; \
 	fi
-	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1; then \
-	  echo "installing Debian's chromium and chromium-driver (the console's browser tests)"; \
+	@if ! command -v chromium >/dev/null 2>&1 || ! command -v chromedriver >/dev/null 2>&1 \
+	    || [ ! -d /usr/share/fonts/opentype/noto ]; then \
+	  echo "installing Debian's chromium, chromium-driver and Noto CJK fonts (console tests)"; \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq chromium chromium-driver; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
+	    chromium chromium-driver fonts-noto-cjk; \
 	fi
 	@if ! command -v cc >/dev/null 2>&1; then \
 	  echo "installing Debian's gcc (the clock-jump fault test builds an LD_PRELOAD clock step)"; \
@@ -100,7 +102,7 @@ bench: $(STAMP) system-deps footage
 	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 demo: $(STAMP) system-deps footage
-	$(PY) -m streetwatch.demo
+	$(PY) -m streetwatch.demo $(DEMO_ARGS)
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .ruff_cache .hypothesis

@@ -8,15 +8,19 @@ bicycles and a parked car; the catalog rules, the camera ones with their dwell s
 the demo, plus one demo rule for people lingering at a shop front), and `streetwatch simulate`
 feeding the sensors (with a few deliberately bad messages). Where the shared assets are absent,
 their cameras are left out and the COCO model falls back to the person model, one line each.
-A status line every two seconds; at the end, a table of the cases opened (with the party each
-names: merchant or plate), each with its evidence package verified. Bounded: it ends
-by itself within five minutes unless --keep-running. Everything lands under var/demo/.
+The operator console serves on http://127.0.0.1:8088/ (`--http-port`), with an admin whose
+one-time password is printed at the start. A status line every two seconds; at the end, a
+table of the cases opened (with the party each names: merchant or plate), each with its
+evidence package verified. Bounded: it ends by itself within five minutes unless
+--keep-running (`make demo DEMO_ARGS=--keep-running` keeps the console up). Everything lands
+under var/demo/.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import secrets
 import shutil
 import signal
 import sys
@@ -34,9 +38,10 @@ from streetwatch.embedded import start_embedded_broker
 from streetwatch.localbroker import free_port
 from streetwatch.logs import setup_logging
 from streetwatch.pipeline import CATALOG, Pipeline, PipelineOptions
-from streetwatch.run_cli import status_line
+from streetwatch.run_cli import start_console, status_line
 from streetwatch.scenario import build_scenario
 from streetwatch.simulate import publish_scenario, scenario_start
+from streetwatch.users import UserStore
 
 DEMO_RULES = Path(__file__).resolve().parent / "demo_rules"
 
@@ -88,6 +93,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--duration", type=float, default=1200, help="simulated seconds")
     parser.add_argument("--speed", type=float, default=10, help="simulated seconds per second")
     parser.add_argument("--keep-running", action="store_true", help="loop until Ctrl-C")
+    parser.add_argument("--http-host", default="127.0.0.1", help="the console's bind address")
+    parser.add_argument(
+        "--http-port", type=int, default=8088, help="the console's port (0: a free one)"
+    )
     args = parser.parse_args(argv)
 
     setup_logging("WARNING")
@@ -108,6 +117,7 @@ def main(argv: list[str] | None = None) -> int:
                     "evidence": root / "evidence",
                 }
             ),
+            "console": config.console.model_copy(update={"users_file": root / "users.yaml"}),
         }
     )
     feed = config.evidence.feed.model_copy(update={"mqtt": EvidenceMqttFeed()})
@@ -117,6 +127,10 @@ def main(argv: list[str] | None = None) -> int:
     config, broker = start_embedded_broker(config)
     options = PipelineOptions(rules_dir=demo_rules(root), loop_video=True)
     pipeline = Pipeline(config, options)
+    console = start_console(
+        pipeline, args.config, options.rules_dir, args.http_host, args.http_port
+    )
+    password = admin_password(config)
     stop = threading.Event()
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, lambda *_: stop.set())
@@ -126,6 +140,7 @@ def main(argv: list[str] | None = None) -> int:
             f"demo: site {config.site.id}, broker {broker.url}, {len(pipeline.cameras)} camera(s),"
             f" {len(pipeline.rules.rules)} rules from {options.rules_dir}"
         )
+        print(f"demo: console at {console.url}/ (log in as admin, one-time password {password})")
         started = time.monotonic()
         last: dict[str, float] = {}
         ticker = threading.Thread(
@@ -166,8 +181,19 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         stop.set()
         pipeline.stop()
+        console.stop()
         broker.stop()
     return _summary(config)
+
+
+def admin_password(config: SiteConfig) -> str:
+    """A fresh admin for this demo run, with a random password printed once (the demo's users
+    file is new each run; a real box adds its users with `streetwatch users add`)."""
+    assert config.console.users_file is not None
+    store = UserStore(config.console.users_file)
+    password = secrets.token_urlsafe(12)
+    store.add("admin", "admin", password)
+    return password
 
 
 def _settle(pipeline: Pipeline, stop: threading.Event, timeout_s: float = 60.0) -> None:
