@@ -53,7 +53,8 @@ def _decoded(frames: Sequence[EncodedFrame], out: queue.Queue) -> None:
 def write_clip(
     frames: Sequence[EncodedFrame], path: Path, *, crf: int = 26, preset: str = "veryfast"
 ) -> dict[str, float | int]:
-    """H.264 in MP4, frame times kept (variable frame rate, millisecond time base).
+    """H.264 in MP4, frame times kept (variable frame rate, millisecond time base), its index
+    (`moov`) at the front (`+faststart`) so a browser starts playing before the whole file.
 
     The JPEGs are decoded by FFmpeg straight to YUV and handed to x264 as they are (full-range
     4:2:0, as JPEG stores them): no round trip through BGR. Undecodable frames are skipped and
@@ -71,7 +72,9 @@ def write_clip(
     skipped = written = 0
     width = height = 0
     try:
-        with av.open(str(path), mode="w", format="mp4") as container:
+        with av.open(
+            str(path), mode="w", format="mp4", options={"movflags": "+faststart"}
+        ) as container:
             stream = None
             last_pts = -1
             while (item := pipe.get()) is not None:
