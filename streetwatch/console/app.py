@@ -18,7 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from streetwatch.console import cases, live, overview, rules, zones
+from streetwatch.console import cases, live, overview, rules, users_page, zones
 from streetwatch.console.context import ConsoleContext
 from streetwatch.console.security import Principal, authenticate, principal, safe_next
 from streetwatch.console.sessions import COOKIE_NAME
@@ -114,7 +114,7 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
         """Who the caller is and what role they have."""
         return Me(name=who.name, role=who.role.value, via=who.via)
 
-    for module in (overview, live, zones, cases, rules):
+    for module in (overview, live, zones, cases, rules, users_page):
         app.include_router(module.router)
     return app
 

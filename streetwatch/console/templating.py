@@ -10,6 +10,8 @@ from fastapi import Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from streetwatch.users import Role
+
 HERE = Path(__file__).resolve().parent
 STATIC = HERE / "static"
 templates = Jinja2Templates(directory=HERE / "templates")
@@ -21,6 +23,7 @@ NAV = (
     ("cases", "/cases", "Cases"),
     ("rules", "/rules", "Rules"),
 )
+ADMIN_NAV = (("users", "/users", "Users"),)
 
 
 def page(
@@ -35,7 +38,7 @@ def page(
         request,
         template,
         {
-            "nav": NAV,
+            "nav": NAV + (ADMIN_NAV if who is not None and who.allows(Role.ADMIN) else ()),
             "active": active,
             "who": who,
             "csrf": csrf,
