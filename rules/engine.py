@@ -40,6 +40,7 @@ from rules.situations import (
     MAX_KEPT_OBSERVATIONS,
     Episode,
     Identity,
+    LiveSituation,
     _Situations,
     _Track,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "Engine",
     "Episode",
     "Identity",
+    "LiveSituation",
 ]
 
 log = logging.getLogger("streetwatch.rules")
@@ -290,3 +292,46 @@ class Engine(_Matching, _Situations, _Evaluation, _Dedup):
 
     def live_subjects(self) -> int:
         return sum(len(tracks) for rule in self._rules for tracks in rule.tracks)
+
+    def live_situations(self) -> list[LiveSituation]:
+        """Every open situation as plain data, for another thread (the console) to show.
+
+        Reads without a lock and never mutates: `replace` swaps in a new rule list rather than
+        changing the one read here, and each clause's dict of tracks is copied in one
+        `dict.copy()`, which holds the GIL throughout (its keys are tuples of str; no Python
+        code runs), so the analysis thread cannot change it mid-copy. A track's fields are then
+        read one by one: a situation may be one report behind, never broken.
+        """
+        rules = self._rules
+        clock = self._clock
+        out: list[LiveSituation] = []
+        for rule in rules:
+            rule_id = rule.rule.id
+            for c_index, tracks in enumerate(rule.tracks):
+                gone_after = rule.gone_after[c_index]
+                needed = rule.dwell[c_index]
+                for track in tracks.copy().values():
+                    if not track.open:
+                        continue
+                    last = track.last_seen
+                    # a state-driven situation (occupied, off route) lasts until its close, so
+                    # it grows with event time; a re-reported one (camera presence) only with
+                    # its reports
+                    now = max(last, clock) if gone_after is None else last
+                    out.append(
+                        LiveSituation(
+                            rule_id,
+                            c_index,
+                            track.identity[0],
+                            track.subject,
+                            track.identity[1],
+                            track.zone,
+                            track.first_seen,
+                            last,
+                            max(0.0, now - track.first_seen),
+                            needed,
+                            track.fired,
+                            track.count,
+                        )
+                    )
+        return out

@@ -68,6 +68,28 @@ class _Track:
         return recent if recent and recent[0] is self.first_obs else [self.first_obs, *recent]
 
 
+@dataclass(frozen=True, slots=True)
+class LiveSituation:
+    """A copy of one live situation, for people to look at (`Engine.live_situations`)."""
+
+    rule_id: str
+    clause: int
+    device_id: str
+    subject: str
+    subject_id: str
+    zone_id: str | None
+    first_seen: float
+    """Event time in seconds since the epoch, as `last_seen`."""
+    last_seen: float
+    dwell_s: float
+    """How long the subject has been there so far, in event time."""
+    needed_s: float
+    """The clause's dwell: how long it must stay before it counts."""
+    fired: bool
+    """Its violation has opened."""
+    count: int
+
+
 class _Situations:
     """Engine part: tracks' lifecycle (`_update`, `_close`, `_collect`, `_push`)."""
 
