@@ -1,7 +1,8 @@
 """A real `streetwatch run` on the demo site (the market camera on vtest.avi, the real model,
 the sensors) serving its console, and a real headless Chromium (Debian's, driven by its
-chromedriver through Selenium) to look at it. One run for the whole session: it takes a while
-to start and every browser test only reads it or changes what it restores.
+chromedriver through Selenium) to look at it. One run for the console's test package (it stops
+after the package's last test, so its camera does not load the rest of the suite): it takes a
+while to start and every browser test only reads it or changes what it restores.
 
 Screenshots land in var/test-artifacts/console/ (kept after the run, for a person to look at).
 """
@@ -50,7 +51,7 @@ def shared_model_present() -> bool:
     return Path(MARKET_WEIGHTS.split(": ", 1)[1]).exists()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def console_run(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsoleRun]:
     """`streetwatch run` with cameras on the market camera, users ada (admin), otto
     (operator) and vera (viewer), all with PASSWORD."""
