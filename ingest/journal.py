@@ -366,6 +366,31 @@ class Journal:
             for ts, topic, reason, detail, payload, size, key in rows
         ]
 
+    def device_activity(
+        self, device_ids: Iterable[str], since: datetime, dead_after_id: int = 0
+    ) -> tuple[dict[str, tuple[datetime | None, int]], dict[str, int], int]:
+        """For the console, read-only: per device, its newest reading's receive time and the
+        readings received since `since` (both by the readings_device_time index); the dead
+        letters past id `dead_after_id` by topic (by the primary key, so a caller counting
+        them keeps a running total cheaply); and the newest dead letter's id."""
+        activity: dict[str, tuple[datetime | None, int]] = {}
+        with self._lock:
+            for device_id in device_ids:
+                last, recent = self._db.execute(
+                    "SELECT max(received_ts), (SELECT count(*) FROM readings"
+                    " WHERE device_id = ?1 AND received_ts >= ?2)"
+                    " FROM readings WHERE device_id = ?1",
+                    (device_id, since.timestamp()),
+                ).fetchone()
+                activity[device_id] = (_from_epoch(last), recent)
+            rows = self._db.execute(
+                "SELECT topic, count(*), max(id) FROM dead_letters WHERE id > ? GROUP BY topic",
+                (dead_after_id,),
+            ).fetchall()
+        dead = {topic: count for topic, count, _ in rows}
+        newest = max((top for _, _, top in rows), default=dead_after_id)
+        return activity, dead, newest
+
     def readings(self, after_seq: int = 0, limit: int = 10_000) -> list[tuple[int, Reading]]:
         """Readings past a cursor, in journal order (snapshot JPEGs included)."""
         with self._lock:
