@@ -76,6 +76,11 @@ CREATE TABLE IF NOT EXISTS cases (
     ack_ref         TEXT
 );
 CREATE INDEX IF NOT EXISTS cases_state ON cases (state);
+CREATE INDEX IF NOT EXISTS cases_opened ON cases (opened_at);
+CREATE INDEX IF NOT EXISTS cases_rule_opened ON cases (rule_id, opened_at);
+CREATE INDEX IF NOT EXISTS cases_state_opened ON cases (state, opened_at);
+CREATE INDEX IF NOT EXISTS cases_zone ON cases (json_extract(violation, '$.zone_id'), opened_at);
+CREATE INDEX IF NOT EXISTS cases_manifest ON cases (manifest_sha256);
 CREATE TABLE IF NOT EXISTS case_events (
     seq     INTEGER PRIMARY KEY,
     case_id TEXT NOT NULL,
