@@ -8,7 +8,6 @@ on uvicorn, a well-kept ASGI server that needs nothing else on the box.
 
 from __future__ import annotations
 
-import time
 from typing import Annotated, Any
 
 from fastapi import Depends, FastAPI, Form, Request
@@ -20,7 +19,13 @@ from starlette.concurrency import run_in_threadpool
 
 from streetwatch.console import cases, live, overview, rules, users_page, zones
 from streetwatch.console.context import ConsoleContext
-from streetwatch.console.security import Principal, authenticate, principal, safe_next
+from streetwatch.console.security import (
+    GuardWebSockets,
+    Principal,
+    authenticate,
+    principal,
+    safe_next,
+)
 from streetwatch.console.sessions import COOKIE_NAME
 from streetwatch.console.templating import STATIC, page
 
@@ -46,6 +51,7 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
     )
     app.state.ctx = ctx
     app.middleware("http")(authenticate)
+    app.add_middleware(GuardWebSockets)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
 
     @app.get("/healthz", tags=["operations"])
@@ -71,10 +77,10 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
         next: Annotated[str, Form(max_length=LOGIN_FIELD_MAX)] = "/",
     ) -> Response:
         addr = request.client.host if request.client else "?"
-        now = time.monotonic()
+        now = ctx.limiter.clock()
         target = safe_next(next)
         if not ctx.limiter.allowed(addr, name, now):
-            ctx.limiter.failed(addr, name, now)
+            ctx.limiter.refused(addr, name, now)
             minutes = ctx.limiter.lockout / 60
             return page(
                 request,
@@ -85,7 +91,8 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
                 name=name,
                 next=target,
             )
-        user = await run_in_threadpool(ctx.users.verify, name, password)
+        with ctx.limiter.trying(addr, name):
+            user = await run_in_threadpool(ctx.users.verify, name, password)
         if user is None:
             ctx.limiter.failed(addr, name, now)
             return page(

@@ -8,7 +8,10 @@ window without letting anyone lock a real operator out from every other address.
 
 from __future__ import annotations
 
+import time
 from collections import OrderedDict, deque
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 from prometheus_client import CollectorRegistry, Counter
@@ -48,7 +51,10 @@ class _Pair:
 
 class LoginLimiter:
     """`max_failures` failed logins within `window` seconds lock the pair for `lockout`
-    seconds. Time is passed in (`now`, seconds), so tests need no sleeps."""
+    seconds. Time is passed in (`now`, seconds), so tests need no sleeps; the app reads it
+    from `clock`.
+
+    Called from the event loop only (the login route is async): not thread-safe."""
 
     def __init__(
         self,
@@ -56,12 +62,15 @@ class LoginLimiter:
         window: float = 15 * 60,
         lockout: float = 15 * 60,
         registry: CollectorRegistry | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         """`registry`: where the counters are exposed (the app's /metrics registry)."""
         self.max_failures = max_failures
         self.window = window
         self.lockout = lockout
+        self.clock = clock
         self._pairs: OrderedDict[tuple[str, str], _Pair] = OrderedDict()
+        self._trying: dict[tuple[str, str], int] = {}
         self.failures = Counter(
             "streetwatch_console_login_failures",
             "Failed console logins (wrong name or password, or tried while locked out)",
@@ -74,9 +83,33 @@ class LoginLimiter:
         )
 
     def allowed(self, addr: str, name: str, now: float) -> bool:
-        """May this pair try a password now? Check before verifying it."""
-        pair = self._pairs.get(_key(addr, name))
-        return pair is None or now >= pair.locked_until
+        """May this pair try a password now? Check before verifying it (inside `trying`).
+        Not while locked out, nor while the failures in the window and the tries still being
+        checked reach the limit: parallel guesses must not all pass before one has failed."""
+        key = _key(addr, name)
+        pair = self._pairs.get(key)
+        if pair is not None and now < pair.locked_until:
+            return False
+        recent = 0 if pair is None else sum(1 for t in pair.failures if t > now - self.window)
+        return recent + self._trying.get(key, 0) < self.max_failures
+
+    @contextmanager
+    def trying(self, addr: str, name: str) -> Iterator[None]:
+        """Around checking a password that `allowed` let through: the try is in flight."""
+        key = _key(addr, name)
+        self._trying[key] = self._trying.get(key, 0) + 1
+        try:
+            yield
+        finally:
+            left = self._trying.pop(key) - 1
+            if left:
+                self._trying[key] = left
+
+    def refused(self, addr: str, name: str, now: float) -> None:
+        """A try `allowed` refused (its password was not checked): counted as a failure,
+        without extending a lock or filling the window."""
+        del addr, name, now  # kept in the signature so the calls read alike
+        self.failures.inc()
 
     def failed(self, addr: str, name: str, now: float) -> None:
         """Record a failed login; locks the pair when it reaches `max_failures`."""

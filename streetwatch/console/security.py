@@ -1,8 +1,9 @@
 """Who is asking: every request but the public few carries a session cookie (people) or an
 API token (machines); a session's state-changing requests also carry its CSRF token.
 
-Enforced by one middleware for the whole app, so a route cannot be added without it; roles are
-checked per route by `require(role)`.
+Enforced by one middleware for the whole app, so a route cannot be added without it (and its
+twin for websocket connections, which an HTTP middleware never sees); roles are checked per
+route by `require(role)`.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from urllib.parse import quote, urlsplit
 
 from fastapi import HTTPException, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from starlette.requests import HTTPConnection
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from streetwatch.console.sessions import COOKIE_NAME, Session
 from streetwatch.users import Role
@@ -57,7 +60,7 @@ def safe_next(target: str | None) -> str:
     return target
 
 
-def identify(request: Request) -> Principal | None:
+def identify(request: HTTPConnection) -> Principal | None:
     ctx = request.app.state.ctx
     header = request.headers.get("authorization", "")
     if header:
@@ -72,12 +75,13 @@ def identify(request: Request) -> Principal | None:
     return Principal(session.name, session.role, "session", session)
 
 
-def _same_origin(request: Request) -> bool:
+def _same_origin(request: HTTPConnection) -> bool:
     """A browser's cross-site request names its origin; ours must name this host."""
     origin = request.headers.get("origin")
     if not origin or origin == "null":
         return origin is None
-    return urlsplit(origin).netloc == request.headers.get("host", "")
+    host = request.headers.get("host", "")
+    return bool(host) and urlsplit(origin).netloc == host
 
 
 async def authenticate(
@@ -113,7 +117,26 @@ async def authenticate(
     return await call_next(request)
 
 
-def principal(request: Request) -> Principal:
+class GuardWebSockets:
+    """`authenticate` for websocket connections: refused at the handshake (403) without a
+    principal, or for a session whose browser is on another site (cross-site websocket
+    hijacking). Plain ASGI, as `app.middleware("http")` passes websockets through untouched."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "websocket":
+            connection = HTTPConnection(scope)
+            who = identify(connection)
+            if who is None or (who.session is not None and not _same_origin(connection)):
+                await send({"type": "websocket.close", "code": 1008})
+                return
+            connection.state.principal = who
+        await self.app(scope, receive, send)
+
+
+def principal(request: HTTPConnection) -> Principal:
     """A route's dependency: the caller (the middleware has already refused anonymous ones)."""
     who = getattr(request.state, "principal", None)
     if who is None:
@@ -121,10 +144,10 @@ def principal(request: Request) -> Principal:
     return who
 
 
-def require(role: Role) -> Callable[[Request], Principal]:
+def require(role: Role) -> Callable[[HTTPConnection], Principal]:
     """A route's dependency: the caller, refused with 403 below `role`."""
 
-    def dependency(request: Request) -> Principal:
+    def dependency(request: HTTPConnection) -> Principal:
         who = principal(request)
         if not who.allows(role):
             raise HTTPException(403, f"{role.value} role needed; {who.name} is {who.role.value}")

@@ -153,7 +153,11 @@ class Sessions:
         removed, changed role or changed password since it was issued."""
         session = self._verified(cookie)
         at = time.time() if now is None else now
-        if session is None or not session.issued_at - _CLOCK_SKEW <= at < session.expires_at:
+        if session is None:
+            return None
+        # the lifetime configured now caps the one signed in: shortening it ends longer sessions
+        expires = min(session.expires_at, session.issued_at + self.max_age)
+        if not session.issued_at - _CLOCK_SKEW <= at < expires:
             return None
         user = self.store.get(session.name)
         if user is None or user.role is not session.role:
