@@ -64,7 +64,7 @@ def draw(view: LiveView, max_width: int = MAX_WIDTH) -> np.ndarray:
         out = image.copy()
     if out.ndim == 2:
         out = cv2.cvtColor(out, cv2.COLOR_GRAY2BGR)
-    font_scale = max(0.4, min(0.8, out.shape[1] / 1600))
+    font_scale = max(0.4, min(0.7, out.shape[1] / 1800))
 
     def pt(x: float, y: float) -> tuple[int, int]:
         return round(x * scale), round(y * scale)

@@ -177,7 +177,7 @@ class DeviceStatusReader:
             status.dead_letters = dead_letters
             if dead_letters and status.health == "ok":
                 status.health = "warn"
-                status.detail = f"{dead_letters} messages refused (dead letters)"
+                status.detail = f"{_count(dead_letters, 'message')} refused (dead letters)"
             out.append(status)
         return out
 
@@ -200,7 +200,8 @@ def _mqtt_status(
     elif (age := (now - last).total_seconds()) > MQTT_STALE_S:
         health, detail = "stale", f"silent for {_span(age)}"
     else:
-        health, detail = "ok", f"{recent} readings in the last {ACTIVITY_WINDOW_S / 60:.0f} min"
+        minutes = ACTIVITY_WINDOW_S / 60
+        health, detail = "ok", f"{_count(recent, 'reading')} in the last {minutes:.0f} min"
     return DeviceStatus(
         id=device_id,
         kind=kind,
@@ -230,7 +231,7 @@ def _camera_status(
     elif (age := (now - live.ts).total_seconds()) > CAMERA_STALE_S:
         health, detail = "stale", f"no frame analysed for {_span(age)}"
     elif errors:
-        health, detail = "warn", f"{errors} frames failed"
+        health, detail = "warn", f"{_count(errors, 'frame')} failed"
     else:
         ms = f", detector {figures.detect_ms:.0f} ms" if figures.detect_ms is not None else ""
         health, detail = "ok", f"frame {live.index}{ms}"
@@ -245,6 +246,10 @@ def _camera_status(
         detail=detail,
         dead_letters=0,
     )
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n} {noun}" if n == 1 else f"{n} {noun}s"
 
 
 def _span(seconds: float) -> str:

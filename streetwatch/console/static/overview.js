@@ -18,7 +18,7 @@
   const count = (n) => (n === null || n === undefined ? "–" : n.toLocaleString());
   const rate = (d) => {
     if (d.rate === null || d.rate === undefined) return "–";
-    return `${d.rate.toFixed(d.rate >= 10 ? 0 : 1)} ${d.rate_unit}`;
+    return `${d.rate.toFixed(d.rate >= 10 || d.rate === 0 ? 0 : 1)} ${d.rate_unit}`;
   };
 
   function status(o) {
@@ -35,7 +35,7 @@
     text("ov-broker", o.broker || "–");
     $("ov-broker").className = `figure ${o.broker === "connected" ? "ok" : o.broker ? "bad" : ""}`;
     const dead = o.devices.reduce((sum, d) => sum + d.dead_letters, 0) + o.unrouted_dead_letters;
-    text("ov-broker-note", `${count(dead)} dead letters in the journal`);
+    text("ov-broker-note", `${count(dead)} dead letter${dead === 1 ? "" : "s"} in the journal`);
     const s = o.storage;
     text("ov-disk", s ? bytes(s.free_bytes) : "–");
     $("ov-disk").className = `figure ${s && s.full ? "bad" : ""}`;
@@ -59,7 +59,7 @@
     )));
     const unrouted = $("ov-unrouted");
     unrouted.hidden = !o.unrouted_dead_letters;
-    unrouted.textContent = `${count(o.unrouted_dead_letters)} dead letters on topics no device publishes on`;
+    unrouted.textContent = `${count(o.unrouted_dead_letters)} dead letter${o.unrouted_dead_letters === 1 ? "" : "s"} on topics no device publishes on`;
   }
 
   function casesToday(o) {
