@@ -443,3 +443,26 @@ class Pipeline:
             }
             stages["sink"]["sink_backlog"] = self.sink.backlog()
         return stages
+
+    # ---- console edits ---------------------------------------------------------------------
+
+    def zones_edited(self, config: SiteConfig, device_id: str) -> None:
+        """The console saved new zones of `device_id` (validated; `config` is the site with
+        them). A camera is the caller's to tell (`set_zones`); here the rest of the box learns
+        them: rule reloads check against them, the engine knows their kinds and merchants (the
+        party of a new shop-front zone), and a GPS device or drone rebuilds its geofences,
+        keeping its open situations in zones that remain."""
+        self.config = config
+        self.watcher.config = config
+        device = config.device(device_id)
+        if device is None:
+            return
+        for zone in device.zones:  # the engine reads these per observation: item writes only
+            self.engine._zone_kinds[zone.id] = zone.kind.value
+            self.engine._merchants[zone.id] = zone.merchant
+        from detectors.sensors import STATE_VERSION
+
+        vehicle = self.sensors.snapshot()["vehicles"].get(device_id)
+        self.sensors.config = config
+        if vehicle is not None:
+            self.sensors.restore({"version": STATE_VERSION, "vehicles": {device_id: vehicle}})
