@@ -9,12 +9,14 @@
   const maxHours = Number(list.dataset.maxHours) || 24;
   const cards = new Map();
 
+  // 8s, 4m05s, 30m, 1h02m: as rule files write durations
   function duration(seconds) {
     const s = Math.max(0, Math.round(seconds));
-    if (s < 60) return `${s} s`;
+    if (s < 60) return `${s}s`;
     const pad = (n) => String(n).padStart(2, "0");
-    if (s < 3600) return `${Math.floor(s / 60)}m ${pad(s % 60)}s`;
-    return `${Math.floor(s / 3600)}h ${pad(Math.floor((s % 3600) / 60))}m`;
+    if (s < 3600) return s % 60 ? `${Math.floor(s / 60)}m${pad(s % 60)}s` : `${s / 60}m`;
+    const m = Math.floor((s % 3600) / 60);
+    return `${Math.floor(s / 3600)}h` + (m ? `${pad(m)}m` : "");
   }
   const time = (iso) => new Date(iso).toLocaleString();
 

@@ -97,7 +97,9 @@ def _site(tmp_path: Path):
     return load_config(path)
 
 
-def _console(tmp_path: Path, record: Path | None = None) -> Iterator[Console]:
+def rules_console(tmp_path: Path, record: Path | None = None) -> Iterator[Console]:
+    """A console over an unstarted pipeline with the rules bike and night-bay, and API tokens
+    for ada (admin), otto (operator) and vera (viewer)."""
     config = _site(tmp_path)
     folder = tmp_path / "rules"
     folder.mkdir()
@@ -120,7 +122,7 @@ def _console(tmp_path: Path, record: Path | None = None) -> Iterator[Console]:
 
 @pytest.fixture
 def console(tmp_path: Path) -> Iterator[Console]:
-    yield from _console(tmp_path)
+    yield from rules_console(tmp_path)
 
 
 def bike(sid: str, first: datetime, last: datetime, zone: str = "np-1") -> Observation:
@@ -228,7 +230,7 @@ def test_backtest_replays_the_journal_of_the_last_hours(console: Console) -> Non
 
 
 def test_backtest_replays_the_recording_when_the_run_records(tmp_path: Path) -> None:
-    for console in _console(tmp_path, record=tmp_path / "run.jsonl"):
+    for console in rules_console(tmp_path, record=tmp_path / "run.jsonl"):
         recorder = console.pipeline.recorder
         assert recorder is not None
         for obs in stays("5", console.now - timedelta(minutes=10), 70):
