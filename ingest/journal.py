@@ -368,11 +368,12 @@ class Journal:
 
     def device_activity(
         self, device_ids: Iterable[str], since: datetime, dead_after_id: int = 0
-    ) -> tuple[dict[str, tuple[datetime | None, int]], dict[str, int], int]:
+    ) -> tuple[dict[str, tuple[datetime | None, int]], dict[str, tuple[int, datetime]], int]:
         """For the console, read-only: per device, its newest reading's receive time and the
-        readings received since `since` (both by the readings_device_time index); the dead
-        letters past id `dead_after_id` by topic (by the primary key, so a caller counting
-        them keeps a running total cheaply); and the newest dead letter's id."""
+        readings received since `since` (both by the readings_device_time index); per topic,
+        the dead letters past id `dead_after_id` and the newest one's receive time (by the
+        primary key, so a caller counting them keeps a running total cheaply); and the newest
+        dead letter's id."""
         activity: dict[str, tuple[datetime | None, int]] = {}
         with self._lock:
             for device_id in device_ids:
@@ -384,11 +385,12 @@ class Journal:
                 ).fetchone()
                 activity[device_id] = (_from_epoch(last), recent)
             rows = self._db.execute(
-                "SELECT topic, count(*), max(id) FROM dead_letters WHERE id > ? GROUP BY topic",
+                "SELECT topic, count(*), max(received_ts), max(id) FROM dead_letters"
+                " WHERE id > ? GROUP BY topic",
                 (dead_after_id,),
             ).fetchall()
-        dead = {topic: count for topic, count, _ in rows}
-        newest = max((top for _, _, top in rows), default=dead_after_id)
+        dead = {topic: (count, datetime.fromtimestamp(ts, UTC)) for topic, count, ts, _ in rows}
+        newest = max((top for *_, top in rows), default=dead_after_id)
         return activity, dead, newest
 
     def readings(self, after_seq: int = 0, limit: int = 10_000) -> list[tuple[int, Reading]]:

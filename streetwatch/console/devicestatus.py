@@ -32,6 +32,8 @@ MQTT_STALE_S = 600.0
 """An MQTT device silent for longer is `stale` (sensors report every few minutes at least)."""
 CAMERA_STALE_S = 15.0
 """A camera whose newest analysed frame is older is `stale`."""
+DEAD_RECENT_S = 3600.0
+"""A device with a message refused this recently is `warn` (older ones are only counted)."""
 RATE_WINDOW_S = 5.0
 MIN_SPAN_S = 0.5
 
@@ -124,22 +126,22 @@ class DeviceStatusReader:
 
     def __init__(self, config: SiteConfig) -> None:
         self.registry = DeviceRegistry(config)
-        self._dead_by_device: dict[str, int] = {}
+        self._dead_by_device: dict[str, tuple[int, datetime]] = {}
+        """Per device: dead letters so far, and when the newest arrived."""
         self.unrouted_dead_letters = 0
         """Dead letters on topics no device publishes on."""
         self._dead_after = 0
         self._lock = threading.Lock()
 
-    def _count_dead(self, dead_by_topic: Mapping[str, int], newest: int) -> None:
-        for topic, count in dead_by_topic.items():
+    def _count_dead(self, dead_by_topic: Mapping[str, tuple[int, datetime]], newest: int) -> None:
+        for topic, (count, at) in dead_by_topic.items():
             try:
-                device_id: str | None = self.registry.route(topic).device.id
+                device_id = self.registry.route(topic).device.id
             except UnknownTopic:
-                device_id = None
-            if device_id is None:
                 self.unrouted_dead_letters += count
-            else:
-                self._dead_by_device[device_id] = self._dead_by_device.get(device_id, 0) + count
+                continue
+            total, last = self._dead_by_device.get(device_id, (0, at))
+            self._dead_by_device[device_id] = (total + count, max(last, at))
         self._dead_after = newest
 
     def read(self, pipeline: Any, config: SiteConfig, now: datetime) -> list[DeviceStatus]:
@@ -156,7 +158,7 @@ class DeviceStatusReader:
         out = []
         for device in config.devices:
             kind, name = device.kind.value, device.name
-            dead_letters = dead_by_device.get(device.id, 0)
+            dead_letters, dead_at = dead_by_device.get(device.id, (0, None))
             if device.id in cameras:
                 status = _camera_status(device.id, kind, name, cameras[device.id], now)
             elif not config.broker.owns(device.id):
@@ -175,9 +177,11 @@ class DeviceStatusReader:
                 last, recent = activity.get(device.id, (None, 0))
                 status = _mqtt_status(device.id, kind, name, last, recent, journal, now)
             status.dead_letters = dead_letters
-            if dead_letters and status.health == "ok":
+            recent = dead_at is not None and (now - dead_at).total_seconds() < DEAD_RECENT_S
+            if recent and status.health == "ok":
                 status.health = "warn"
-                status.detail = f"{_count(dead_letters, 'message')} refused (dead letters)"
+                ago = _span(max((now - dead_at).total_seconds(), 0))  # type: ignore[operator]
+                status.detail = f"{_count(dead_letters, 'message')} refused, the newest {ago} ago"
             out.append(status)
         return out
 

@@ -22,7 +22,7 @@ from detectors.liveview import LiveBox, LiveView
 from evidence.cases import CaseStore, State
 from ingest.config import SiteConfig, Zone, ZoneKind, load_config
 from ingest.journal import DeadLetter, Journal
-from ingest.readings import GpsFix, Reading, Stream, TimeFlag
+from ingest.readings import GeomagState, GpsFix, Reading, Stream, TimeFlag
 from streetwatch.console.annotate import LEFT, MOTION, TRACK, annotate_jpeg, draw, zone_colour
 from streetwatch.console.devicestatus import Rates, camera_figures, device_statuses
 from streetwatch.console.live import live_jpeg
@@ -73,6 +73,8 @@ class BoxPipeline:
 
 def _reading(device: str, n: int, at: datetime) -> Reading:
     key = hashlib.sha256(f"{device}-{n}".encode()).hexdigest()[:32]
+    if device.startswith("geomag"):
+        return Reading(key, device, Stream.GEOMAG, at, at, TimeFlag.OK, GeomagState(True))
     fix = GpsFix(31.195 + n * 1e-5, 121.437, 12.0, 90.0)
     return Reading(key, device, Stream.GPS, at, at, TimeFlag.OK, fix)
 
@@ -101,6 +103,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict]:
     prefix = f"streetwatch/{config.site.id}"
     dead = [_dead(f"{prefix}/{GPS}/gps", now) for _ in range(2)]
     dead.append(_dead(f"{prefix}/nobody-99/gps", now))
+    readings.append(_reading("geomag-fl-02", 1, now - timedelta(seconds=30)))
+    dead.append(_dead(f"{prefix}/geomag-fl-02/geomag", now - timedelta(hours=2)))
     journal.write(readings, dead)
     cases = CaseStore(folder / "cases.sqlite")
     midnight = local_midnight(config.site.tz)
@@ -223,7 +227,9 @@ def test_overview_lists_devices_backlogs_and_todays_cases(site) -> None:
     assert gps["kind"] == "gps" and gps["rate_unit"] == "/min"
     assert gps["rate"] == pytest.approx(30 / 5)
     assert gps["dead_letters"] == 2 and gps["health"] == "warn"
-    assert "2 messages refused" in gps["detail"]
+    assert gps["detail"].startswith("2 messages refused, the newest ")
+    bay = devices["geomag-fl-02"]  # its one refused message is two hours old: counted only
+    assert bay["health"] == "ok" and bay["dead_letters"] == 1 and bay["rate"] == pytest.approx(0.2)
     muck = devices["gps-muck-07"]  # one reading, two hours ago
     assert muck["health"] == "stale" and muck["rate"] == 0 and muck["last_message"] is not None
     assert devices["geomag-fl-01"]["health"] == "silent"
