@@ -40,9 +40,10 @@ MAX_ITEMS = 200_000
 MAX_RECORDING_BYTES = 256 * 2**20
 """How much of a recording's end is read at most."""
 SCAN_SLACK_S = 600.0
-"""The journal is scanned from its newest row back to the first row this much older than the
-window: rows are stored in the order they were handled, which follows event time but for
-lateness far shorter than this (the engine drops anything later than its tolerance)."""
+SCAN_PAST_ROWS = 1000
+"""The journal is scanned from its newest row back until this many rows in a row are older than
+the window by more than SCAN_SLACK_S: rows are stored in the order they were handled, which
+follows event time but for a late one now and then (a GPS unit that buffered in a tunnel)."""
 
 Sensors = Literal["recorded", "readings"]
 Item = Reading | Observation
@@ -213,12 +214,15 @@ def journal_tail(
 def _scan(rows: Iterable[tuple], t0: float, limit: int) -> tuple[list[tuple], bool]:
     """Rows newest first (their event time first) → those at `t0` or later, oldest first."""
     kept: list[tuple] = []
+    past = 0
     for row in rows:
         t = row[0]
-        if t < t0 - SCAN_SLACK_S:
-            break
         if t < t0:
+            past = past + 1 if t < t0 - SCAN_SLACK_S else 0
+            if past >= SCAN_PAST_ROWS:
+                break
             continue
+        past = 0
         if len(kept) == limit:
             return kept[::-1], True
         kept.append(row)

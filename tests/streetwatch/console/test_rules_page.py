@@ -16,6 +16,8 @@ import yaml
 
 from detectors.observation import Observation, ObservationKind
 from ingest.config import load_config
+from ingest.readings import GpsFix, Reading, Stream, TimeFlag
+from streetwatch.console import backtest as backtest_module
 from streetwatch.console import rules as rules_api
 from streetwatch.console.backtest import recording_tail
 from streetwatch.console.rules import condition_text, duration_text
@@ -227,6 +229,44 @@ def test_backtest_replays_the_journal_of_the_last_hours(console: Console) -> Non
     assert [o["subject_id"] for o in wider["opened"]] == ["3", "7"]
     _, other = console.call("POST", "/api/v1/rules/night-bay/backtest", body={"hours": 4})
     assert other["opened"] == [] and other["items"] == len(older + recent + passing)
+
+
+def test_backtest_can_rerun_the_sensor_detectors_on_the_journals_readings(
+    console: Console,
+) -> None:
+    now = console.now
+
+    def fix(minutes_ago: float, n: int) -> Reading:
+        at = now - timedelta(minutes=minutes_ago)
+        return Reading(
+            key=f"gps-1/{n}",
+            device_id="gps-1",
+            stream=Stream.GPS,
+            device_ts=at,
+            received_ts=at,
+            time_flag=TimeFlag.OK,
+            payload=GpsFix(31.0, 121.0 + n / 1e5, speed_kmh=20.0),
+        )
+
+    journal = console.pipeline.journal
+    journal.write([fix(120, 0), *(fix(10 - m, m + 1) for m in range(5))])
+    journal.write_observations(stays("7", now - timedelta(minutes=30), 120))
+    body = {"hours": 1, "sensors": "readings"}
+    status, result = console.call("POST", "/api/v1/rules/bike/backtest", body=body)
+    assert status == 200, result
+    assert result["readings"] == 5 and result["observations"] == 61
+    assert [o["subject_id"] for o in result["opened"]] == ["7"]
+
+
+def test_the_journal_scan_goes_past_a_late_row_and_stops_at_old_ones() -> None:
+    late = [(100.0 + t, t) for t in range(10)] + [(-5000.0, "late")] + [(99.0, "x")]
+    rows, more = backtest_module._scan(reversed(late), 100.0, 100)
+    assert [r[1] for r in rows] == list(range(10)) and not more
+    old = [(-5000.0, n) for n in range(backtest_module.SCAN_PAST_ROWS)]
+    rows, _ = backtest_module._scan(reversed([(150.0, "lost"), *old, (200.0, "kept")]), 100.0, 9)
+    assert [r[1] for r in rows] == ["kept"]
+    rows, more = backtest_module._scan(reversed(late), 100.0, 3)
+    assert [r[1] for r in rows] == [7, 8, 9] and more
 
 
 def test_backtest_replays_the_recording_when_the_run_records(tmp_path: Path) -> None:
