@@ -211,6 +211,7 @@ async def backtest_rule(
             recording=recording,
             journal=journal,
             sensors=body.sensors,
+            tolerance_s=pipeline.engine.tolerance_s if pipeline is not None else 10.0,
         )
     finally:
         _backtesting.release()
