@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 from contextlib import closing
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from http.client import HTTPConnection
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -667,3 +668,192 @@ def test_parallel_guesses_do_not_outrun_the_limit(console: ConsoleServer) -> Non
     assert sorted(statuses) == [401] * limiter.max_failures + [429] * (
         guesses - limiter.max_failures
     )
+
+
+# 5. path traversal
+
+
+def traversal_values(folder: Path) -> list[str]:
+    """Raw URL text (sent as is, not normalised) for one path parameter."""
+    users = folder / "users.yaml"
+    return [
+        "..",
+        "../../etc/passwd",
+        "%2e%2e",
+        "%2e%2e%2f%2e%2e%2fetc%2fpasswd",
+        "..%2f" * 12 + "etc%2fpasswd",
+        "..%5c..%5c",
+        "..%5c..%5cetc%5cpasswd",
+        "%252e%252e%252fetc%252fpasswd",
+        "....//....//etc/passwd",
+        "%c0%ae%c0%ae%c0%afetc%c0%afpasswd",
+        "%2Fetc%2Fpasswd",
+        "/etc/passwd",
+        quote(str(users), safe=""),
+        "..%2fusers.yaml",
+        "..%2f..%2fconsole.key",
+        "%00",
+        "x%00.json",
+        "a" * 4000,
+    ]
+
+
+def leaks(body: bytes, folder: Path) -> list[str]:
+    """What a response must never carry: files from outside what the route serves."""
+    secret = (folder / "console.key").read_text().strip().encode()
+    markers = {
+        "/etc/passwd": b"root:",
+        "a password hash": b"$argon2",
+        "the console secret": secret,
+        "Python source": b"def create_app",
+        "a template": b"{% extends",
+    }
+    return [what for what, marker in markers.items() if marker in body]
+
+
+def raw_request(
+    server: ConsoleServer, method: str, target: str, headers: dict[str, str] | None = None
+) -> tuple[int, bytes]:
+    """One request with `target` exactly as given (httpx would resolve `..` first)."""
+    host, port = server.address
+    connection = HTTPConnection(host, port, timeout=30)
+    try:
+        body = None if method in SAFE else b"{}"
+        all_headers = {"Content-Type": "application/json", **(headers or {})}
+        connection.request(method, target, body=body, headers=all_headers)
+        response = connection.getresponse()
+        return response.status, response.read()
+    finally:
+        connection.close()
+
+
+def no_pipeline(server: ConsoleServer, status: int, body: bytes) -> bool:
+    """The pipeline's routes answer 503 on a console started without `streetwatch run`."""
+    return ctx_of(server).pipeline is None and status == 503 and b"no pipeline" in body
+
+
+def test_no_path_parameter_reaches_outside(console: ConsoleServer, routes: list[Endpoint]) -> None:
+    folder = ctx_of(console).users.path.parent
+    ada = session_of(console, "ada")
+    headers = {"Cookie": f"{COOKIE_NAME}={ada.cookie}", "X-CSRF-Token": ada.csrf}
+    with_params = [e for e in routes if e.params and e.kind != "websocket"]
+    assert any(e.kind == "mount" for e in with_params)
+    tried = 0
+    for endpoint in with_params:
+        for value in traversal_values(folder):
+            for name, _ in endpoint.params:
+                target = endpoint.url(**{name: value})
+                for method in sorted(endpoint.methods):
+                    status, body = raw_request(console, method, target, headers)
+                    where = f"{method} {target[:200]}"
+                    assert status < 500 or no_pipeline(console, status, body), (
+                        f"{where}: {status} {body[:300]!r}"
+                    )
+                    assert not leaks(body, folder), f"{where}: {leaks(body, folder)}"
+                    tried += 1
+    assert tried >= len(traversal_values(folder))
+
+
+@pytest.mark.parametrize(
+    "target",
+    [
+        "/static/../app.py",
+        "/static/../security.py",
+        "/static/../templates/base.html",
+        "/static/%2e%2e/app.py",
+        "/static/..%2fapp.py",
+        "/static/%2e%2e%2fapp.py",
+        "/static/..%5capp.py",
+        "/static/....//app.py",
+        "/static%2f..%2fapp.py",
+        "/static/./../app.py",
+        "/static//etc/passwd",
+        "/static/%2Fetc%2Fpasswd",
+        "/static/..%2f..%2f..%2f..%2f..%2f..%2f..%2f..%2fetc%2fpasswd",
+        "/static/../../console/app.py",
+        "/static/console.css/../../app.py",
+        "/static/console.css%00.py",
+    ],
+)
+def test_static_files_do_not_leak_the_source(console: ConsoleServer, target: str) -> None:
+    folder = ctx_of(console).users.path.parent
+    ada = session_of(console, "ada")
+    for headers in ({}, {"Cookie": f"{COOKIE_NAME}={ada.cookie}"}):
+        status, body = raw_request(console, "GET", target, headers)
+        assert status in (303, 400, 401, 404), f"{target}: {status}"
+        assert not leaks(body, folder), target
+        assert b"import " not in body and b"<html" not in body.lower(), target
+
+
+# 6. the login's `next`
+
+
+@pytest.mark.parametrize(
+    ("asked", "lands"),
+    [
+        ("//evil.example", "/"),
+        ("https://evil.example", "/"),
+        ("/\\evil", "/"),
+        ("\\\\evil.example", "/"),
+        ("/\\/evil.example", "/"),
+        ("http:evil.example", "/"),
+        ("javascript:alert(1)", "/"),
+        ("/\t/evil.example", "/"),
+        (" //evil.example", "/"),
+        ("///evil.example", "/"),
+        ("evil.example", "/"),
+        ("", "/"),
+        ("/cases?state=opened", "/cases?state=opened"),
+        ("/zones", "/zones"),
+    ],
+)
+def test_login_next_stays_on_this_box(console: ConsoleServer, asked: str, lands: str) -> None:
+    with client(console) as http:
+        form = http.get("/login", params={"next": asked})
+        assert form.status_code == 200
+        hidden = re.search(r'name="next" value="([^"]*)"', form.text)
+        assert hidden, form.text
+        assert hidden.group(1).replace("&amp;", "&") == lands
+        done = http.post("/login", data={"name": "vera", "password": PASSWORD, "next": asked})
+    assert done.status_code == 303
+    assert done.headers["location"] == lands
+
+
+def test_a_wrong_password_keeps_only_a_safe_next(console: ConsoleServer) -> None:
+    with client(console) as http:
+        wrong = http.post(
+            "/login", data={"name": "vera", "password": "nope", "next": "//evil.example"}
+        )
+    assert wrong.status_code == 401
+    assert 'name="next" value="/"' in wrong.text
+    assert EVIL not in wrong.text
+
+
+# the OpenAPI description
+
+
+def test_openapi_needs_credentials_and_describes_every_api_route(
+    console: ConsoleServer, routes: list[Endpoint]
+) -> None:
+    with client(console) as http:
+        anonymous = http.get("/api/openapi.json")
+    assert anonymous.status_code == 401
+    assert "paths" not in anonymous.text
+    for credentials in (
+        {"headers": bearer(console, "viewer")},
+        {"cookies": session_of(console, "vera").cookies()},
+    ):
+        with client(console, **credentials) as http:
+            described = http.get("/api/openapi.json")
+        assert described.status_code == 200
+    paths = described.json()["paths"]
+    missing = [
+        f"{method} {endpoint.path}"
+        for endpoint in routes
+        if endpoint.path.startswith("/api/v1/") and endpoint.kind == "http"
+        for method in sorted(endpoint.methods - {"HEAD", "OPTIONS"})
+        if method.lower() not in paths.get(re.sub(r"\{(\w+):[^}]*\}", r"{\1}", endpoint.path), {})
+    ]
+    assert not missing, f"API routes missing from /api/openapi.json: {missing}"
+    assert "/api/v1/me" in paths
+    assert not [p for p in paths if not p.startswith("/api/") and p != "/healthz"], sorted(paths)
