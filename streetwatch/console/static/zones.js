@@ -20,7 +20,7 @@
   const state = {
     target: null,       // "camera:<id>" or "map"
     zones: [],          // {id, kind, merchant, polygon, owner}
-    versions: null,     // the file version the editor loaded
+    version: null,      // the devices.yaml version the editor loaded
     selected: -1,
     drawing: null,      // corners of the polygon being drawn
     drag: null,         // {zone, corner}
@@ -29,6 +29,8 @@
     geo: null,          // map: {bounds, points, shapes, devices, tiles}
     ready: false,
     saved: 0,
+    loads: 0,
+    keepStatus: false,  // the next frame keeps the status line (a save's outcome)
   };
   window.zoneEditor = state;
 
@@ -82,7 +84,9 @@
   // ---- loading -----------------------------------------------------------------------------
 
   async function load(target) {
+    const seq = ++state.loads;  // a later load (the operator switched again) wins
     state.target = target;
+    state.geo = null;
     state.selected = -1;
     state.drawing = null;
     state.dirty.clear();
@@ -91,6 +95,7 @@
     status("loading …");
     if (target === "map") {
       const body = await sw.api("GET", "/api/v1/geozones");
+      if (seq !== state.loads) return;
       state.version = body.version;
       state.zones = [];
       for (const d of body.devices) {
@@ -118,6 +123,7 @@
     }
     const id = target.slice("camera:".length);
     const body = await sw.api("GET", `/api/v1/cameras/${encodeURIComponent(id)}/zones`);
+    if (seq !== state.loads) return;
     state.version = body.version;
     state.zones = body.zones.map((z) => ({ ...z, owner: id }));
     $("zone-owner-row").hidden = true;
@@ -150,7 +156,8 @@
         canvas.height = image.naturalHeight;
       }
       state.frame = image;
-      status(`latest frame ${new Date().toLocaleTimeString()}`);
+      if (!state.keepStatus) status(`latest frame ${new Date().toLocaleTimeString()}`);
+      state.keepStatus = false;
       redraw();
     };
     image.onerror = () => {
@@ -164,6 +171,7 @@
   // ---- drawing -----------------------------------------------------------------------------
 
   function redraw() {
+    if (!state.ready) return;
     const s = screenScale();
     g.setTransform(1, 0, 0, 1, 0, 0);
     g.clearRect(0, 0, canvas.width, canvas.height);
@@ -231,6 +239,15 @@
   }
 
   function drawMap(s) {
+    const labels = [];  // a label that would overlap one already drawn is left out (zoom in)
+    const label = (text, x, y) => {
+      const w = g.measureText(text).width, h = 12 * s;
+      const box = [x, y - h / 2, x + w, y + h / 2];
+      if (labels.some((b) => box[0] < b[2] && b[0] < box[2] && box[1] < b[3] && b[1] < box[3])) return;
+      labels.push(box);
+      g.textBaseline = "middle";
+      g.fillText(text, x, y);
+    };
     g.fillStyle = "#f8fafc";
     g.fillRect(0, 0, canvas.width, canvas.height);
     if (state.geo.tiles) drawTiles();
@@ -253,8 +270,7 @@
       g.font = `${Math.round(11 * s)}px system-ui, sans-serif`;
       g.fillStyle = "#4b5563";
       g.textAlign = "left";
-      g.textBaseline = "bottom";
-      g.fillText(shape.label, x + 3 * s, y - 3 * s);
+      label(shape.label, x + 3 * s, y - 9 * s);
     }
     for (const point of state.geo.points) {
       const [x, y] = toCanvas([point.lon, point.lat]);
@@ -265,8 +281,7 @@
       g.font = `${Math.round(11 * s)}px system-ui, sans-serif`;
       g.fillStyle = "#111827";
       g.textAlign = "left";
-      g.textBaseline = "middle";
-      g.fillText(point.label, x + 6 * s, y);
+      label(point.label, x + 6 * s, y);
     }
   }
 
@@ -545,8 +560,12 @@
         status(saved.applied ? "saved · applied to the running box" : "saved to devices.yaml");
       }
       state.zones.forEach((z) => delete z.fresh);
-      if (state.target !== "map") await load(state.target);
-      status("saved · applied to the running box");
+      const note = $("zone-status").textContent;
+      if (state.target !== "map") {
+        state.keepStatus = true;
+        await load(state.target);
+      }
+      status(note);
     } catch (error) {
       const problems = (error.data && error.data.problems) || [];
       if (error.status === 409) {
@@ -560,15 +579,21 @@
     renderList();
   }
 
-  function showProblems(problems, reload) {
+  function showProblems(problems, reload, heading) {
     const box = $("zone-problems");
     box.replaceChildren();
     if (!problems.length) return;
-    box.append(sw.el("strong", {}, reload ? "Not saved:" : "Not saved — devices.yaml would have these problems:"));
+    box.append(sw.el("strong", {},
+      heading || (reload ? "Not saved:" : "Not saved — devices.yaml would have these problems:")));
     box.append(sw.el("ul", {}, ...problems.map((p) => sw.el("li", {}, p))));
     if (reload) {
       box.append(sw.el("button", { type: "button", onclick: () => load(state.target) }, "Reload"));
     }
+  }
+
+  function loadFailed(error) {
+    showProblems([error.message], false, "Could not load the zones:");
+    status("not loaded");
   }
 
   function status(text) {
@@ -578,16 +603,23 @@
   // ---- wiring ------------------------------------------------------------------------------
 
   const target = $("zone-target");
-  const fromHash = decodeURIComponent(location.hash.slice(1));
-  if ([...target.options].some((o) => o.value === fromHash)) target.value = fromHash;
-  target.addEventListener("change", () => {
+  const fromHash = () => {
+    const wanted = decodeURIComponent(location.hash.slice(1));
+    return [...target.options].some((o) => o.value === wanted) ? wanted : null;
+  };
+  const open = (value) => {
+    if (value === state.target) return;
     if (state.dirty.size && !confirm("Discard the unsaved changes?")) {
       target.value = state.target;
       return;
     }
-    history.replaceState(null, "", `#${target.value}`);
-    load(target.value).catch((e) => showProblems([e.message]));
-  });
+    target.value = value;
+    history.replaceState(null, "", `#${value}`);
+    load(value).catch(loadFailed);
+  };
+  target.value = fromHash() || target.value;
+  target.addEventListener("change", () => open(target.value));
+  window.addEventListener("hashchange", () => { if (fromHash()) open(fromHash()); });
   $("zone-id").addEventListener("input", (e) => edit("id", e.target.value.trim()));
   $("zone-kind").addEventListener("change", (e) => edit("kind", e.target.value));
   $("zone-merchant").addEventListener("change", (e) => edit("merchant", e.target.value));
@@ -598,5 +630,5 @@
     $("zone-delete").addEventListener("click", removeSelected);
     $("zone-save").addEventListener("click", save);
   }
-  load(target.value).catch((e) => showProblems([e.message]));
+  load(target.value).catch(loadFailed);
 })();
