@@ -63,6 +63,26 @@ class ZonesSave(BaseModel):
     )
 
 
+class Refused(BaseModel):
+    """A save refused: `problems` as `streetwatch check` prints them (file:line: field: why);
+    a malformed request gets FastAPI's list of field errors in `detail` instead."""
+
+    detail: str | list[dict[str, Any]]
+    problems: list[str] = []
+
+
+class Detail(BaseModel):
+    detail: str
+
+
+SAVE_RESPONSES: dict[int | str, dict[str, Any]] = {
+    404: {"model": Detail, "description": "no such device of that kind"},
+    409: {"model": Detail, "description": "devices.yaml changed since the editor loaded it"},
+    422: {"model": Refused, "description": "the result would not pass `streetwatch check`"},
+    428: {"model": Detail, "description": "no version sent (If-Match or `version`)"},
+}
+
+
 class FrameSize(BaseModel):
     width: int
     height: int
@@ -195,7 +215,12 @@ def camera_frame(
     return Response(jpeg.tobytes(), media_type="image/jpeg", headers=headers)
 
 
-@router.put("/api/v1/cameras/{device_id}/zones", tags=["zones"], response_model=Saved)
+@router.put(
+    "/api/v1/cameras/{device_id}/zones",
+    tags=["zones"],
+    response_model=Saved,
+    responses=SAVE_RESPONSES,
+)
 def save_camera_zones(
     device_id: str,
     body: ZonesSave,
@@ -256,7 +281,9 @@ def geozones(request: Request, _: Annotated[Principal, Depends(principal)]) -> J
     return _json(body, version_of(raw))
 
 
-@router.put("/api/v1/geozones/{device_id}", tags=["zones"], response_model=Saved)
+@router.put(
+    "/api/v1/geozones/{device_id}", tags=["zones"], response_model=Saved, responses=SAVE_RESPONSES
+)
 def save_geozones(
     device_id: str,
     body: ZonesSave,
