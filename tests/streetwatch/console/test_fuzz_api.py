@@ -110,11 +110,15 @@ def fuzz(
 KNOWN_SEEN: dict[str, str] = {}
 
 
-def report_known() -> None:
+def report_known(complete: bool = True) -> None:
     """After a pass: the known 422 violations that still occur are an expected failure; any
-    that no longer does must leave KNOWN_422."""
+    that no longer does (`complete`: the pass tried every operation) must leave KNOWN_422."""
     fixed = [label for label in KNOWN_422 if label not in KNOWN_SEEN]
-    assert not fixed, f"no longer answering 422 out of its schema, remove from KNOWN_422: {fixed}"
+    assert not (complete and fixed), (
+        f"answering 422 in its schema now: remove {fixed} from KNOWN_422"
+    )
+    if not KNOWN_SEEN:
+        return
     seen = sorted(KNOWN_SEEN)
     KNOWN_SEEN.clear()
     pytest.xfail(f"422 bodies outside the declared schema: {seen}")
@@ -150,6 +154,7 @@ def examples_of(
 def test_fuzz_as_admin_against_a_console_with_cases(console: ConsoleServer) -> None:
     headers = bearer(console, "admin")
     schema = load(console.url, headers)
+    KNOWN_SEEN.clear()
 
     def pipeline_routes_without_pipeline(status: int, body: bytes) -> bool:
         return no_pipeline(console, status, body)
@@ -182,8 +187,10 @@ def test_fuzz_against_the_running_pipeline(console_run: ConsoleRun) -> None:
     admin = run_token(console_run, "fuzz-admin", "admin")
     viewer = run_token(console_run, "fuzz-viewer", "viewer")
     schema = load(console_run.url, admin)
+    KNOWN_SEEN.clear()
     reads = fuzz(schema, console_run.url, admin, methods=SAFE)
     changes = fuzz(schema, console_run.url, viewer, methods={"POST", "PUT", "PATCH", "DELETE"})
     assert "GET /api/v1/cameras" in reads
     assert reads and changes
     assert console_run.proc.poll() is None, console_run.log_text()[-3000:]
+    report_known(complete=False)
