@@ -11,6 +11,7 @@ from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
+from streetwatch.console.errors import refusals
 from streetwatch.console.security import Principal, require
 from streetwatch.console.templating import page
 from streetwatch.users import MAX_PASSWORD_LENGTH, SAFE_ID, Role, User, UserError
@@ -60,21 +61,30 @@ def list_users(
     return [_out(u) for u in request.app.state.ctx.users.users()]
 
 
-@router.post("/api/v1/users", tags=["users"], status_code=201)
+@router.post(
+    "/api/v1/users",
+    tags=["users"],
+    status_code=201,
+    responses=refusals(r400="a taken name or a password the site does not accept"),
+)
 async def add_user(
     request: Request, body: NewUser, who: Annotated[Principal, Depends(require(Role.ADMIN))]
 ) -> UserOut:
-    """A new user; 422 with the reason for a taken name or a too-short password."""
+    """A new user; 400 with the reason for a taken name or a too-short password."""
     ctx = request.app.state.ctx
     try:
         user = await run_in_threadpool(ctx.users.add, body.name, body.role, body.password)
     except UserError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise HTTPException(400, str(exc)) from None
     ctx.audit(who.name, "users.add", f"users/{user.name}", None, {"role": user.role.value})
     return _out(user)
 
 
-@router.put("/api/v1/users/{name}/password", tags=["users"])
+@router.put(
+    "/api/v1/users/{name}/password",
+    tags=["users"],
+    responses=refusals(r400="a password the site does not accept", r404="no such user"),
+)
 async def reset_password(
     request: Request,
     name: UserName,
@@ -86,12 +96,17 @@ async def reset_password(
     try:
         user = await run_in_threadpool(ctx.users.set_password, name, body.password)
     except UserError as exc:
-        raise HTTPException(404 if "no user" in str(exc) else 422, str(exc)) from None
+        raise HTTPException(404 if "no user" in str(exc) else 400, str(exc)) from None
     ctx.audit(who.name, "users.password", f"users/{name}", None, None)
     return _out(user)
 
 
-@router.delete("/api/v1/users/{name}", tags=["users"], status_code=204)
+@router.delete(
+    "/api/v1/users/{name}",
+    tags=["users"],
+    status_code=204,
+    responses=refusals(r404="no such user", r409="an admin removing themself"),
+)
 def remove_user(
     request: Request, name: UserName, who: Annotated[Principal, Depends(require(Role.ADMIN))]
 ) -> None:
