@@ -26,11 +26,12 @@ import heapq
 import logging
 import math
 from collections import Counter, deque
+from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
 from detectors.observation import GeoPoint, Observation
-from ingest.config import SiteConfig
+from ingest.config import SiteConfig, Zone
 from rules.dedup import _Dedup, _DedupState
 from rules.evaluation import _Evaluation
 from rules.matching import _Compiled, _Matching, _Slot
@@ -128,6 +129,14 @@ class Engine(_Matching, _Situations, _Evaluation, _Dedup):
     @property
     def rules(self) -> RuleSet:
         return RuleSet(tuple(c.loaded for c in self._rules))
+
+    def learn_zones(self, zones: Iterable[Zone]) -> None:
+        """Zones added or changed while running (the console's editor): their kinds and
+        merchants, which observations name by zone id. Call on the thread that feeds the
+        engine."""
+        for zone in zones:
+            self._zone_kinds[zone.id] = zone.kind.value
+            self._merchants[zone.id] = zone.merchant
 
     def replace(self, rules: RuleSet) -> None:
         """Swap in new rules; a rule whose definition did not change keeps its state."""

@@ -90,6 +90,7 @@ class Pipeline:
         )
         self.counters: Counter[str] = Counter()
         self._pending_rules: RuleSet | None = None
+        self._pending_zone_edits: list[tuple[SiteConfig, str]] = []
         self.last_reload: dict[str, Any] = {
             "ok": True,
             "at": datetime.now(UTC).isoformat(),
@@ -289,6 +290,7 @@ class Pipeline:
             rules, self._pending_rules = self._pending_rules, None
         if rules is not None:
             self.engine.replace(rules)
+        self._apply_zone_edits()
         rows = self.journal.readings(cursor, self.options.batch)
         observations = self._observe(rows)
         violations: list[Violation] = []
@@ -449,20 +451,27 @@ class Pipeline:
     def zones_edited(self, config: SiteConfig, device_id: str) -> None:
         """The console saved new zones of `device_id` (validated; `config` is the site with
         them). A camera is the caller's to tell (`set_zones`); here the rest of the box learns
-        them: rule reloads check against them, the engine knows their kinds and merchants (the
-        party of a new shop-front zone), and a GPS device or drone rebuilds its geofences,
-        keeping its open situations in zones that remain."""
+        them: rule reloads check against them at once, and the analysis thread (which alone
+        touches the engine and the sensor detectors) takes the edit before its next batch."""
         self.config = config
         self.watcher.config = config
-        device = config.device(device_id)
-        if device is None:
-            return
-        for zone in device.zones:  # the engine reads these per observation: item writes only
-            self.engine._zone_kinds[zone.id] = zone.kind.value
-            self.engine._merchants[zone.id] = zone.merchant
-        from detectors.sensors import STATE_VERSION
+        with self._lock:
+            self._pending_zone_edits.append((config, device_id))
 
-        vehicle = self.sensors.snapshot()["vehicles"].get(device_id)
-        self.sensors.config = config
-        if vehicle is not None:
-            self.sensors.restore({"version": STATE_VERSION, "vehicles": {device_id: vehicle}})
+    def _apply_zone_edits(self) -> None:
+        """On the analysis thread: the engine learns the zones' kinds and merchants (the party
+        of a new shop-front zone), and a GPS device or drone rebuilds its geofences, keeping
+        its open situations in zones that remain."""
+        with self._lock:
+            edits, self._pending_zone_edits = self._pending_zone_edits, []
+        for config, device_id in edits:
+            device = config.device(device_id)
+            if device is None:
+                continue
+            self.engine.learn_zones(device.zones)
+            from detectors.sensors import STATE_VERSION
+
+            vehicle = self.sensors.snapshot()["vehicles"].get(device_id)
+            self.sensors.config = config
+            if vehicle is not None:
+                self.sensors.restore({"version": STATE_VERSION, "vehicles": {device_id: vehicle}})

@@ -367,6 +367,8 @@ def test_geographic_zones_go_to_the_running_gps_detector(tmp_path: Path) -> None
         assert response.json()["applied"] is True
         assert "polygon: [[121.437, 31.1953], [121.4371, 31.1953]" in path.read_text()
         assert pipeline.config.device("gps-patrol-01").zones[0].id == "depot"
+        assert "depot" not in pipeline.engine._merchants  # the analysis thread takes the edit
+        pipeline._analyse_once(0)  # one pass of the analysis loop, as the running thread does
         assert pipeline.engine._merchants.get("depot", "absent") is None
         entered = []
         for seconds in (5, 6, 7):  # a few fixes in a row inside (the fence's inertia)
