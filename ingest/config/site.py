@@ -164,11 +164,13 @@ class SiteConfig(Strict):
 
     @property
     def _by_id(self) -> dict[str, Device]:
-        cache = self.__dict__.get("_device_index")
-        if cache is None:
-            cache = {d.id: d for d in self.devices}
-            self.__dict__["_device_index"] = cache
-        return cache
+        """Built once per devices list: a `model_copy(update={"devices": ...})` carries this
+        cache along, so it is keyed by the list it was built from."""
+        cached = self.__dict__.get("_device_index")
+        if cached is None or cached[0] is not self.devices:
+            cached = (self.devices, {d.id: d for d in self.devices})
+            self.__dict__["_device_index"] = cached
+        return cached[1]
 
     def default_topic(self, device_id: str, stream: Stream) -> str:
         return f"streetwatch/{self.site.id}/{device_id}/{stream.value}"

@@ -393,7 +393,6 @@ def _with_zones(config: SiteConfig, device_id: str, zones: list[Zone]) -> SiteCo
         d.model_copy(update={"zones": zones}) if d.id == device_id else d for d in config.devices
     ]
     updated = config.model_copy(update={"devices": devices})
-    updated.__dict__.pop("_device_index", None)  # SiteConfig.device()'s cache, copied along
     return updated
 
 

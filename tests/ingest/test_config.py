@@ -753,3 +753,12 @@ def test_reconnect_delays_must_be_ordered(tmp_path: Path) -> None:
     path.write_text(text)
     with pytest.raises(ConfigError, match="min_delay_s is larger than max_delay_s"):
         load_config(path)
+
+
+def test_a_copy_with_other_devices_finds_its_own_devices():
+    config = load_config(REPO / "devices.yaml")
+    assert config.device("cam-market-01") is not None  # builds the lookup
+    kept = [d for d in config.devices if d.id != "cam-market-01"]
+    copy = config.model_copy(update={"devices": kept})
+    assert copy.device("cam-market-01") is None
+    assert config.device("cam-market-01") is not None
