@@ -28,6 +28,7 @@ from evidence.package import GENESIS, MANIFEST, SIGNATURE
 from evidence.settings import evidence_paths
 from evidence.verify import verify_package
 from ingest.config import DeviceKind
+from streetwatch.console.errors import refusals
 from streetwatch.console.security import Principal, principal
 from streetwatch.console.templating import page
 
@@ -201,7 +202,7 @@ def _filters(
             until=parse_when(until, tz, end=True),
         )
     except ValueError as exc:
-        raise HTTPException(422, f"bad filter: {exc}") from None
+        raise HTTPException(400, f"bad filter: {exc}") from None
 
 
 def _list(request: Request, filters: CaseFilter, raw: dict[str, Any], number: int, per: int):
@@ -479,7 +480,9 @@ def geofences(request: Request, devices: list[str]) -> dict[str, Any]:
 # -- JSON API -------------------------------------------------------------------------------
 
 
-@router.get("/api/v1/cases", tags=["cases"])
+@router.get(
+    "/api/v1/cases", tags=["cases"], responses=refusals(r400="a date or time it cannot read")
+)
 def list_cases(
     request: Request,
     _who: Caller,
@@ -500,7 +503,7 @@ def list_cases(
     return _list(request, filters, raw, page, per_page)
 
 
-@router.get("/api/v1/cases/{case_id}", tags=["cases"])
+@router.get("/api/v1/cases/{case_id}", tags=["cases"], responses=refusals(r404="no such case"))
 def get_case(request: Request, case_id: str, _who: Caller) -> CaseDetail:
     """A case, its events, its package's manifest and whether the package verifies (signature
     against the box's key, every file's hash and size, the link to the previous manifest)."""

@@ -30,15 +30,6 @@ from tests.streetwatch.console.test_security import bearer, no_pipeline, serve
 
 EXAMPLES = 25
 SAFE = {"GET", "HEAD", "OPTIONS"}
-KNOWN_422 = {
-    "GET /api/v1/cases": "cases.py: HTTPException(422, 'bad filter: ...')",
-    "POST /api/v1/users": "users_page.py: HTTPException(422, 'the password is empty')",
-    "PUT /api/v1/users/{name}/password": "users_page.py: HTTPException(422, str(UserError))",
-}
-"""Operations known to answer 422 with `{"detail": "<text>"}` where their OpenAPI declares 422
-as FastAPI's HTTPValidationError (`detail`: a list of errors), which a client generated from
-the description cannot read. Reported as an expected failure until their routes answer in the
-declared shape (or declare their own): then this test fails until the entry is removed."""
 
 
 @pytest.fixture
@@ -95,33 +86,8 @@ def fuzz(
         except (Exception, BaseExceptionGroup) as exc:  # collected, reported together below
             failures[label] = f"{type(exc).__name__}: {str(exc)[:1500]}"
     assert calls, "the schema has no operations"
-    known = {
-        label: why
-        for label, why in failures.items()
-        if label in KNOWN_422 and "the response schema for status code 422" in why
-    }
-    unexpected = {label: why for label, why in failures.items() if label not in known}
-    assert not unexpected, "\n\n".join(f"{label}\n{why}" for label, why in unexpected.items())
-    if known:
-        KNOWN_SEEN.update(known)
+    assert not failures, "\n\n".join(f"{label}\n{why}" for label, why in failures.items())
     return calls
-
-
-KNOWN_SEEN: dict[str, str] = {}
-
-
-def report_known(complete: bool = True) -> None:
-    """After a pass: the known 422 violations that still occur are an expected failure; any
-    that no longer does (`complete`: the pass tried every operation) must leave KNOWN_422."""
-    fixed = [label for label in KNOWN_422 if label not in KNOWN_SEEN]
-    assert not (complete and fixed), (
-        f"answering 422 in its schema now: remove {fixed} from KNOWN_422"
-    )
-    if not KNOWN_SEEN:
-        return
-    seen = sorted(KNOWN_SEEN)
-    KNOWN_SEEN.clear()
-    pytest.xfail(f"422 bodies outside the declared schema: {seen}")
 
 
 def examples_of(
@@ -154,7 +120,6 @@ def examples_of(
 def test_fuzz_as_admin_against_a_console_with_cases(console: ConsoleServer) -> None:
     headers = bearer(console, "admin")
     schema = load(console.url, headers)
-    KNOWN_SEEN.clear()
 
     def pipeline_routes_without_pipeline(status: int, body: bytes) -> bool:
         return no_pipeline(console, status, body)
@@ -162,7 +127,6 @@ def test_fuzz_as_admin_against_a_console_with_cases(console: ConsoleServer) -> N
     calls = fuzz(schema, console.url, headers, server_error_ok=pipeline_routes_without_pipeline)
     assert "GET /api/v1/me" in calls and "GET /api/v1/cases" in calls
     assert all(n >= 1 for n in calls.values()), calls
-    report_known()
 
 
 def test_fuzz_without_credentials_every_operation_answers_401(console: ConsoleServer) -> None:
@@ -187,10 +151,8 @@ def test_fuzz_against_the_running_pipeline(console_run: ConsoleRun) -> None:
     admin = run_token(console_run, "fuzz-admin", "admin")
     viewer = run_token(console_run, "fuzz-viewer", "viewer")
     schema = load(console_run.url, admin)
-    KNOWN_SEEN.clear()
     reads = fuzz(schema, console_run.url, admin, methods=SAFE)
     changes = fuzz(schema, console_run.url, viewer, methods={"POST", "PUT", "PATCH", "DELETE"})
     assert "GET /api/v1/cameras" in reads
     assert reads and changes
     assert console_run.proc.poll() is None, console_run.log_text()[-3000:]
-    report_known(complete=False)
