@@ -118,8 +118,9 @@ def _dummy_hash(time_cost: int, memory_cost: int, parallelism: int, hash_len: in
 
 
 class UserStore:
-    """The users file at `path`. Every call reads the file afresh: the CLI may change it while
-    a console runs."""
+    """The users file at `path`. Every call sees the file as it is now (the CLI may change it
+    while a console runs); it is parsed again only when its inode, size, times or mode changed,
+    since the console looks a user up on every request."""
 
     def __init__(
         self,
@@ -133,6 +134,7 @@ class UserStore:
         self.hasher = hasher or PasswordHasher()
         p = self.hasher
         self._dummy = _dummy_hash(p.time_cost, p.memory_cost, p.parallelism, p.hash_len)
+        self._parsed: tuple[tuple[int, ...], UsersFile] | None = None
 
     # reading
 
@@ -206,6 +208,26 @@ class UserStore:
     # the file
 
     def _read(self) -> UsersFile:
+        try:
+            info = self.path.lstat()
+        except FileNotFoundError:
+            return UsersFile()
+        except OSError:
+            info = None
+        key = (
+            (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns, info.st_mode)
+            if info is not None
+            else None
+        )
+        parsed = self._parsed
+        if key is not None and parsed is not None and parsed[0] == key:
+            return parsed[1]
+        users = self._parse()
+        if key is not None:
+            self._parsed = (key, users)
+        return users
+
+    def _parse(self) -> UsersFile:
         try:
             text = read_private(self.path)
         except PrivateFileError as exc:
