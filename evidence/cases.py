@@ -2,12 +2,19 @@
 
 ```
 opened → evidence_complete → submitted → acknowledged → confirmed → notified → rectified → closed
-                                                      ↘ rejected ─────────────────────────↗
+                  ↘ rejected (box review)             ↘ rejected ──────────────────────────↗
+                                       closed ─(reopened)→ acknowledged
 ```
 `submitted`: queued in the feed's outbox; `acknowledged`: the case system took it;
-`confirmed`/`rejected`: the reviewer's decision. Every transition and every escalation (the
-disposal deadline passed with the case still open) is a row in `case_events`, which the
-TimescaleDB sink ships by `seq`.
+`confirmed`/`rejected`: the reviewer's decision (the case system's, or an operator's on the box
+before submission for a rule with `review: required`); `notified`: the party was told (告知送达);
+`rectified`: the case system saw it put right; `closed`; `reopened` takes a closed case back to
+`acknowledged`. A decision may skip steps forward (a case rectified without a notice, closed
+after a confirmation), never back. Beside the life cycle, the box itself records when the
+situation ended (`clear`: the subject left, the bay is vacant), which repeat a case is
+(`mark_repeat`), and how far it escalated. Every transition and every escalation (a disposal
+deadline passed with the case neither cleared, rectified, rejected nor closed) is a row in
+`case_events`, which the TimescaleDB sink ships by `seq`.
 """
 
 from __future__ import annotations
@@ -15,7 +22,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -40,19 +47,22 @@ class State(StrEnum):
 
 NEXT: dict[State, tuple[State, ...]] = {
     State.OPENED: (State.EVIDENCE_COMPLETE,),
-    State.EVIDENCE_COMPLETE: (State.SUBMITTED,),
+    State.EVIDENCE_COMPLETE: (State.SUBMITTED, State.REJECTED),
     State.SUBMITTED: (State.ACKNOWLEDGED,),
-    State.ACKNOWLEDGED: (State.CONFIRMED, State.REJECTED),
-    State.CONFIRMED: (State.NOTIFIED,),
-    State.NOTIFIED: (State.RECTIFIED,),
+    State.ACKNOWLEDGED: (State.CONFIRMED, State.REJECTED, State.RECTIFIED, State.CLOSED),
+    State.CONFIRMED: (State.NOTIFIED, State.RECTIFIED, State.CLOSED),
+    State.NOTIFIED: (State.RECTIFIED, State.CLOSED),
     State.RECTIFIED: (State.CLOSED,),
     State.REJECTED: (State.CLOSED,),
-    State.CLOSED: (),
+    State.CLOSED: (State.ACKNOWLEDGED,),
 }
 FINAL = (State.CLOSED,)
 NOT_ESCALATED = (State.REJECTED, State.RECTIFIED, State.CLOSED)
 """States in which a passed disposal deadline no longer matters."""
 ESCALATED = "escalated"
+CLEARED = "cleared"
+REPEAT = "repeat"
+REOPENED = "reopened"
 AUDIT = "audit"
 """Event name of an operator's change made in the console (`CaseStore.audit`)."""
 
@@ -95,10 +105,17 @@ MIGRATIONS = (
     ("chain_seq", "INTEGER"),
     ("acked_at", "REAL"),
     ("ack_ref", "TEXT"),
+    ("cleared_at", "REAL"),
+    ("repeat_of", "TEXT"),
+    ("review", "TEXT"),
+    ("escalation_level", "INTEGER NOT NULL DEFAULT 0"),
 )
 """Columns added to `cases` since its first release: added to an older database on open.
 `chain_seq` is the package's sequence number in the box's hash chain, `acked_at` when the case
-system acknowledged the case, `ack_ref` its own id for it (or what it echoed), when it gave one."""
+system acknowledged the case, `ack_ref` its own id for it (or what it echoed), when it gave one;
+`cleared_at` when the box saw the situation end, `repeat_of` the earlier case this one repeats,
+`review` an operator's review on the box (`pending`, `confirmed`, `rejected`), and
+`escalation_level` how many of its rule's escalation levels have passed."""
 
 ACK_COLUMNS = frozenset({"chain_seq", "acked_at", "ack_ref"})
 
@@ -128,10 +145,21 @@ class Case:
     chain_seq: int | None = None
     acked_at: datetime | None = None
     ack_ref: str | None = None
+    cleared_at: datetime | None = None
+    repeat_of: str | None = None
+    review: str | None = None
+    escalation_level: int = 0
 
     @property
     def is_open(self) -> bool:
         return self.state not in FINAL
+
+    @property
+    def disposal_s(self) -> float | None:
+        """Seconds from opening to the box seeing the situation end (None: not cleared)."""
+        if self.cleared_at is None:
+            return None
+        return (self.cleared_at - self.opened_at).total_seconds()
 
     def to_dict(self) -> dict[str, Any]:
         def iso(ts: datetime | None) -> str | None:
@@ -153,6 +181,10 @@ class Case:
             "chain_seq": self.chain_seq,
             "acked_at": iso(self.acked_at),
             "ack_ref": self.ack_ref,
+            "cleared_at": iso(self.cleared_at),
+            "repeat_of": self.repeat_of,
+            "review": self.review,
+            "escalation_level": self.escalation_level,
         }
 
 
@@ -176,7 +208,8 @@ class CaseEvent:
 
 _COLUMNS = (
     "case_id, violation_id, state, rule_id, category, site_id, opened_at, deadline,"
-    " escalated_at, package, manifest_sha256, updated_at, chain_seq, acked_at, ack_ref"
+    " escalated_at, package, manifest_sha256, updated_at, chain_seq, acked_at, ack_ref,"
+    " cleared_at, repeat_of, review, escalation_level"
 )
 _INSERTED = (
     "case_id, violation_id, state, rule_id, category, site_id, opened_at, deadline,"
@@ -205,6 +238,10 @@ def _case(row: tuple) -> Case:
         row[12],
         _ts(row[13]),
         row[14],
+        _ts(row[15]),
+        row[16],
+        row[17],
+        row[18] or 0,
     )
 
 
@@ -235,6 +272,11 @@ class CaseStore:
                 except sqlite3.OperationalError as exc:
                     if "duplicate column" not in str(exc):
                         raise
+                if name == "escalation_level":  # escalated before levels: the first level
+                    self.db.execute(
+                        "UPDATE cases SET escalation_level = 1"
+                        " WHERE escalated_at IS NOT NULL AND escalation_level = 0"
+                    )
 
     def close(self) -> None:
         with self.lock:
@@ -293,14 +335,17 @@ class CaseStore:
         to: State | str,
         at: datetime | None = None,
         data: dict[str, Any] | None = None,
+        *,
+        event: str | None = None,
         **columns: Any,
     ) -> Case:
         """Move a case to `to`; refuses (IllegalTransition) what the life cycle does not allow.
+        `event`: the event's name when it is not the target state's (`reopened`).
         `columns` may set `package` and `manifest_sha256`, and (on acknowledgement) `chain_seq`,
         `acked_at` (epoch seconds) and `ack_ref`, in the same transaction."""
         target = State(to)
         now = (at or datetime.now(UTC)).timestamp()
-        unknown = set(columns) - {"package", "manifest_sha256"} - ACK_COLUMNS
+        unknown = set(columns) - {"package", "manifest_sha256", "review"} - ACK_COLUMNS
         if unknown:
             raise ValueError(f"cannot set {sorted(unknown)}")
         with self.lock:
@@ -324,7 +369,9 @@ class CaseStore:
                     " WHERE case_id = ?",
                     (target.value, now, *columns.values(), case_id),
                 )
-                self._event(case_id, target.value, now, {"from": current.value, **(data or {})})
+                self._event(
+                    case_id, event or target.value, now, {"from": current.value, **(data or {})}
+                )
                 self.db.execute("COMMIT")
             except BaseException:
                 if self.db.in_transaction:  # SQLite already rolled back a full disk
@@ -332,37 +379,123 @@ class CaseStore:
                 raise
         return self.get(case_id)
 
-    def escalate_overdue(self, now: datetime | None = None) -> list[Case]:
-        """Cases past their disposal deadline and not closed: one `escalated` event each."""
+    def escalate_overdue(
+        self,
+        now: datetime | None = None,
+        levels: Callable[[str], Sequence[float]] | None = None,
+    ) -> list[Case]:
+        """Cases past a disposal deadline and still open: neither cleared by the box nor
+        rejected, rectified or closed. `levels(rule_id)`: multiples of the case's disposal time
+        at which it escalates (default `(1.0,)`: once, at the deadline; `(1, 2)`: again at twice
+        it). One `escalated` event per level passed, with the level; returns the cases that
+        escalated now."""
         at = (now or datetime.now(UTC)).timestamp()
         with self.lock:
             self.db.execute("BEGIN IMMEDIATE")
             try:
                 rows = self.db.execute(
-                    "SELECT case_id, deadline, state FROM cases WHERE deadline IS NOT NULL"
-                    " AND deadline < ? AND escalated_at IS NULL AND state NOT IN (?, ?, ?)",
+                    "SELECT case_id, rule_id, opened_at, deadline, state, escalation_level"
+                    " FROM cases WHERE deadline IS NOT NULL AND deadline < ?"
+                    " AND cleared_at IS NULL AND state NOT IN (?, ?, ?)",
                     (at, *[s.value for s in NOT_ESCALATED]),
                 ).fetchall()
-                for case_id, deadline, state in rows:
+                escalated = []
+                for case_id, rule_id, opened, deadline, state, level in rows:
+                    steps = tuple(levels(rule_id)) if levels is not None else (1.0,)
+                    level = level or 0
+                    due = [
+                        n
+                        for n, factor in enumerate(steps, start=1)
+                        if n > level and at >= opened + (deadline - opened) * factor
+                    ]
+                    if not due:
+                        continue
+                    reached = max(due)
                     self.db.execute(
-                        "UPDATE cases SET escalated_at = ? WHERE case_id = ?", (at, case_id)
+                        "UPDATE cases SET escalated_at = coalesce(escalated_at, ?),"
+                        " escalation_level = ? WHERE case_id = ?",
+                        (at, reached, case_id),
                     )
                     self._event(
                         case_id,
                         ESCALATED,
                         at,
                         {
+                            "level": reached,
+                            "of": len(steps),
                             "deadline": _ts(deadline).isoformat(),  # type: ignore[union-attr]
                             "state": state,
                             "overdue_s": round(at - deadline, 3),
                         },
                     )
+                    escalated.append(case_id)
                 self.db.execute("COMMIT")
             except BaseException:
                 if self.db.in_transaction:  # SQLite already rolled back a full disk
                     self.db.execute("ROLLBACK")
                 raise
-        return [self.get(case_id) for case_id, _, _ in rows]
+        return [self.get(case_id) for case_id in escalated]
+
+    def clear(self, case_id: str, at: datetime, data: dict[str, Any] | None = None) -> Case | None:
+        """The box saw the case's situation end at `at` (the subject left, the bay is vacant,
+        the goods were taken in): a `cleared` event with the time to disposal. Once per case;
+        None when it was already cleared, is unknown, or was rejected or closed."""
+        when = at.timestamp()
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                row = self.db.execute(
+                    "SELECT opened_at, state, cleared_at FROM cases WHERE case_id = ?",
+                    (case_id,),
+                ).fetchone()
+                if row is None or row[2] is not None or row[1] in (State.REJECTED, State.CLOSED):
+                    self.db.execute("COMMIT")
+                    return None
+                self.db.execute(
+                    "UPDATE cases SET cleared_at = ?, updated_at = ? WHERE case_id = ?",
+                    (when, datetime.now(UTC).timestamp(), case_id),
+                )
+                disposal = round(when - row[0], 3)
+                self._event(case_id, CLEARED, when, {"disposal_s": disposal, **(data or {})})
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+        return self.get(case_id)
+
+    def mark_repeat(self, case_id: str, earlier: str, data: dict[str, Any] | None = None) -> bool:
+        """Link a case to the earlier one whose situation came back (once; False if linked)."""
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                changed = self.db.execute(
+                    "UPDATE cases SET repeat_of = ? WHERE case_id = ? AND repeat_of IS NULL",
+                    (earlier, case_id),
+                ).rowcount
+                if changed:
+                    now = datetime.now(UTC).timestamp()
+                    self._event(case_id, REPEAT, now, {"repeat_of": earlier, **(data or {})})
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+        return bool(changed)
+
+    def recently_cleared(
+        self, rule_id: str, since: datetime, zone_id: str | None = None
+    ) -> list[Case]:
+        """Cases of `rule_id` (in `zone_id`, when given) the box cleared at or after `since`,
+        newest first: what a situation that comes back is a repeat of."""
+        query = f"SELECT {_COLUMNS} FROM cases WHERE rule_id = ? AND cleared_at >= ?"
+        params: tuple[Any, ...] = (rule_id, since.timestamp())
+        if zone_id is not None:
+            query += " AND json_extract(violation, '$.zone_id') = ?"
+            params += (zone_id,)
+        with self.lock:
+            rows = self.db.execute(query + " ORDER BY cleared_at DESC", params).fetchall()
+        return [_case(r) for r in rows]
 
     def get(self, case_id: str) -> Case:
         with self.lock:

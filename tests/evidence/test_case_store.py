@@ -65,7 +65,7 @@ def test_illegal_transitions_are_refused_with_a_reason(store: CaseStore) -> None
     assert "evidence_complete" in str(info.value)
     for state in HAPPY:
         store.transition(case.case_id, state)
-    with pytest.raises(IllegalTransition, match=r"nothing \(final\)"):
+    with pytest.raises(IllegalTransition, match="from closed it may go to acknowledged"):
         store.transition(case.case_id, State.OPENED)
     with pytest.raises(UnknownCase):
         store.transition("no-such-case", State.CLOSED)
@@ -100,6 +100,65 @@ def test_escalation_once_when_the_deadline_passes(store: CaseStore) -> None:
     assert event.data["overdue_s"] == pytest.approx(
         (START + timedelta(minutes=30) - late.deadline).total_seconds()
     )
+
+
+def test_a_cleared_case_never_escalates_and_is_cleared_once(store: CaseStore) -> None:
+    cleared, _ = store.open(make_violation(START, 0), START)
+    still, _ = store.open(make_violation(START, 1), START)
+    left = cleared.opened_at + timedelta(minutes=4)
+    case = store.clear(cleared.case_id, left, {"observation": "exit", "zone_id": "kerb"})
+    assert case is not None and case.cleared_at == left and case.disposal_s == 240.0
+    assert store.clear(cleared.case_id, left + timedelta(minutes=1)) is None
+    assert store.clear("no-such-case", left) is None
+    event = store.events(cleared.case_id)[-1]
+    assert event.event == "cleared" and event.at == left
+    assert event.data == {"disposal_s": 240.0, "observation": "exit", "zone_id": "kerb"}
+    overdue = store.escalate_overdue(START + timedelta(hours=1))
+    assert [c.case_id for c in overdue] == [still.case_id]
+    assert store.get(cleared.case_id).escalated_at is None
+
+
+def test_escalation_levels_at_the_deadline_and_again_at_twice_it(store: CaseStore) -> None:
+    case, _ = store.open(make_violation(START), START)  # disposal within 15 minutes
+
+    def levels(rule_id: str) -> tuple[float, ...]:
+        return (1.0, 2.0)
+
+    assert store.escalate_overdue(START + timedelta(minutes=14), levels) == []
+    first = store.escalate_overdue(START + timedelta(minutes=16), levels)
+    assert [(c.case_id, c.escalation_level) for c in first] == [(case.case_id, 1)]
+    assert store.escalate_overdue(START + timedelta(minutes=29), levels) == []
+    second = store.escalate_overdue(START + timedelta(minutes=31), levels)
+    assert [c.escalation_level for c in second] == [2]
+    assert store.escalate_overdue(START + timedelta(hours=5), levels) == []
+    events = [e for e in store.events(case.case_id) if e.event == "escalated"]
+    assert [(e.data["level"], e.data["of"]) for e in events] == [(1, 2), (2, 2)]
+    assert store.get(case.case_id).escalated_at == START + timedelta(minutes=16)
+
+
+def test_rectified_before_the_deadline_never_escalates(store: CaseStore) -> None:
+    case, _ = store.open(make_violation(START), START)
+    for state in (*HAPPY[:3], State.RECTIFIED):
+        store.transition(case.case_id, state)
+    assert store.escalate_overdue(START + timedelta(hours=1)) == []
+
+
+def test_reopened_and_repeats(store: CaseStore) -> None:
+    first, _ = store.open(make_violation(START, 0), START)
+    again, _ = store.open(make_violation(START + timedelta(hours=1), 1), START)
+    for state in (*HAPPY[:3], State.CLOSED):
+        store.transition(first.case_id, state)
+    reopened = store.transition(first.case_id, State.ACKNOWLEDGED, event="reopened")
+    assert reopened.state is State.ACKNOWLEDGED
+    assert store.events(first.case_id)[-1].event == "reopened"
+    store.clear(first.case_id, START + timedelta(minutes=3))
+    found = store.recently_cleared(first.rule_id, START)
+    assert [c.case_id for c in found] == [first.case_id]
+    assert store.recently_cleared(first.rule_id, START + timedelta(minutes=4)) == []
+    assert store.mark_repeat(again.case_id, first.case_id)
+    assert not store.mark_repeat(again.case_id, "another")
+    assert store.get(again.case_id).repeat_of == first.case_id
+    assert store.events(again.case_id)[-1].data == {"repeat_of": first.case_id}
 
 
 def test_case_events_table_is_what_the_sink_reads(store: CaseStore) -> None:
