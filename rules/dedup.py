@@ -14,7 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from detectors.observation import Observation
-from rules.schema import Dedup, Party
+from rules.schema import Dedup, Party, Review
 from rules.violation import Violation
 
 if TYPE_CHECKING:
@@ -121,6 +121,11 @@ class _Dedup:
             dispose_within=None
             if spec.dispose_within is None
             else timedelta(seconds=spec.dispose_within),
+            escalate=tuple(spec.escalate),
+            review_required=spec.review is Review.REQUIRED,
+            repeat_within=None
+            if spec.repeat_within is None
+            else timedelta(seconds=spec.repeat_within),
             evidence=spec.evidence.spec(),
             thresholds=thresholds,
             observations=tuple(observations),

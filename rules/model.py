@@ -177,6 +177,11 @@ class Condition(Clause):
         return [Clause.model_validate(self.model_dump(include=set(Clause.model_fields)))]
 
 
+class Review(StrEnum):
+    NONE = "none"
+    REQUIRED = "required"
+
+
 class Evidence(Strict):
     pre: Duration = 10.0
     """Video before the moment the rule fired."""
@@ -204,8 +209,24 @@ class Rule(Strict):
     dedup: Dedup = Dedup.SUBJECT
     dispose_within: Duration | None = None
     """Disposal deadline the case carries (e.g. 15m for stray non-motor vehicles)."""
+    escalate: list[float] = Field(default_factory=lambda: [1.0], min_length=1, max_length=5)
+    """Escalation levels as multiples of `dispose_within`: `[1, 2]` escalates a case still open
+    at its deadline and again at twice it."""
+    review: Review = Review.NONE
+    """`required`: the box holds each case for an operator's confirm or reject in the console
+    before the case feed sends it."""
+    repeat_within: Duration | None = None
+    """A situation of this rule that comes back within this long after the box cleared an
+    earlier case in the same zone is linked to it as a repeat."""
     party: Party = Party.NONE
     evidence: Evidence = Evidence()
+
+    @field_validator("escalate")
+    @classmethod
+    def _rising(cls, levels: list[float]) -> list[float]:
+        if any(level <= 0 for level in levels) or levels != sorted(set(levels)):
+            raise ValueError("escalation levels are positive multiples, rising: e.g. [1, 2]")
+        return levels
 
 
 class RuleFile(Strict):

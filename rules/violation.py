@@ -46,6 +46,12 @@ class Violation:
     """Merchant id for shop-front zones; None when the party is unknown (e.g. a parked car)."""
     location: GeoPoint | None = None
     dispose_within: timedelta | None = None
+    escalate: tuple[float, ...] = (1.0,)
+    """Escalation levels, as multiples of `dispose_within` (the rule's `escalate`)."""
+    review_required: bool = False
+    """The rule's `review: required`: an operator confirms or rejects before the feed sends."""
+    repeat_within: timedelta | None = None
+    """The rule's `repeat_within`: how long after a clearance a comeback is a repeat."""
     evidence: EvidenceSpec = EvidenceSpec()
     thresholds: Mapping[str, Any] = field(default_factory=dict)
     """The rule's condition as it stood when the violation opened (dwell, count, schedule...)."""
@@ -85,6 +91,11 @@ class Violation:
             "dispose_within_s": None
             if self.dispose_within is None
             else self.dispose_within.total_seconds(),
+            "escalate": list(self.escalate),
+            "review_required": self.review_required,
+            "repeat_within_s": None
+            if self.repeat_within is None
+            else self.repeat_within.total_seconds(),
             "evidence": {
                 "pre_s": self.evidence.pre_s,
                 "post_s": self.evidence.post_s,
@@ -118,6 +129,11 @@ class Violation:
             party=data.get("party"),
             location=None if location is None else GeoPoint(location["lon"], location["lat"]),
             dispose_within=None if within is None else timedelta(seconds=within),
+            escalate=tuple(data.get("escalate") or (1.0,)),
+            review_required=bool(data.get("review_required", False)),
+            repeat_within=None
+            if data.get("repeat_within_s") is None
+            else timedelta(seconds=data["repeat_within_s"]),
             evidence=EvidenceSpec(**data.get("evidence", {})),
             thresholds=dict(data.get("thresholds") or {}),
             observations=tuple(Observation.from_dict(o) for o in data.get("observations", [])),
