@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from detectors.observation import Observation
+from rules.clearance import OpenedSituation
 from rules.schema import Dedup, Party, Review
 from rules.violation import Violation
 
@@ -27,6 +28,8 @@ if TYPE_CHECKING:
 class _DedupState:
     active: set[tuple[int, Identity]] = field(default_factory=set)
     last_opened: float = -math.inf
+    opened: OpenedSituation | None = None
+    """The violation the active situation opened: its end is a clearance (`Engine.clearances`)."""
 
 
 class _Dedup:
@@ -59,10 +62,18 @@ class _Dedup:
             return []
         if at < state.last_opened + rule.cooldown:
             self._counts["suppressed_cooldown"] += 1
+            # the very violation opened before a restart (`remember_opened`), found again: its
+            # case is in the store, and its end is still a clearance; any other one has no case
+            again = abs(at - state.last_opened) < 0.0005
+            state.opened = (
+                _opened(self._violation(rule, at, members, anchor, key)) if again else None
+            )
             return []
         state.last_opened = at
         self._counts["violations"] += 1
-        return [self._violation(rule, at, members, anchor, key)]
+        violation = self._violation(rule, at, members, anchor, key)
+        state.opened = _opened(violation)
+        return [violation]
 
     def _violation(
         self: Engine,
@@ -130,3 +141,9 @@ class _Dedup:
             thresholds=thresholds,
             observations=tuple(observations),
         )
+
+
+def _opened(v: Violation) -> OpenedSituation:
+    return OpenedSituation(
+        v.rule_id, v.violation_id, v.situation, v.opened_at, v.devices, v.zone_id, v.location
+    )

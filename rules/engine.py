@@ -32,6 +32,7 @@ from typing import Any, NamedTuple
 
 from detectors.observation import GeoPoint, Observation
 from ingest.config import SiteConfig, Zone
+from rules.clearance import Clearance
 from rules.dedup import _Dedup, _DedupState
 from rules.evaluation import _Evaluation
 from rules.matching import _Compiled, _Matching, _Slot
@@ -50,6 +51,7 @@ from rules.violation import Violation
 __all__ = [
     "CLOSING_STATES",
     "MAX_KEPT_OBSERVATIONS",
+    "Clearance",
     "Dropped",
     "Engine",
     "Episode",
@@ -66,7 +68,8 @@ class Dropped(NamedTuple):
 
 
 class Engine(_Matching, _Situations, _Evaluation, _Dedup):
-    """`process(obs)` and `advance(now)` return the violations that open; `replace` reloads.
+    """`process(obs)` and `advance(now)` return the violations that open; `clearances()` the
+    opened ones whose situation has since ended; `replace` reloads.
 
     The input side (lateness, the hot path, the watermark) and the public surface live here;
     the rest comes from its parts, each over the same state: the candidate index
@@ -98,6 +101,8 @@ class Engine(_Matching, _Situations, _Evaluation, _Dedup):
         self._retired: list[tuple[float, int, int, int, Any, _Track]] = []
         """Closed tracks kept in their group while a late report could still pair with them."""
         self._emitted: list[Violation] = []
+        self._cleared: list[Clearance] = []
+        """Opened violations whose situation ended, handed out by `clearances()`."""
         self._superseded: dict[tuple[int, int, Identity], _Track] = {}
         """Situations followed by a new one of the same subject before their close arrived."""
         self._superseding: list[tuple[float, int, int, int, Identity, _Track]] = []
@@ -295,6 +300,14 @@ class Engine(_Matching, _Situations, _Evaluation, _Dedup):
         if self._emitted:
             out += self._emitted
             self._emitted = []
+        return out
+
+    def clearances(self) -> list[Clearance]:
+        """The opened violations whose situation has ended since the last call (the subject
+        left, the bay is vacant, the truck is back on route), found by `process` and `advance`.
+        Call after handing on the violations of the same calls: a violation may open and clear
+        in one batch. Each opened violation clears at most once."""
+        out, self._cleared = self._cleared, []
         return out
 
     # ---- introspection ----------------------------------------------------------------------

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from detectors.observation import Observation
+from rules.clearance import ENDED, SILENT, SUPERSEDED, Clearance
 
 if TYPE_CHECKING:
     from rules.engine import Engine
@@ -147,7 +148,7 @@ class _Situations:
                     )
                 else:
                     tracks[identity] = track
-                    self._close(rule, r_index, c_index, track, track.last_seen)
+                    self._close(rule, r_index, c_index, track, track.last_seen, SUPERSEDED)
                 track = None
             elif first < track.first_seen:
                 self._counts["stale_report"] += 1
@@ -182,9 +183,16 @@ class _Situations:
         return track
 
     def _close(
-        self: Engine, rule: _Compiled, r_index: int, c_index: int, track: _Track, end: float
+        self: Engine,
+        rule: _Compiled,
+        r_index: int,
+        c_index: int,
+        track: _Track,
+        end: float,
+        how: str = ENDED,
     ) -> None:
-        """The situation ended at `end`; whatever it satisfied before that still counts."""
+        """The situation ended at `end`; whatever it satisfied before that still counts. When
+        it was the last member of a situation that opened a violation, that is a clearance."""
         track.open = False
         track.ended_at = end
         tracks = rule.tracks[c_index]
@@ -198,6 +206,10 @@ class _Situations:
             state = rule.dedup.get(track.dedup_key)
             if state is not None:
                 state.active.discard((c_index, track.identity))
+                if not state.active and state.opened is not None:
+                    last = track.recent[-1] if track.recent else track.first_obs
+                    self._cleared.append(Clearance.of(state.opened, end, how, last))
+                    state.opened = None
         if rule.grouped[c_index] is not None:
             keep = (rule.within if rule.all_mode else 0.0) + self.tolerance_s
             self._seq += 1
@@ -220,7 +232,8 @@ class _Situations:
             key = (r_index, c_index, identity)
             if self._superseded.get(key) is track and r_index < len(self._rules):
                 del self._superseded[key]
-                self._close(self._rules[r_index], r_index, c_index, track, track.last_seen)
+                rule = self._rules[r_index]
+                self._close(rule, r_index, c_index, track, track.last_seen, SUPERSEDED)
         retired = self._retired
         while retired and retired[0][0] < watermark:
             _, _, r_index, c_index, key, track = heapq.heappop(retired)
@@ -239,7 +252,7 @@ class _Situations:
                     continue
                 expired = [t for t in tracks.values() if t.last_seen + gone_after < watermark]
                 for track in expired:
-                    self._close(rule, r_index, c_index, track, track.last_seen)
+                    self._close(rule, r_index, c_index, track, track.last_seen, SILENT)
         horizon = watermark - self.tolerance_s
         if self._closed:
             self._closed = {k: v for k, v in self._closed.items() if v >= horizon}
