@@ -34,6 +34,7 @@ from typing import Any
 import paho.mqtt.client as mqtt
 
 from evidence.cases import Case, CaseStore, IllegalTransition, State
+from evidence.escalation import EscalationDelivery
 from evidence.package import MANIFEST, SIGNATURE
 from evidence.payloads import (
     acknowledgement,
@@ -84,7 +85,7 @@ class Delivered:
     detail: dict[str, Any]
 
 
-class CaseFeed:
+class CaseFeed(EscalationDelivery):
     def __init__(
         self,
         config: SiteConfig,
@@ -106,6 +107,7 @@ class CaseFeed:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(OUTBOX_SCHEMA)
         self._lock = threading.RLock()
+        self._init_escalations()
         self._clock = clock
         self.targets = [
             name
@@ -203,6 +205,7 @@ class CaseFeed:
             outcome = self._attempt(case_id, target, attempts)
             result[outcome] += 1
         self._acknowledge_complete()
+        result.update(self.drain_escalations())  # escalations: evidence/escalation.py
         return dict(result)
 
     def _attempt(self, case_id: str, target: str, attempts: int) -> str:

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 
 from evidence.builder import EvidenceBuilder, FrameProvider
 from evidence.cases import Case, CaseStore, State
+from evidence.escalation import escalation_levels
 from evidence.keys import Signer
 from evidence.retention import Retention, RetentionReport
 from evidence.settings import evidence_paths
@@ -94,7 +95,7 @@ class EvidenceService:
 
     def tick(self, now: datetime | None = None) -> tuple[list[Case], RetentionReport | None]:
         """Escalate cases past their disposal deadline; enforce the quota every few minutes."""
-        escalated = self.store.escalate_overdue(now)
+        escalated = self.store.escalate_overdue(now, escalation_levels(self.store))
         for case in escalated:
             log.warning(
                 "case %s (%s) passed its disposal deadline %s in state %s",

@@ -49,8 +49,19 @@ class CaseSystem:
     and deduplicates by Idempotency-Key as the
     design asks of receivers: `accepted` counts each case once, `repeats` counts re-sends."""
 
-    def __init__(self, fail_first: int = 3, port: int = 0, token: str | None = None) -> None:
+    def __init__(
+        self,
+        fail_first: int = 3,
+        port: int = 0,
+        token: str | None = None,
+        fail_escalations_first: int = 0,
+    ) -> None:
+        """`fail_escalations_first`: escalations (`POST .../{case_id}/escalations`, JSON) get
+        503 that many times; each is kept once by Idempotency-Key in `escalations`."""
         self.accepted: Counter[str] = Counter()
+        self.escalations: dict[str, dict] = {}
+        self.escalation_requests = 0
+        self.escalation_repeats: Counter[str] = Counter()
         self.repeats: Counter[str] = Counter()
         self.requests = 0
         self.refused = 0
@@ -69,6 +80,9 @@ class CaseSystem:
                         self.send_response(401)
                         self.send_header("Content-Length", "0")
                         self.end_headers()
+                        return
+                    if self.path.endswith("/escalations"):
+                        self._escalation(body)
                         return
                     if system.down or system.requests <= fail_first:
                         system.refused += 1
@@ -90,6 +104,23 @@ class CaseSystem:
                 self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
                 self.wfile.write(answer)
+
+            def _escalation(self, body: bytes) -> None:
+                system.escalation_requests += 1
+                if system.down or system.escalation_requests <= fail_escalations_first:
+                    self.send_response(503)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                assert self.headers["Content-Type"] == "application/json"
+                key = self.headers["Idempotency-Key"]
+                if key in system.escalations:
+                    system.escalation_repeats[key] += 1
+                else:
+                    system.escalations[key] = json.loads(body) | {"path": self.path}
+                self.send_response(201)
+                self.send_header("Content-Length", "0")
+                self.end_headers()
 
             def log_message(self, format: str, *args: object) -> None:
                 return
