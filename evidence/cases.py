@@ -607,3 +607,55 @@ class CaseStore:
             "INSERT INTO case_events (case_id, event, at, data) VALUES (?, ?, ?, ?)",
             (case_id, event, at, json.dumps(data, ensure_ascii=False, default=str)),
         )
+
+    # ---- decisions ----
+
+    def in_transaction(self, work: Callable[[sqlite3.Connection], Any]) -> Any:
+        """Run `work(db)` in one write transaction (BEGIN IMMEDIATE, under the lock) and return
+        what it returns: for a caller that changes a case and its own table together (the
+        idempotency record of a decision, evidence/decisions.py). An exception rolls back."""
+        with self.lock:
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                result = work(self.db)
+                self.db.execute("COMMIT")
+            except BaseException:
+                if self.db.in_transaction:
+                    self.db.execute("ROLLBACK")
+                raise
+        return result
+
+    def change_within(
+        self,
+        case_id: str,
+        to: State | None,
+        at: float,
+        data: dict[str, Any],
+        *,
+        event: str,
+        **columns: Any,
+    ) -> State:
+        """`transition`'s check and writes inside the caller's `in_transaction`; `to` None
+        keeps the state (an operator's confirmation on the box sets only `review`). Returns the
+        state the case came from."""
+        unknown = set(columns) - {"review"}
+        if unknown:
+            raise ValueError(f"cannot set {sorted(unknown)}")
+        row = self.db.execute("SELECT state FROM cases WHERE case_id = ?", (case_id,)).fetchone()
+        if row is None:
+            raise UnknownCase(case_id)
+        current = State(row[0])
+        target = current if to is None else State(to)
+        if to is not None and target not in NEXT[current]:
+            allowed = ", ".join(s.value for s in NEXT[current]) or "nothing (final)"
+            raise IllegalTransition(
+                f"case {case_id}: cannot go from {current.value} to {target.value}; "
+                f"from {current.value} it may go to {allowed}"
+            )
+        sets = "".join(f", {name} = ?" for name in columns)
+        self.db.execute(
+            f"UPDATE cases SET state = ?, updated_at = ?{sets} WHERE case_id = ?",
+            (target.value, at, *columns.values(), case_id),
+        )
+        self._event(case_id, event, at, {"from": current.value, **data})
+        return current
