@@ -5,6 +5,7 @@
                                       /manifest.sig    rule, party, place, times, previous hash
                                       /media/...       clip and snapshots
                                       /data/...        violation, sensor series, GPS track
+<evidence root>/<YYYY-MM-DD>/<case_id>-after/...       follow-up: the box saw the situation end
 ```
 """
 
@@ -22,6 +23,11 @@ MANIFEST = "manifest.json"
 SIGNATURE = "manifest.sig"
 GENESIS = "0" * 64
 """`prev_manifest_sha256` of the first package of a box."""
+FOLLOW_UP = "follow_up"
+"""Manifest `kind` of a follow-up ("after") package: the box saw the case's situation end. A
+case's own package has no `kind`."""
+AFTER_SUFFIX = "-after"
+"""A follow-up package lives beside its case's: `<YYYY-MM-DD>/<case_id>-after/`."""
 
 _DATE_DIR = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 
@@ -37,6 +43,14 @@ def date_dir_of(opened_at: datetime) -> str:
 
 def package_dir(root: Path, case_id: str, opened_at: datetime) -> Path:
     return root / date_dir_of(opened_at) / case_id
+
+
+def folder_of(manifest: dict[str, Any]) -> str | None:
+    """The folder name a manifest belongs in: its case id, `<case_id>-after` for a follow-up."""
+    case_id = manifest.get("case_id")
+    if case_id is None:
+        return None
+    return f"{case_id}{AFTER_SUFFIX}" if manifest.get("kind") == FOLLOW_UP else str(case_id)
 
 
 def manifest_bytes(manifest: dict[str, Any]) -> bytes:

@@ -10,12 +10,14 @@ from datetime import UTC, datetime
 from evidence.builder import EvidenceBuilder, FrameProvider
 from evidence.cases import Case, CaseStore, State
 from evidence.escalation import escalation_levels
+from evidence.followup import FollowUp, FollowUps
 from evidence.keys import Signer
 from evidence.retention import Retention, RetentionReport
 from evidence.settings import evidence_paths
 from ingest.config import SiteConfig
 from ingest.diskspace import DiskGuard
 from ingest.journal import Journal
+from rules.clearance import Clearance
 from rules.violation import Violation
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,8 @@ class EvidenceService:
         self.retention = retention
         self.retention_every_s = retention_every_s
         self._last_retention = float("-inf")
+        self.followups = FollowUps(builder, store)
+        """Clearances: `cleared` events and follow-up ("after") packages (evidence.followup)."""
 
     @classmethod
     def from_config(
@@ -84,6 +88,19 @@ class EvidenceService:
             package=str(result.path),
             manifest_sha256=sha,
         )
+
+    def clear(self, clearance: Clearance) -> Case | None:
+        """The engine saw a case's situation end: its `cleared` event, at once (durable); the
+        after package follows from `follow_up` on the evidence thread."""
+        return self.followups.record(clearance)
+
+    def follow_up(self, case_id: str) -> FollowUp | None:
+        """The after package of a cleared case (see `evidence.followup`), once."""
+        if self.disk is not None:
+            self.disk.check("evidence")
+        result = self.followups.build(case_id)
+        self.builder.ledger.recover()
+        return result
 
     def resume(self) -> list[Case]:
         """Cases opened before a crash but without their evidence: build (or find) it now."""

@@ -41,10 +41,12 @@ from evidence.fsutil import sha256_file
 from evidence.keys import Verifier, key_id_of_b64
 from evidence.ledger import LEDGER, PRUNED, STAGING, Ledger
 from evidence.package import (
+    FOLLOW_UP,
     GENESIS,
     MANIFEST,
     SIGNATURE,
     date_dir_of,
+    folder_of,
     package_dirs,
 )
 
@@ -152,9 +154,10 @@ def verify_package(
         if rel not in listed and rel not in (MANIFEST, SIGNATURE):
             report.findings.append(Finding("extra_file", f"{where}/{rel}", "not in the manifest"))
     case_id = manifest.get("case_id")
-    if case_id != path.name:
+    if folder_of(manifest) != path.name:
+        what = "the follow-up of case" if manifest.get("kind") == FOLLOW_UP else "case"
         report.findings.append(
-            Finding("misplaced", where, f"folder {path.name} holds case {case_id}")
+            Finding("misplaced", where, f"folder {path.name} holds {what} {case_id}")
         )
     return report, manifest
 
