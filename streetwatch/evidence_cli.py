@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import click
@@ -13,6 +14,7 @@ from evidence.cases import CaseStore, UnknownCase
 from evidence.keys import KeyFileError, Verifier
 from evidence.package import MANIFEST
 from evidence.settings import evidence_paths
+from evidence.stats import case_stats, merchant_offences
 from evidence.verify import (
     Report,
     is_evidence_root,
@@ -228,3 +230,95 @@ def show(case_id: str, config_path: Path, as_json: bool) -> None:
     click.echo("events:")
     for e in events:
         click.echo(f"  {e.seq:>6}  {e.at.isoformat()}  {e.event:<17} {json.dumps(e.data)}")
+
+
+def _since(ctx: click.Context, param: click.Parameter, value: str | None) -> datetime | None:
+    """`--since`: an ISO date or time (UTC when it names no offset), or a period back from
+    now: `30d`, `12h`, `90m`."""
+    if value is None:
+        return None
+    match = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([dhm])", value.strip())
+    if match:
+        unit = {"d": 86400, "h": 3600, "m": 60}[match.group(2)]
+        return datetime.now(UTC) - timedelta(seconds=float(match.group(1)) * unit)
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r}: expected an ISO date or time (2026-11-01, 2026-11-01T08:00+08:00) "
+            "or a period back from now (30d, 12h, 90m)"
+        ) from None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+SINCE_OPTION = click.option(
+    "--since",
+    callback=_since,
+    help="Only cases opened since: an ISO date/time or a period back from now (30d, 12h).",
+)
+
+
+def _minutes(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.1f} min"
+
+
+@cases.command("stats")
+@CONFIG_OPTION
+@SINCE_OPTION
+@click.option("--json", "as_json", is_flag=True, help="The figures as one JSON object.")
+def stats_command(config_path: Path, since: datetime | None, as_json: bool) -> None:
+    """The figures the field reports, per rule and in total: cases opened per day and month,
+    cleared by the box vs rectified by the case system, disposal time p50/p90, the share
+    disposed within the deadline, escalations, repeats and reviewer rejections."""
+    config = load_or_fail(config_path)
+    store = _store(config_path)
+    offset = datetime.now(config.site.tz).utcoffset() or timedelta(0)
+    figures = case_stats(store, since, utc_offset_s=offset.total_seconds())
+    if as_json:
+        click.echo(json.dumps(figures, ensure_ascii=False))
+        return
+    header = (
+        f"{'rule':<26}{'opened':>7}{'/day':>7}{'box':>6}{'rect':>6}{'p50':>11}{'p90':>11}"
+        f"{'in time':>9}{'escal':>7}{'repeat':>7}{'reject':>7}"
+    )
+    click.echo(header)
+    for f in [*figures["rules"], figures["total"]]:
+        days = len(f["per_day"]) or 1
+        share = f["within_deadline_share"]
+        click.echo(
+            f"{f['rule_id'] or 'TOTAL':<26}{f['opened']:>7}{f['opened'] / days:>7.1f}"
+            f"{f['cleared_by_box']:>6}{f['rectified']:>6}{_minutes(f['disposal_p50_s']):>11}"
+            f"{_minutes(f['disposal_p90_s']):>11}"
+            f"{'-' if share is None else f'{share:.0%}':>9}{f['escalations']:>7}"
+            f"{f['repeats']:>7}{f['rejected']:>7}"
+        )
+    months = ", ".join(f"{m}: {n}" for m, n in sorted(figures["total"]["per_month"].items()))
+    click.echo(f"per month: {months or '-'}")
+
+
+@cases.command("merchants")
+@CONFIG_OPTION
+@SINCE_OPTION
+@click.option("--json", "as_json", is_flag=True, help="One JSON array, most offences first.")
+def merchants_command(config_path: Path, since: datetime | None, as_json: bool) -> None:
+    """Offences per merchant (cases whose party is a merchant), most first, with the merchant's
+    grade (devices.yaml merchants[].grade). Rejected cases are counted apart, not as offences."""
+    config = load_or_fail(config_path)
+    store = _store(config_path)
+    known = {m.id: m for m in config.merchants}
+    rows = merchant_offences(store, since)
+    for row in rows:
+        merchant = known.get(row["merchant_id"])
+        row["name"] = merchant.name if merchant else None
+        row["grade"] = getattr(merchant, "grade", None) if merchant else None
+    if as_json:
+        click.echo(json.dumps(rows, ensure_ascii=False))
+        return
+    for row in rows:
+        rules = ", ".join(f"{rule} {n}" for rule, n in row["by_rule"].items())
+        click.echo(
+            f"{row['merchant_id']:<14} {row['name'] or '?':<20} grade {row['grade'] or '-'}"
+            f"  offences {row['offences']:>4}  rejected {row['rejected']}  escalated "
+            f"{row['escalated']}  repeats {row['repeats']}  last {row['last']}  ({rules})"
+        )
+    click.echo(f"{len(rows)} merchant(s)", err=True)
