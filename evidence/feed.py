@@ -170,6 +170,8 @@ class CaseFeed(EscalationDelivery):
         queued = 0
         now = self._clock()
         for case in self.store.list([State.EVIDENCE_COMPLETE]):
+            if case.review == "pending":  # review: required, and no operator has confirmed yet
+                continue
             with self._lock:
                 self._db.executemany(
                     "INSERT OR IGNORE INTO outbox (case_id, target, next_at, created_at)"

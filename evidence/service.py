@@ -80,13 +80,16 @@ class EvidenceService:
         result = self.builder.build_result(violation)
         self.builder.ledger.recover()
         sha = hashlib.sha256((result.path / "manifest.json").read_bytes()).hexdigest()
+        # review: required: the case waits for an operator's confirm or reject (decisions.py)
+        review = {"review": "pending"} if violation.review_required else {}
         return self.store.transition(
             case.case_id,
             State.EVIDENCE_COMPLETE,
             datetime.now(UTC),
-            {"package": str(result.path), "manifest_sha256": sha},
+            {"package": str(result.path), "manifest_sha256": sha, **review},
             package=str(result.path),
             manifest_sha256=sha,
+            **review,
         )
 
     def clear(self, clearance: Clearance) -> Case | None:

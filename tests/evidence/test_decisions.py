@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -20,7 +21,10 @@ from evidence.decisions import (
     allowed_events,
     apply_decision,
 )
-from tests.evidence.evidence_support import make_violation
+from evidence.feed import CaseFeed
+from evidence.package import case_id_of
+from evidence.service import EvidenceService
+from tests.evidence.evidence_support import make_violation, site_config
 
 START = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 
@@ -197,3 +201,45 @@ def test_the_decision_and_its_key_commit_together(store: CaseStore, tmp_path: Pa
         apply_decision(store, case_id, Decision(event="closed"), "k1", "http")
     assert store.get(case_id).state is State.CONFIRMED
     assert [e.event for e in store.events(case_id)][-1] == "confirmed"
+
+
+class _Built:
+    """What EvidenceService needs of a builder: a package folder with a manifest."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.ledger = self
+
+    def recover(self) -> None:
+        pass
+
+    def case_id(self, violation) -> str:
+        return case_id_of(violation.violation_id, violation.opened_at)
+
+    def build_result(self, violation):
+        path = self.root / self.case_id(violation)
+        path.mkdir(parents=True, exist_ok=True)
+        (path / "manifest.json").write_text("{}")
+        return type("Result", (), {"path": path})()
+
+
+def test_review_required_cases_wait_for_the_operator_before_the_feed(
+    store: CaseStore, tmp_path: Path
+) -> None:
+    service = EvidenceService(_Built(tmp_path / "packages"), store)  # type: ignore[arg-type]
+    waits = service.handle(replace(make_violation(START), review_required=True))
+    sent = service.handle(make_violation(START, 1))
+    confirmed = service.handle(replace(make_violation(START, 2), review_required=True))
+    assert waits.state is State.EVIDENCE_COMPLETE and waits.review == "pending"
+    assert store.events(waits.case_id)[-1].data["review"] == "pending"
+    assert sent.review is None
+    apply_decision(store, confirmed.case_id, Decision(event="confirmed", by="op"), "r", "console")
+    config = site_config(tmp_path, feed={"http": {"url": "http://127.0.0.1:9/cases"}})
+    feed = CaseFeed(config, store)
+    try:
+        assert feed.enqueue_ready() == 2
+    finally:
+        feed.close()
+    assert store.get(waits.case_id).state is State.EVIDENCE_COMPLETE
+    assert store.get(sent.case_id).state is State.SUBMITTED
+    assert store.get(confirmed.case_id).state is State.SUBMITTED
