@@ -28,7 +28,7 @@ from typing import Any
 
 from detectors.observation import Observation
 from detectors.sensors import SensorDetectors
-from evidence.cases import State
+from evidence.cases import Case, State
 from evidence.feed import CaseFeed
 from evidence.service import EvidenceService
 from ingest import failpoints
@@ -41,6 +41,7 @@ from ingest.readings import Reading, Snapshot
 from ingest.secrets import SecretError, read_secret
 from ingest.yamlsource import ConfigError
 from rules import Engine, RecordingWriter, RuleSet, RuleWatcher, load_rules
+from rules.clearance import Clearance
 from rules.violation import Violation
 from streetwatch.watermark import Watermark
 
@@ -308,6 +309,7 @@ class Pipeline:
             _case, new = self.cases.open(violation, case_id=self.builder.case_id(violation))
             if new:
                 self.counters["cases_opened"] += 1
+                self._link_repeat(_case, violation)
                 log.info(
                     "violation %s: %s at %s (%s)",
                     violation.rule_id,
@@ -315,6 +317,7 @@ class Pipeline:
                     violation.zone_id or violation.devices[0],
                     violation.opened_at.isoformat(),
                 )
+        self._clear(self.engine.clearances())
         self.counters["readings_analysed"] += len(rows)
         self.counters["observations"] += len(observations)
         self.counters["violations"] += len(violations)
@@ -385,6 +388,7 @@ class Pipeline:
                 self.counters["packages"] += 1
                 self.feed.wake()
                 built += 1
+            built += self._follow_ups(stopping)
             if stopping:
                 return
             try:
@@ -400,6 +404,40 @@ class Pipeline:
         if not any(device in self.cameras for device in violation.devices):
             return True
         return datetime.now(UTC) >= self.builder.ready_at(violation)
+
+    # ---- clearances ------------------------------------------------------------------------
+
+    def _clear(self, clearances: list[Clearance]) -> None:
+        """On the analysis thread, before the checkpoint: each clearance's `cleared` event is
+        durable at once; its after package follows on the evidence thread (`_follow_ups`)."""
+        for clearance in clearances:
+            if self.evidence.clear(clearance) is not None:
+                self.counters["cases_cleared"] += 1
+
+    def _link_repeat(self, case: Case, violation: Violation) -> None:
+        if self.evidence.followups.link_repeat(case, violation) is not None:
+            self.counters["repeats"] += 1
+
+    def _follow_ups(self, stopping: bool) -> int:
+        """After packages of cleared cases whose own package exists (a camera's once its
+        post-roll after the clearance is recorded; all of them when stopping)."""
+        built = 0
+        for case_id in self.evidence.followups.pending():
+            if not stopping and not self.evidence.followups.ready(case_id):
+                continue
+            try:
+                result = self.evidence.follow_up(case_id)
+            except Exception as exc:
+                self.counters["evidence_failures"] += 1
+                if self.disk.failed("evidence", exc):
+                    log.error("follow-up of case %s waits: disk full (%s)", case_id, exc)
+                    break
+                log.exception("follow-up of case %s failed; retrying later", case_id)
+                continue
+            if result is not None:
+                self.counters["follow_ups"] += 1
+                built += 1
+        return built
 
     # ---- status ----------------------------------------------------------------------------
 
