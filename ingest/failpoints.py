@@ -5,7 +5,8 @@
 checkpoint, exactly what a power cut leaves behind. Unset, `reach` is one dict lookup.
 Points: journal.before_commit, journal.committed (before the MQTT acks), analysis.stored
 (before the cursor checkpoint), evidence.collected/signed/pending/renamed/head (the package
-commit's steps), feed.before_send, feed.sent (accepted, not yet marked delivered).
+commit's steps), feed.before_send, feed.sent (accepted, not yet marked delivered),
+decisions.applied (a decision applied to the case store, not yet settled in the journal).
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ POINTS = (
     "evidence.head",
     "feed.before_send",
     "feed.sent",
+    "decisions.applied",
 )
 
 log = logging.getLogger(__name__)

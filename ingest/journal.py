@@ -28,6 +28,7 @@ from typing import Any, Protocol
 import orjson
 
 from ingest import failpoints
+from ingest.decisions import DecisionMessage
 from ingest.readings import (
     NMEA_SOURCES,
     PAYLOAD_KINDS,
@@ -38,6 +39,24 @@ from ingest.readings import (
     TimeFlag,
     merge_fixes,
 )
+
+DECISIONS_SCHEMA = """
+CREATE TABLE IF NOT EXISTS decisions (
+    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    key         TEXT NOT NULL UNIQUE,
+    case_id     TEXT NOT NULL,
+    topic       TEXT NOT NULL,
+    received_ts REAL NOT NULL,
+    body        TEXT NOT NULL,
+    settled_ts  REAL,
+    outcome     TEXT,
+    detail      TEXT
+);
+CREATE INDEX IF NOT EXISTS decisions_pending ON decisions (seq) WHERE settled_ts IS NULL;
+"""
+"""The case system's decisions received over MQTT (`ingest/decisions.py`), journaled before the
+ack like readings, once per idempotency key; the pipeline applies them to the case store and
+settles each (`outcome`: applied, replayed or refused, with the reason in `detail`)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -129,10 +148,16 @@ class WriteResult:
     """Readings that completed one already stored (an NMEA fix's second part); not in inserted."""
     dead_reasons: dict[str, int] = field(default_factory=dict)
     """Dead letters stored, by reason."""
+    decisions: int = 0
+    """Decision messages stored (a redelivered key is not stored again)."""
 
 
 def _epoch(ts: datetime | None) -> float | None:
     return None if ts is None else ts.timestamp()
+
+
+def _ts(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
 
 
 def _from_epoch(value: float | None) -> datetime | None:
@@ -151,6 +176,7 @@ class Journal:
         self._db.execute(f"PRAGMA synchronous={synchronous}")
         self._db.execute("PRAGMA busy_timeout=5000")
         self._db.executescript(SCHEMA)
+        self._db.executescript(DECISIONS_SCHEMA)
         self._migrate()
 
     def _migrate(self) -> None:
@@ -180,8 +206,14 @@ class Journal:
                     self._db.execute("ROLLBACK")
                 raise
 
-    def write(self, readings: Iterable[Reading], dead: Iterable[DeadLetter] = ()) -> WriteResult:
-        """Store a batch in one transaction, in order; returns what was new.
+    def write(
+        self,
+        readings: Iterable[Reading],
+        dead: Iterable[DeadLetter] = (),
+        decisions: Iterable[DecisionMessage] = (),
+    ) -> WriteResult:
+        """Store a batch in one transaction, in order; returns what was new. `decisions`: the
+        case system's decision messages (see the decisions section below).
 
         A reading whose key is already stored is a duplicate, except an NMEA fix part that adds
         fields to it: that one is merged in (see the module docstring)."""
@@ -261,10 +293,11 @@ class Journal:
                 ).rowcount
                 if stored:
                     reasons[letter[2]] = reasons.get(letter[2], 0) + 1
+            decided = self._insert_decisions(db, decisions)
             failpoints.reach("journal.before_commit")
         failpoints.reach("journal.committed")
         return WriteResult(
-            inserted, total - inserted - merged, sum(reasons.values()), merged, reasons
+            inserted, total - inserted - merged, sum(reasons.values()), merged, reasons, decided
         )
 
     @staticmethod
@@ -438,6 +471,59 @@ class Journal:
             yield from chunk
             after_seq = chunk[-1][0]
 
+    # ---- decisions ----
+
+    @staticmethod
+    def _insert_decisions(db: sqlite3.Connection, decisions: Iterable[DecisionMessage]) -> int:
+        rows = [
+            (
+                d.key,
+                d.case_id,
+                d.topic,
+                d.received_ts.timestamp(),
+                orjson.dumps(d.body).decode(),
+            )
+            for d in decisions
+        ]
+        if not rows:
+            return 0
+        before = db.total_changes
+        db.executemany(
+            "INSERT OR IGNORE INTO decisions (key, case_id, topic, received_ts, body)"
+            " VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+        return db.total_changes - before
+
+    def pending_decisions(self, limit: int = 100) -> list[JournaledDecision]:
+        """Decisions not yet settled, in the order they arrived."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, key, case_id, topic, received_ts, body FROM decisions"
+                " WHERE settled_ts IS NULL ORDER BY seq LIMIT ?",
+                (limit,),
+            ).fetchall()
+        return [
+            JournaledDecision(seq, key, case_id, topic, _ts(ts), json.loads(body))
+            for seq, key, case_id, topic, ts, body in rows
+        ]
+
+    def settle_decision(self, seq: int, outcome: str, detail: str = "") -> None:
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE decisions SET settled_ts = ?, outcome = ?, detail = ? WHERE seq = ?",
+                (datetime.now(UTC).timestamp(), outcome, detail[:500], seq),
+            )
+
+    def decisions(self) -> list[dict[str, Any]]:
+        """Every journaled decision with its outcome (tests, diagnostics)."""
+        keys = ("seq", "key", "case_id", "received_ts", "outcome", "detail")
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT seq, key, case_id, received_ts, outcome, detail FROM decisions ORDER BY seq"
+            ).fetchall()
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
 
 def _fix_dict(fix: GpsFix) -> dict[str, Any]:
     return {name: getattr(fix, name) for name in GpsFix.__slots__}
@@ -457,3 +543,13 @@ def _reading_of(row: tuple) -> Reading:
         time_flag=TimeFlag(time_flag),
         payload=PAYLOAD_KINDS[kind](**fields),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class JournaledDecision:
+    seq: int
+    key: str
+    case_id: str
+    topic: str
+    received_ts: datetime
+    body: dict[str, Any]

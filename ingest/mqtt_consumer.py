@@ -11,6 +11,8 @@ A message whose JSON array has some bad elements keeps its good readings and dea
 bad element alone (with its index), all in the same commit before the one ack. Dead letters are
 counted by reason as the journal stores them, so a redelivery counts nothing twice. NMEA
 devices are decoded with a DecoderState (each device's last RMC) kept for the consumer's life.
+The case system's decisions (`streetwatch/{site}/cases/{case_id}/decision`, ingest/decisions.py)
+are journaled the same way, in the same commit before the ack, and applied by the pipeline.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 
 import paho.mqtt.client as mqtt
@@ -30,6 +32,13 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest.config import SiteConfig
+from ingest.decisions import (
+    BadDecision,
+    DecisionMessage,
+    case_of_topic,
+    decision_filter,
+    parse_decision,
+)
 from ingest.decoders import decode
 from ingest.decoders.base import DecodeError, DecoderState, PartialDecode, Reason, reading_key
 from ingest.diskspace import DiskGuard
@@ -56,6 +65,8 @@ class _Pending:
     dead: list[DeadLetter]
     session: int = 0
     """The connection it came on: a packet id means nothing on another one."""
+    decisions: list[DecisionMessage] = field(default_factory=list)
+    """A decision of the case system (`streetwatch/{site}/cases/{case_id}/decision`)."""
 
 
 class _Dead(Exception):
@@ -253,7 +264,10 @@ class MqttIngestor:
         self._refused.clear()
         self.last_error = None
         self.stats.inc("connects")
-        filters = self.registry.subscriptions(self.config.broker.shared_group)
+        filters = [
+            *self.registry.subscriptions(self.config.broker.shared_group),
+            decision_filter(self.config.site.id),  # the case system's decisions about cases
+        ]
         self.subscribed.clear()
         if filters:
             _, mid = client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])
@@ -274,6 +288,16 @@ class MqttIngestor:
         for index, code in enumerate(reason_codes):
             if code.is_failure:
                 what = filters[index] if index < len(filters) else "?"
+                if what == decision_filter(self.config.site.id):
+                    log.warning(
+                        "the broker does not let %s hear the case system's decisions on %s (%s):"
+                        " they come over the HTTP API only",
+                        self.client_id,
+                        what,
+                        code.getName(),
+                    )
+                    self.stats.inc("decisions_subscribe_refused")
+                    continue
                 self.last_error = f"broker refused a subscription to {what}: {code.getName()}"
                 log.error("%s (check the ACL for %s)", self.last_error, self.client_id)
                 self.stats.inc("subscribe_refused")
@@ -305,17 +329,44 @@ class MqttIngestor:
 
     def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
         self.stats.received += 1
-        try:
-            readings, dead = self._readings_of(message, datetime.now(UTC))
-            if not readings and not dead:
-                self.stats.inc("messages_without_fix")  # e.g. NMEA from a receiver in a tunnel
-        except _Dead as exc:
-            readings, dead = [], [exc.letter]
-        pending = _Pending(message.mid, message.qos, readings, dead, self._session)
+        decision = self._decision_of(message, datetime.now(UTC))
+        if decision is not None:
+            readings, dead, decisions = [], decision[1], decision[0]
+        else:
+            decisions = []
+            try:
+                readings, dead = self._readings_of(message, datetime.now(UTC))
+                if not readings and not dead:
+                    self.stats.inc("messages_without_fix")  # e.g. NMEA from a receiver in a tunnel
+            except _Dead as exc:
+                readings, dead = [], [exc.letter]
+        pending = _Pending(message.mid, message.qos, readings, dead, self._session, decisions)
         with self._cond:
             self._pending.append(pending)
             if len(self._pending) >= self.limits.batch_size:
                 self._cond.notify()
+
+    def _decision_of(
+        self, message: mqtt.MQTTMessage, received_ts: datetime
+    ) -> tuple[list[DecisionMessage], list[DeadLetter]] | None:
+        """A decision message of the case system, or its dead letter; None for other topics."""
+        try:
+            topic = message.topic
+        except UnicodeDecodeError:
+            return None  # _readings_of dead-letters it
+        case_id = case_of_topic(self.config.site.id, topic)
+        if case_id is None:
+            return None
+        props = message.properties
+        user = tuple(getattr(props, "UserProperty", ()) or ()) if props is not None else ()
+        correlation = getattr(props, "CorrelationData", None) if props is not None else None
+        payload = message.payload
+        try:
+            if len(payload) > self.limits.max_payload_bytes:
+                raise BadDecision(Reason.OVERSIZED.value, f"{len(payload)} bytes")
+            return [parse_decision(case_id, topic, payload, received_ts, user, correlation)], []
+        except BadDecision as exc:
+            return [], [self._dead(topic, payload, exc.reason, exc.detail, received_ts)]
 
     def _readings_of(
         self, message: mqtt.MQTTMessage, received_ts: datetime
@@ -424,11 +475,12 @@ class MqttIngestor:
     def _commit(self, batch: list[_Pending]) -> None:
         readings = [r for p in batch for r in p.readings]
         dead = [letter for p in batch for letter in p.dead]
+        decisions = [d for p in batch for d in p.decisions]
         while True:
             try:
                 if self.disk is not None:
                     self.disk.check("ingest")
-                result = self.journal.write(readings, dead)
+                result = self.journal.write(readings, dead, decisions)
                 break
             except Exception as exc:
                 if self.disk is not None and self.disk.failed("ingest", exc):
@@ -458,6 +510,9 @@ class MqttIngestor:
         self.stats.inc("readings_journaled", result.inserted)
         self.stats.inc("readings_merged", result.merged)
         self.stats.inc("duplicates", result.duplicates)
+        if decisions:
+            self.stats.inc("decisions_journaled", result.decisions)
+            self.stats.inc("decision_duplicates", len(decisions) - result.decisions)
         if self.on_batch is not None and readings:
             try:
                 self.on_batch(readings)

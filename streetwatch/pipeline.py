@@ -292,6 +292,7 @@ class Pipeline:
         if rules is not None:
             self.engine.replace(rules)
         self._apply_zone_edits()
+        self._apply_decisions()
         rows = self.journal.readings(cursor, self.options.batch)
         observations = self._observe(rows)
         violations: list[Violation] = []
@@ -513,3 +514,56 @@ class Pipeline:
             self.sensors.config = config
             if vehicle is not None:
                 self.sensors.restore({"version": STATE_VERSION, "vehicles": {device_id: vehicle}})
+
+    # ---- decisions ----
+
+    def _apply_decisions(self, limit: int = 100) -> int:
+        """On the analysis thread: the case system's decisions journaled from MQTT → the case
+        store, in the order they arrived; each is then settled in the journal. Applying is
+        idempotent on the decision's key, so a crash between applying and settling applies
+        nothing twice. A refused decision (unknown case, a transition the life cycle does not
+        allow, a bad body) is logged and counted by reason, never retried. Returns how many
+        were settled."""
+        import sqlite3  # imported here: this section is the decisions' own (shared file)
+
+        from pydantic import ValidationError
+
+        from evidence.decisions import INVALID, Decision, Refused, apply_decision
+
+        pending = self.journal.pending_decisions(limit)
+        for row in pending:
+            outcome, detail = "refused", ""
+            try:
+                decision = Decision.model_validate(row.body)
+                applied = apply_decision(self.cases, row.case_id, decision, row.key, "mqtt")
+            except ValidationError as exc:
+                reason, detail = INVALID, "; ".join(e["msg"] for e in exc.errors())[:300]
+            except Refused as exc:
+                reason, detail = exc.reason, exc.detail
+            except sqlite3.Error:
+                raise  # the case store's trouble: the pass is retried, the decision stays
+            except Exception as exc:  # a bug must not stop the analysis thread
+                log.exception("decision %s for case %s failed", row.key, row.case_id)
+                reason, detail = "internal_error", repr(exc)[:300]
+            else:
+                outcome = "replayed" if applied.replay else "applied"
+                self.counters[f"decisions_{outcome}"] += 1
+                result = applied.result
+                if not applied.replay and result["review"] == "rejected":
+                    self.counters[f"review_rejections.{result['rule_id']}"] += 1
+                log.info(
+                    "decision %s on case %s (key %s) %s: now %s",
+                    result["event"],
+                    row.case_id,
+                    row.key,
+                    outcome,
+                    result["state"],
+                )
+            if outcome == "refused":
+                self.counters["decisions_refused"] += 1
+                self.counters[f"decisions_refused.{reason}"] += 1
+                log.warning("decision for case %s refused (%s): %s", row.case_id, reason, detail)
+                detail = f"{reason}: {detail}"
+            failpoints.reach("decisions.applied")
+            self.journal.settle_decision(row.seq, outcome, detail)
+        return len(pending)
