@@ -89,14 +89,26 @@ def _static_match(
     zone: str | None,
     zone_kind: str | None,
     device: str,
+    grade: str | None = None,
 ) -> bool:
+    """`grade`: of the zone's merchant, for a clause's `when: {merchant_grade: [...]}`."""
     return (
         clause.kind == obs_kind
         and (not clause.subject or subject in clause.subject)
         and (not clause.zone or zone in clause.zone)
         and (not clause.zone_kind or zone_kind in clause.zone_kind)
         and (not clause.device or device in clause.device)
+        and (clause.when is None or clause.when.admits(grade))
     )
+
+
+def merchant_grade(engine: Engine, zone: str | None) -> tuple[str | None, str | None]:
+    """The zone's merchant and that merchant's grade (devices.yaml), either None."""
+    merchant = engine._merchants.get(zone) if zone else None
+    if merchant is None:
+        return None, None
+    found = next((m for m in engine.config.merchants if m.id == merchant), None)
+    return merchant, None if found is None else found.grade
 
 
 class _Matching:
@@ -107,14 +119,19 @@ class _Matching:
     def _candidates(
         self: Engine, obs: Observation, zone: str | None, zone_kind: str | None
     ) -> tuple[_Slot, ...]:
-        key = (obs.kind, obs.subject, zone, zone_kind, obs.device_id)
+        # the zone's merchant is in the key: the console may give a zone another merchant
+        merchant = self._merchants.get(zone) if zone else None
+        key = (obs.kind, obs.subject, zone, zone_kind, obs.device_id, merchant)
         found = self._index.get(key)
         if found is None:
+            _, grade = merchant_grade(self, zone)
             found = tuple(
                 _Slot(rule, r_index, c_index)
                 for r_index, rule in enumerate(self._rules)
                 for c_index, clause in enumerate(rule.clauses)
-                if _static_match(clause, obs.kind, obs.subject, zone, zone_kind, obs.device_id)
+                if _static_match(
+                    clause, obs.kind, obs.subject, zone, zone_kind, obs.device_id, grade
+                )
             )
             if len(self._index) > 100_000:
                 self._index.clear()

@@ -83,6 +83,29 @@ class Party(StrEnum):
     """The merchant of the shop-front zone where it happened (devices.yaml zones[].merchant)."""
 
 
+MERCHANT_GRADES = ("A", "B", "C", "none")
+"""Merchant grades a clause may name (devices.yaml merchants[].grade); `none`: the zone has no
+merchant, or its merchant no grade."""
+
+
+class When(Strict):
+    """Conditions on the place rather than the observation, e.g. the grade of the zone's
+    merchant: `when: {merchant_grade: [C]}` (a closely watched shop gets a shorter dwell)."""
+
+    merchant_grade: Names = Field(min_length=1)
+
+    @field_validator("merchant_grade")
+    @classmethod
+    def _grades(cls, value: list[str]) -> list[str]:
+        for item in value:
+            if item not in MERCHANT_GRADES:
+                raise ValueError(unknown("merchant grade", item, list(MERCHANT_GRADES)))
+        return value
+
+    def admits(self, grade: str | None) -> bool:
+        return (grade or "none") in self.merchant_grade
+
+
 class Clause(Strict):
     """One kind of observation: what, where, in which state, how many, how long."""
 
@@ -103,6 +126,8 @@ class Clause(Strict):
     """How long each subject stays before it counts."""
     lost_after: Duration | None = None
     """Silence after which a re-reported subject (camera presence) counts as gone."""
+    when: When | None = None
+    """Conditions on the zone's merchant (`merchant_grade`); none: any zone."""
 
     @field_validator("zone_kind")
     @classmethod

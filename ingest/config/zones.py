@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+from typing import Literal
 
 from pydantic import ValidationInfo, field_validator, model_validator
 
@@ -16,6 +17,9 @@ class Merchant(Strict):
     licence_no: str
     address: str = ""
     contact: str = ""
+    grade: Literal["A", "B", "C"] | None = None
+    """The shop's grade in the street's three-level management (三级分级管理): A (good
+    standing) to C (watched closely); rules may depend on it (`when: {merchant_grade: [C]}`)."""
     shopfront: list[Point]
     """The shop's frontage as a WGS-84 [lon, lat] polygon (the door line and what lies in front)."""
 

@@ -31,10 +31,10 @@ def invoke(*args: str) -> Result:
 def test_check_with_rules_counts_them():
     result = invoke("check", "-c", DEVICES, "-r", CATALOG)
     assert result.exit_code == 0, result.output
-    assert "rules/catalog: 8 rules ok" in result.stdout
+    assert "rules/catalog: 9 rules ok" in result.stdout
     result = invoke("check", "-c", DEVICES, "--rules", CATALOG, "--json")
     summary = json.loads(result.stdout)
-    assert summary["rules"] == 8 and summary["site"] == "demo-street"
+    assert summary["rules"] == 9 and summary["site"] == "demo-street"
 
 
 def test_check_with_a_bad_rule_names_file_line_and_exits_non_zero(tmp_path):
@@ -145,7 +145,7 @@ def test_replay_json(tmp_path, recording):
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.stdout)
-    assert data["rules"] == 8
+    assert data["rules"] == 9
     assert [v["subject_id"] for v in data["violations"]] == ["a", "c"]
     assert data["violations"][0]["dispose_within_s"] == 900
     assert data["scores"]["total"] == {

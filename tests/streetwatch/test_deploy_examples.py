@@ -31,7 +31,7 @@ def test_production_example_validates_with_the_catalog():
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert '"rules": 8' in result.stdout
+    assert '"rules": 9' in result.stdout
 
 
 def test_systemd_unit_commands_parse():
