@@ -17,7 +17,16 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 
-from streetwatch.console import cases, decisions, live, overview, rules, users_page, zones
+from streetwatch.console import (
+    cases,
+    decisions,
+    live,
+    merchants,
+    overview,
+    rules,
+    users_page,
+    zones,
+)
 from streetwatch.console.context import ConsoleContext
 from streetwatch.console.security import (
     GuardWebSockets,
@@ -121,7 +130,7 @@ def create_app(ctx: ConsoleContext) -> FastAPI:
         """Who the caller is and what role they have."""
         return Me(name=who.name, role=who.role.value, via=who.via)
 
-    for module in (overview, live, zones, cases, decisions, rules, users_page):
+    for module in (overview, live, zones, cases, decisions, rules, users_page, merchants):
         app.include_router(module.router)
     return app
 

@@ -12,7 +12,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import HTMLResponse
 from pydantic import BaseModel, Field
 
-from evidence.cases import CaseStore, State
+from evidence.cases import NOT_ESCALATED, CaseStore, State
 from streetwatch.console.devicestatus import DeviceStatus, device_statuses
 from streetwatch.console.security import Principal, principal
 from streetwatch.console.templating import page
@@ -54,6 +54,22 @@ class Overview(BaseModel):
     devices: list[DeviceStatus]
     unrouted_dead_letters: int = Field(description="Dead letters on topics of no device.")
     cases_today: CasesToday
+    escalated_open: int = Field(
+        0,
+        description="Cases past a disposal deadline (escalated) and still open: neither cleared "
+        "by the box nor rectified, rejected or closed.",
+    )
+
+
+def escalated_open(cases: CaseStore) -> int:
+    """Escalated cases nobody has disposed of yet (the figure the Overview's card shows)."""
+    with cases.lock:
+        row = cases.db.execute(
+            "SELECT count(*) FROM cases WHERE escalation_level > 0 AND cleared_at IS NULL"
+            f" AND state NOT IN ({', '.join('?' * len(NOT_ESCALATED))})",
+            tuple(s.value for s in NOT_ESCALATED),
+        ).fetchone()
+    return int(row[0])
 
 
 def local_midnight(tz: Any, now: datetime | None = None) -> datetime:
@@ -138,6 +154,7 @@ def overview_of(ctx: Any, now: datetime | None = None) -> Overview:
         devices=devices,
         unrouted_dead_letters=unrouted,
         cases_today=cases_since(ctx.cases, local_midnight(ctx.config.site.tz, now)),
+        escalated_open=escalated_open(ctx.cases),
     )
 
 

@@ -45,6 +45,8 @@
     $("ov-feed").className = `figure ${o.feed_backlog > 0 ? "warn" : ""}`;
     text("ov-sink", o.sink_backlog === null ? "no sink" : count(o.sink_backlog));
     text("ov-cases-total", count(o.cases_today.total));
+    text("ov-escalated", count(o.escalated_open));
+    $("ov-escalated").className = `figure ${o.escalated_open > 0 ? "warn" : ""}`;
   }
 
   function devices(o) {
@@ -78,6 +80,30 @@
       }),
       sw.el("td", { class: "num" }, sw.el("strong", {}, r.total)))));
   }
+
+  // the field's figures (GET /api/v1/stats): per rule and in total, refreshed every 30 s
+  const minutes = (s) => (s === null || s === undefined ? "–" : `${(s / 60).toFixed(1)} min`);
+  function figures(f) {
+    const rows = [...f.rules, f.total];
+    $("figures").tBodies[0].replaceChildren(...rows.map((r) => {
+      const days = Object.keys(r.per_day).length || 1;
+      const share = r.within_deadline_share;
+      return sw.el("tr", { "data-rule": r.rule_id || "total" },
+        sw.el("td", {}, r.rule_id ? r.rule_id : sw.el("strong", {}, "total")),
+        sw.el("td", { class: "num" }, count(r.opened)),
+        sw.el("td", { class: "num" }, (r.opened / days).toFixed(1)),
+        sw.el("td", { class: "num" }, count(r.cleared_by_box)),
+        sw.el("td", { class: "num" }, count(r.rectified)),
+        sw.el("td", { class: "num" }, minutes(r.disposal_p50_s)),
+        sw.el("td", { class: "num" }, minutes(r.disposal_p90_s)),
+        sw.el("td", { class: "num" }, share === null ? "–" : `${Math.round(share * 100)}%`),
+        sw.el("td", { class: `num ${r.escalations ? "warn" : ""}` }, count(r.escalations)),
+        sw.el("td", { class: "num" }, count(r.repeats)),
+        sw.el("td", { class: "num" }, count(r.rejected)));
+    }));
+  }
+  const loadFigures = async () => figures(await sw.api("GET", "/api/v1/stats?days=30"));
+  sw.every(30000, loadFigures);
 
   function render(o) {
     status(o);
