@@ -43,20 +43,23 @@ from ingest.readings import (
 DECISIONS_SCHEMA = """
 CREATE TABLE IF NOT EXISTS decisions (
     seq         INTEGER PRIMARY KEY AUTOINCREMENT,
-    key         TEXT NOT NULL UNIQUE,
+    key         TEXT NOT NULL,
     case_id     TEXT NOT NULL,
     topic       TEXT NOT NULL,
     received_ts REAL NOT NULL,
     body        TEXT NOT NULL,
     settled_ts  REAL,
     outcome     TEXT,
-    detail      TEXT
+    detail      TEXT,
+    UNIQUE (key, case_id, body)
 );
 CREATE INDEX IF NOT EXISTS decisions_pending ON decisions (seq) WHERE settled_ts IS NULL;
 """
 """The case system's decisions received over MQTT (`ingest/decisions.py`), journaled before the
-ack like readings, once per idempotency key; the pipeline applies them to the case store and
-settles each (`outcome`: applied, replayed or refused, with the reason in `detail`)."""
+ack like readings, once per idempotency key and request (a redelivery is stored once; another
+request under a used key is stored too, for the case store to refuse). The pipeline applies
+them to the case store and settles each (`outcome`: applied, replayed or refused, with the
+reason in `detail`)."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -481,7 +484,7 @@ class Journal:
                 d.case_id,
                 d.topic,
                 d.received_ts.timestamp(),
-                orjson.dumps(d.body).decode(),
+                orjson.dumps(d.body, option=orjson.OPT_SORT_KEYS).decode(),
             )
             for d in decisions
         ]
