@@ -28,6 +28,7 @@ from evidence.package import GENESIS, MANIFEST, SIGNATURE
 from evidence.settings import evidence_paths
 from evidence.verify import verify_package
 from ingest.config import DeviceKind
+from streetwatch.console.decisions import decision_panel
 from streetwatch.console.errors import refusals
 from streetwatch.console.security import Principal, principal
 from streetwatch.console.templating import page
@@ -620,4 +621,5 @@ def case_page(request: Request, case_id: str) -> HTMLResponse:
         media=media,
         script=script,
         party=manifest.get("party"),
+        **decision_panel(request, case_id),
     )

@@ -23,6 +23,7 @@ from evidence.decisions import (
     Decision,
     Refused,
     Source,
+    allowed_events,
     apply_decision,
 )
 from ingest.decisions import CASE_ID, MAX_KEY
@@ -152,3 +153,31 @@ def post_decision(
     return JSONResponse(
         out.model_dump(mode="json", by_alias=True), status_code=200 if applied.replay else 201
     )
+
+
+LABELS = {
+    "confirmed": "confirm",
+    "rejected": "reject",
+    "notified": "notified",
+    "rectified": "rectified",
+    "closed": "close",
+    "reopened": "reopen",
+}
+HOW = ("sms", "letter", "phone", "in person", "app")
+"""How a party may be told (告知送达), offered for `notified`; the API takes any text."""
+
+
+def decision_panel(request: Request, case_id: str) -> dict[str, Any]:
+    """What the case page's decisions panel needs: the buttons the case's state allows (none
+    for a viewer), and whether the case waits for the box review."""
+    who = getattr(request.state, "principal", None)
+    case = request.app.state.ctx.cases.find(case_id)
+    if case is None:
+        return {"decisions": [], "review": None, "how_options": HOW}
+    allowed = allowed_events(case.state, case.review)
+    operator = who is not None and who.allows(Role.OPERATOR)
+    return {
+        "decisions": [(event, LABELS[event]) for event in allowed] if operator else [],
+        "review": case.review,
+        "how_options": HOW,
+    }

@@ -196,3 +196,68 @@ document.addEventListener("DOMContentLoaded", async () => {
   }
   document.body.dataset.chartsDrawn = "true";
 });
+
+// ---- decisions ----
+// The decisions panel: each button posts its decision to the case's events endpoint with a
+// fresh Idempotency-Key (kept for a retry after a network error, so a decision that did reach
+// the box is not applied twice), then reloads the page to show the new state and timeline.
+function newKey() {
+  const bytes = new Uint8Array(16);
+  crypto.getRandomValues(bytes); // randomUUID needs a secure context; plain http may not be one
+  return "console-" + Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+function setupDecisions() {
+  const panel = document.getElementById("decisions");
+  if (!panel) return;
+  const error = document.getElementById("decision-error");
+  let key = newKey();
+  for (const button of panel.querySelectorAll("button.decision")) {
+    button.addEventListener("click", async () => {
+      const event = button.dataset.event;
+      const body = { event };
+      const reason = document.getElementById("decision-reason").value.trim();
+      const note = document.getElementById("decision-note").value.trim();
+      if (reason) body.reason = reason;
+      if (note) body.note = note;
+      if (event === "notified") body.how = document.getElementById("decision-how").value;
+      if (event === "rejected" && !reason) {
+        error.textContent = "say why it is rejected (reason)";
+        return;
+      }
+      error.textContent = "";
+      for (const b of panel.querySelectorAll("button.decision")) b.disabled = true;
+      let response;
+      try {
+        response = await fetch(`/api/v1/cases/${encodeURIComponent(panel.dataset.case)}/events`, {
+          method: "POST",
+          credentials: "same-origin",
+          headers: {
+            "Content-Type": "application/json",
+            "X-CSRF-Token": sw.csrf(),
+            "Idempotency-Key": key,
+          },
+          body: JSON.stringify(body),
+        });
+      } catch (e) {
+        error.textContent = `not sent (${e.message}); try again`;
+        for (const b of panel.querySelectorAll("button.decision")) b.disabled = false;
+        return;
+      }
+      key = newKey();
+      if (response.ok) {
+        location.reload();
+        return;
+      }
+      let detail = response.statusText;
+      try {
+        const data = await response.json();
+        detail = typeof data.detail === "string" ? data.detail : JSON.stringify(data.detail);
+      } catch (e) { /* not JSON */ }
+      error.textContent = `${response.status}: ${detail}`;
+      for (const b of panel.querySelectorAll("button.decision")) b.disabled = false;
+    });
+  }
+}
+
+document.addEventListener("DOMContentLoaded", setupDecisions);

@@ -146,6 +146,9 @@ def test_box_review_by_an_operator_in_the_console(served: Served) -> None:
         assert browser.post("/login", data={"name": "otto", "password": PASSWORD}).is_redirect
         rejected = served.case(upto=State.EVIDENCE_COMPLETE, review="pending")
         page = browser.get(f"/cases/{rejected}").text
+        assert 'id="review-pending"' in page
+        buttons = re.findall(r'class="decision" data-event="([a-z]+)"', page)
+        assert buttons == ["confirmed", "rejected"]
         csrf = re.search(r'name="csrf-token" content="([^"]*)"', page)
         assert csrf is not None
         headers = {"X-CSRF-Token": csrf.group(1), "Idempotency-Key": "ui-1"}
@@ -164,3 +167,27 @@ def test_box_review_by_an_operator_in_the_console(served: Served) -> None:
         assert case.state is State.EVIDENCE_COMPLETE and case.review == "confirmed"
         metrics = served.casesys.get("/metrics").text
         assert 'streetwatch_review_rejections_total{rule="cross-door-trading"} 1.0' in metrics
+
+
+def test_viewers_see_no_decision_buttons(served: Served) -> None:
+    users = UserStore(served.server.ctx.config.console.users_file)  # type: ignore[attr-defined]
+    users.add("vera", "viewer", PASSWORD)
+    case_id = served.case()
+    with httpx.Client(base_url=served.server.url, timeout=30) as browser:
+        assert browser.post("/login", data={"name": "vera", "password": PASSWORD}).is_redirect
+        page = browser.get(f"/cases/{case_id}").text
+        assert 'class="decision"' not in page
+        csrf = re.search(r'name="csrf-token" content="([^"]*)"', page)
+        assert csrf is not None
+        headers = {"X-CSRF-Token": csrf.group(1), "Idempotency-Key": "v-1"}
+        url = f"/api/v1/cases/{case_id}/events"
+        assert browser.post(url, json={"event": "closed"}, headers=headers).status_code == 403
+    # an operator on an acknowledged case: what the case system may decide
+    with httpx.Client(base_url=served.server.url, timeout=30) as browser:
+        UserStore(served.server.ctx.config.console.users_file).add(  # type: ignore[attr-defined]
+            "olga", "operator", PASSWORD
+        )
+        assert browser.post("/login", data={"name": "olga", "password": PASSWORD}).is_redirect
+        page = browser.get(f"/cases/{case_id}").text
+        buttons = re.findall(r'class="decision" data-event="([a-z]+)"', page)
+        assert buttons == ["confirmed", "rejected", "rectified", "closed"]
