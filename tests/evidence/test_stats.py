@@ -32,13 +32,13 @@ def _fill(store: CaseStore) -> dict[str, str]:
     box's review; D open past its deadline (escalated); E another rule, cleared in 10 min, a
     repeat of A; F opened at 04:00 local time the next day, open past its deadline."""
     ids = {}
-    for name, n, start in (("A", 0, START), ("B", 1, START), ("C", 2, START), ("D", 3, START)):
-        case, _ = store.open(make_violation(start, n), start)
-        ids[name] = case.case_id
+    for name, n in (("A", 0), ("B", 1), ("C", 2), ("D", 3)):
+        violation = make_violation(START, n)
+        ids[name] = store.open(violation, violation.opened_at)[0].case_id
     other = dataclasses.replace(make_violation(START, 4), rule_id="stray-bicycle", party=None)
-    ids["E"] = store.open(other, START)[0].case_id
+    ids["E"] = store.open(other, other.opened_at)[0].case_id
     f = make_violation(START + timedelta(hours=12), 5)
-    ids["F"] = store.open(f, START + timedelta(hours=12))[0].case_id
+    ids["F"] = store.open(f, f.opened_at)[0].case_id
     opened = {k: store.get(v).opened_at for k, v in ids.items()}
     for name in ("A", "B", "D"):
         _walk(store, ids[name], State.EVIDENCE_COMPLETE, State.SUBMITTED, State.ACKNOWLEDGED)

@@ -23,7 +23,13 @@ TABLES = [
     "sink_rejects",
     "snapshots",
 ]
-VIEWS = ["occupancy_hourly", "vehicle_distance_daily", "violations_daily"]
+VIEWS = [
+    "case_disposal",
+    "case_figures_daily",
+    "occupancy_hourly",
+    "vehicle_distance_daily",
+    "violations_daily",
+]
 
 
 def _tables(conn: psycopg.Connection, kind: str) -> list[str]:
@@ -39,8 +45,8 @@ def test_from_empty_then_reapplied(pg_dsn: str, caplog: pytest.LogCaptureFixture
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         first = apply_migrations(conn)
         assert first.mode is Mode.PLAIN  # Debian's registry has no timescaledb package
-        assert first.applied == [1, 2, 3, 4]
-        assert first.current == 4
+        assert first.applied == [1, 2, 3, 4, 5]
+        assert first.current == 5
         assert _tables(conn, "r") == TABLES
         assert _tables(conn, "v") == VIEWS
         brin = conn.execute(
@@ -55,12 +61,13 @@ def test_from_empty_then_reapplied(pg_dsn: str, caplog: pytest.LogCaptureFixture
             (2, "time_layout", "plain"),
             (3, "aggregates", "plain"),
             (4, "refresh_pending", "plain"),
+            (5, "case_figures", "plain"),
         ]
 
         again = apply_migrations(conn)
         assert again.applied == []
-        assert again.current == 4
-        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (4,)
+        assert again.current == 5
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (5,)
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
 
@@ -81,7 +88,7 @@ def test_concurrent_boxes_take_turns(pg_dsn: str) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    assert sorted(results) == [[], [], [], [1, 2, 3, 4]]
+    assert sorted(results) == [[], [], [], [1, 2, 3, 4, 5]]
 
 
 def test_failed_migration_leaves_schema_untouched(pg_dsn: str, tmp_path: Path) -> None:
