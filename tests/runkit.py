@@ -23,6 +23,7 @@ from typing import ClassVar
 
 import yaml
 
+from evidence.package import AFTER_SUFFIX
 from ingest.config import load_config
 from streetwatch.localbroker import Mosquitto
 from streetwatch.scenario import build_scenario
@@ -327,6 +328,8 @@ class Accounting:
     cases_undelivered: int | None
     redeliveries_deduplicated: int | None
     packages_verified: int
+    """Case packages in the verified chain (follow-up "after" packages counted apart)."""
+    follow_ups_verified: int
     verify_ok: bool
     verify_output: str
 
@@ -363,6 +366,7 @@ def account(
     (distinct,) = query(var / "cases.sqlite", "SELECT count(DISTINCT violation_id) FROM cases")[0]
     result = verify(config, var / "evidence")
     found = re.search(r"(\d+) package\(s\)", result.stdout)
+    follow_ups = len(list((var / "evidence").glob(f"*/*{AFTER_SUFFIX}/manifest.json")))
     ids = {case_id for case_id, _, _ in cases}
     return Accounting(
         readings_sent=readings_sent,
@@ -377,7 +381,8 @@ def account(
         redeliveries_deduplicated=None
         if case_system is None
         else sum(case_system.repeats.values()),
-        packages_verified=int(found.group(1)) if found else 0,
+        packages_verified=(int(found.group(1)) - follow_ups) if found else 0,
+        follow_ups_verified=follow_ups if found else 0,
         verify_ok=result.returncode == 0,
         verify_output=result.stdout + result.stderr,
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import errno
+import json
 import os
 import re
 import subprocess
@@ -161,7 +162,7 @@ def fill_and_free(
             time.sleep(3.0)
             assert run.proc.poll() is None, run.log_text()[-3000:]
             status, body = health(port)
-            unhealthy += status == 503 and '"full": true' in body
+            unhealthy += status == 503 and json.loads(body)["storage"]["full"] is True
             ballast.unlink()
         publisher.join(300)
         assert reports and reports[0].acked == len(messages)
