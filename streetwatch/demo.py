@@ -29,9 +29,10 @@ import time
 from pathlib import Path
 
 from detectors.assets import MISSING_HINT
-from evidence.cases import CaseStore
+from evidence.cases import Case, CaseStore
 from evidence.keys import Verifier
 from evidence.settings import evidence_paths
+from evidence.stats import case_stats
 from evidence.verify import verify_chain, verify_package
 from ingest.config import VIDEO_PUSH, EvidenceMqttFeed, SiteConfig, load_config
 from streetwatch.embedded import start_embedded_broker
@@ -213,7 +214,10 @@ def _summary(config) -> int:
     verifier = Verifier.from_pem(paths.public_key) if paths.public_key.exists() else None
     cases = store.list()
     print()
-    print(f"{'case':<31} {'rule':<28} {'where':<16} {'party':<12} {'state':<18} evidence")
+    print(
+        f"{'case':<31} {'rule':<28} {'where':<16} {'party':<12} {'state':<18} "
+        f"{'disposed':<12} evidence"
+    )
     failures = 0
     for case in cases:
         violation = store.violation(case.case_id)
@@ -226,14 +230,16 @@ def _summary(config) -> int:
             failures += not report.ok
         print(
             f"{case.case_id:<31} {case.rule_id:<28} {where:<16} {party:<12} "
-            f"{case.state.value:<18} {verdict}"
+            f"{case.state.value:<18} {disposal_label(case):<12} {verdict}"
         )
         if case.package:
             print(f"{'':<31} {case.package}")
+    figures = case_stats(store)["total"]
     store.close()
     chain = verify_chain(paths.root, verifier)
     print()
     print(f"{len(cases)} case(s); journal {config.storage.journal}")
+    print(loop_line(figures))
     print(
         f"evidence chain under {paths.root}: {chain.packages} package(s), "
         + ("verified" if chain.ok else f"{len(chain.findings)} finding(s): {chain.findings[0]}")
@@ -243,6 +249,31 @@ def _summary(config) -> int:
         f"--public-key {paths.public_key} {paths.root}"
     )
     return 1 if failures or not chain.ok else 0
+
+
+def disposal_label(case: Case) -> str:
+    """`cleared 3m20s` (by the box; `!` past its deadline), `escalated 2` or `-`."""
+    if case.disposal_s is not None:
+        late = case.deadline is not None and case.cleared_at is not None
+        late = late and case.cleared_at > case.deadline  # type: ignore[operator]
+        minutes, seconds = divmod(round(case.disposal_s), 60)
+        return f"cleared {minutes}m{seconds:02d}s" + ("!" if late else "")
+    if case.escalation_level:
+        return f"escalated {case.escalation_level}"
+    return "-"
+
+
+def loop_line(total: dict) -> str:
+    """The figures the field reports, for the cases of this run."""
+    p50 = total.get("disposal_p50_s")
+    share = total.get("within_deadline_share")
+    return (
+        f"cleared by the box {total['cleared_by_box']}, rectified {total['rectified']}; "
+        f"disposal p50 {'-' if p50 is None else f'{p50:.0f} s'}; "
+        f"within deadline {'-' if share is None else f'{share:.0%}'} "
+        f"of {total['with_deadline']} with a deadline; escalated {total['escalated_cases']}; "
+        f"repeats {total['repeats']}"
+    )
 
 
 def party_label(package: Path) -> str:
