@@ -51,6 +51,8 @@ CREATE TABLE IF NOT EXISTS decisions (
     settled_ts  REAL,
     outcome     TEXT,
     detail      TEXT,
+    attempts    INTEGER NOT NULL DEFAULT 0,
+    retry_ts    REAL,
     UNIQUE (key, case_id, body)
 );
 CREATE INDEX IF NOT EXISTS decisions_pending ON decisions (seq) WHERE settled_ts IS NULL;
@@ -59,7 +61,9 @@ CREATE INDEX IF NOT EXISTS decisions_pending ON decisions (seq) WHERE settled_ts
 ack like readings, once per idempotency key and request (a redelivery is stored once; another
 request under a used key is stored too, for the case store to refuse). The pipeline applies
 them to the case store and settles each (`outcome`: applied, replayed or refused, with the
-reason in `detail`)."""
+reason in `detail`). One that must wait (it came before the box recorded the case system's
+acknowledgement of its case) stays unsettled: `attempts` counts the tries, `retry_ts` is when
+the next may be made, `detail` says why it waits."""
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS readings (
@@ -191,6 +195,11 @@ class Journal:
             "CREATE UNIQUE INDEX IF NOT EXISTS dead_letters_key ON dead_letters (key)"
             " WHERE key IS NOT NULL"
         )
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(decisions)")}
+        if "attempts" not in columns:
+            self._db.execute("ALTER TABLE decisions ADD COLUMN attempts INTEGER NOT NULL DEFAULT 0")
+        if "retry_ts" not in columns:
+            self._db.execute("ALTER TABLE decisions ADD COLUMN retry_ts REAL")
 
     def close(self) -> None:
         with self._lock:
@@ -498,18 +507,32 @@ class Journal:
         )
         return db.total_changes - before
 
-    def pending_decisions(self, limit: int = 100) -> list[JournaledDecision]:
-        """Decisions not yet settled, in the order they arrived."""
+    def pending_decisions(
+        self, limit: int = 100, now: datetime | None = None
+    ) -> list[JournaledDecision]:
+        """Decisions not yet settled and not waiting for a retry (`defer_decision`) past `now`
+        (default: the wall clock), in the order they arrived."""
+        at = (now or datetime.now(UTC)).timestamp()
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, key, case_id, topic, received_ts, body FROM decisions"
-                " WHERE settled_ts IS NULL ORDER BY seq LIMIT ?",
-                (limit,),
+                "SELECT seq, key, case_id, topic, received_ts, body, attempts FROM decisions"
+                " WHERE settled_ts IS NULL AND (retry_ts IS NULL OR retry_ts <= ?)"
+                " ORDER BY seq LIMIT ?",
+                (at, limit),
             ).fetchall()
         return [
-            JournaledDecision(seq, key, case_id, topic, _ts(ts), json.loads(body))
-            for seq, key, case_id, topic, ts, body in rows
+            JournaledDecision(seq, key, case_id, topic, _ts(ts), json.loads(body), attempts)
+            for seq, key, case_id, topic, ts, body, attempts in rows
         ]
+
+    def defer_decision(self, seq: int, retry_at: datetime, detail: str = "") -> None:
+        """Leave a decision unsettled, to be tried again from `retry_at`; counts the attempt."""
+        with self._transaction() as db:
+            db.execute(
+                "UPDATE decisions SET attempts = attempts + 1, retry_ts = ?, detail = ?"
+                " WHERE seq = ? AND settled_ts IS NULL",
+                (retry_at.timestamp(), detail[:500], seq),
+            )
 
     def settle_decision(self, seq: int, outcome: str, detail: str = "") -> None:
         with self._transaction() as db:
@@ -520,10 +543,11 @@ class Journal:
 
     def decisions(self) -> list[dict[str, Any]]:
         """Every journaled decision with its outcome (tests, diagnostics)."""
-        keys = ("seq", "key", "case_id", "received_ts", "outcome", "detail")
+        keys = ("seq", "key", "case_id", "received_ts", "outcome", "detail", "attempts")
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, key, case_id, received_ts, outcome, detail FROM decisions ORDER BY seq"
+                "SELECT seq, key, case_id, received_ts, outcome, detail, attempts"
+                " FROM decisions ORDER BY seq"
             ).fetchall()
         return [dict(zip(keys, row, strict=True)) for row in rows]
 
@@ -556,3 +580,5 @@ class JournaledDecision:
     topic: str
     received_ts: datetime
     body: dict[str, Any]
+    attempts: int = 0
+    """Earlier tries that had to wait (`Journal.defer_decision`)."""
