@@ -117,6 +117,17 @@ class CaseRow:
     devices: list[str]
     party: str | None
     packaged: bool
+    cleared_at: datetime | None = None
+    escalation_level: int = 0
+    repeat_of: str | None = None
+    review: str | None = None
+
+    @property
+    def disposal_s(self) -> float | None:
+        """Seconds from opening to the box seeing the situation end (None: not cleared)."""
+        if self.cleared_at is None:
+            return None
+        return round((self.cleared_at - self.opened_at).total_seconds(), 3)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -132,6 +143,11 @@ class CaseRow:
             "devices": self.devices,
             "party": self.party,
             "packaged": self.packaged,
+            "cleared_at": None if self.cleared_at is None else self.cleared_at.isoformat(),
+            "disposal_s": self.disposal_s,
+            "escalation_level": self.escalation_level,
+            "repeat_of": self.repeat_of,
+            "review": self.review,
         }
 
 
@@ -151,7 +167,8 @@ class CasePage:
 _ROW = (
     "SELECT case_id, rule_id, category, state, opened_at, deadline, escalated_at IS NOT NULL,"
     f" {ZONE}, json_extract(violation, '$.zone_kind'), json_extract(violation, '$.devices'),"
-    " json_extract(violation, '$.party'), package IS NOT NULL"
+    " json_extract(violation, '$.party'), package IS NOT NULL, cleared_at, escalation_level,"
+    " repeat_of, review"
 )
 
 
@@ -174,6 +191,10 @@ def _row(row: tuple) -> CaseRow:
         devices=[str(d) for d in devices] if isinstance(devices, list) else [],
         party=None if row[10] is None else str(row[10]),
         packaged=bool(row[11]),
+        cleared_at=_ts(row[12]),
+        escalation_level=int(row[13] or 0),
+        repeat_of=row[14],
+        review=row[15],
     )
 
 

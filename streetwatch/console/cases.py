@@ -21,13 +21,15 @@ from fastapi.responses import FileResponse, HTMLResponse
 from pydantic import BaseModel
 
 from evidence.case_query import MAX_PER_PAGE, CaseFilter, CasePage, CaseQuery, parse_when
-from evidence.cases import Case, State
+from evidence.cases import CLEARED, ESCALATED, Case, State
+from evidence.followup import FOLLOW_UP_EVENT
 from evidence.keys import Verifier
 from evidence.ledger import LEDGER, PRUNED, Ledger
-from evidence.package import GENESIS, MANIFEST, SIGNATURE
+from evidence.package import AFTER_SUFFIX, FOLLOW_UP, GENESIS, MANIFEST, SIGNATURE
 from evidence.settings import evidence_paths
 from evidence.verify import verify_package
 from ingest.config import DeviceKind
+from ingest.decisions import EVENTS as DECISION_EVENTS
 from streetwatch.console.decisions import decision_panel
 from streetwatch.console.errors import refusals
 from streetwatch.console.security import Principal, principal
@@ -69,6 +71,16 @@ class CaseItem(BaseModel):
     party: str | None
     """The violation's party (a merchant id); a vehicle's plate is in the case's manifest."""
     packaged: bool
+    cleared_at: str | None = None
+    """When the box saw the situation end (None: not cleared by the box)."""
+    disposal_s: float | None = None
+    """Seconds from opening to that clearance."""
+    escalation_level: int = 0
+    """How many of its rule's escalation levels have passed (0: none)."""
+    repeat_of: str | None = None
+    """The earlier case whose situation this one repeats."""
+    review: str | None = None
+    """The box review: pending, confirmed or rejected (None: the rule asks for none)."""
 
 
 class CaseFilters(BaseModel):
@@ -145,6 +157,83 @@ class CaseInfo(BaseModel):
     chain_seq: int | None
     acked_at: str | None
     ack_ref: str | None
+    cleared_at: str | None = None
+    repeat_of: str | None = None
+    review: str | None = None
+    escalation_level: int = 0
+
+
+class Cleared(BaseModel):
+    """The box saw the case's situation end."""
+
+    at: str
+    disposal_s: float | None
+    """Seconds from opening to the clearance."""
+    how: str | None
+    """How it ended (the subject left, the bay is vacant, the goods were taken in)."""
+    within_deadline: bool | None
+    """None: the case has no deadline."""
+    observation: dict[str, Any] | None
+    """The observation that showed the end, in brief."""
+
+
+class DecisionOut(BaseModel):
+    """A decision of the case system (or an operator's on the box)."""
+
+    seq: int
+    event: str
+    at: str
+    by: str | None
+    source: str | None
+    reason: str | None
+    how: str | None
+    note: str | None
+
+
+class EscalationOut(BaseModel):
+    level: int
+    of: int | None
+    at: str
+    overdue_s: float | None
+
+
+class CaseLink(BaseModel):
+    """Another case of the same rule and zone: the one this repeats, or one repeating this."""
+
+    case_id: str
+    state: str | None
+    opened_at: str | None
+    cleared_at: str | None
+    url: str
+
+
+class FollowUpOut(BaseModel):
+    """The follow-up ("after") evidence package the box made when it saw the situation end."""
+
+    folder: str
+    seq: int | None
+    manifest_sha256: str | None
+    manifest: dict[str, Any] | None
+    verification: Verification | None
+    """Its own signature, files and chain link, and that it names this case's manifest."""
+
+
+class Disposal(BaseModel):
+    """The enforcement loop of a case: deadline, clearance by the box, the case system's
+    decisions, escalations, repeats and the follow-up package."""
+
+    opened_at: str
+    deadline: str | None
+    cleared: Cleared | None
+    review: str | None
+    decisions: list[DecisionOut]
+    escalation_level: int
+    escalation_levels: int | None
+    """How many levels the case's rule escalates at (None: the rule has no deadline)."""
+    escalations: list[EscalationOut]
+    repeat_of: CaseLink | None
+    repeated_by: list[CaseLink]
+    follow_up: FollowUpOut | None
 
 
 class CaseDetail(BaseModel):
@@ -154,6 +243,7 @@ class CaseDetail(BaseModel):
     manifest: dict[str, Any] | None
     verification: Verification | None
     events: list[EventOut]
+    disposal: Disposal
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -243,7 +333,7 @@ def _sha256(path: Path) -> str | None:
 
 
 def _chain_checks(
-    request: Request, case: Case, package: Path, manifest: dict[str, Any]
+    request: Request, recorded: str | None, package: Path, manifest: dict[str, Any]
 ) -> list[Check]:
     """This package's place in the hash chain: the link to the previous manifest (a package of
     the case store, or a link kept by retention), the hash the store recorded when the package
@@ -267,7 +357,6 @@ def _chain_checks(
         checks.append(_previous_link(ctx, package, seq, prev))
     else:
         checks.append(Check(status="bad", detail="the manifest has no sequence number"))
-    recorded = case.manifest_sha256
     if recorded:
         same = recorded == own
         checks.append(
@@ -299,6 +388,15 @@ def _previous_link(ctx: Any, package: Path, seq: int, prev: str) -> Check:
         row = ctx.cases.db.execute(
             "SELECT case_id, package FROM cases WHERE manifest_sha256 = ? LIMIT 1", (prev,)
         ).fetchone()
+    if row is None:  # a follow-up ("after") package is recorded in its case's events
+        with ctx.cases.lock:
+            found = ctx.cases.db.execute(
+                "SELECT case_id, json_extract(data, '$.package') FROM case_events"
+                " WHERE event = ? AND json_extract(data, '$.manifest_sha256') = ? LIMIT 1",
+                (FOLLOW_UP_EVENT, prev),
+            ).fetchone()
+        if found is not None:
+            row = (f"{found[0]} (its after package)", found[1])
     if row is not None and row[1]:
         earlier = Path(row[1]) / MANIFEST
         actual = _sha256(earlier)
@@ -336,7 +434,24 @@ def verification(request: Request, case: Case) -> tuple[Verification | None, dic
     """Signature, every listed file's hash and size, and the chain link of a case's package."""
     if not case.package:
         return None, None
-    package = Path(case.package)
+    return _verify_folder(
+        request,
+        Path(case.package),
+        case.manifest_sha256,
+        lambda rel: file_url(case.case_id, rel),
+    )
+
+
+def _verify_folder(
+    request: Request,
+    package: Path,
+    recorded: str | None,
+    url_of: Any,
+    extra_chain: Any = None,
+) -> tuple[Verification | None, dict | None]:
+    """`verification` of one package folder; `recorded` is the manifest hash the case store
+    recorded for it, `url_of(rel)` where its files are served, `extra_chain(manifest)` more
+    chain checks (a follow-up's link to its case's manifest)."""
     verifier, key_path = _verifier(request)
     report, manifest = verify_package(package, verifier)
     prefix = f"{package}/"
@@ -372,7 +487,7 @@ def verification(request: Request, case: Case) -> tuple[Verification | None, dic
                 sha256=entry.get("sha256"),
                 status="bad" if finding else "ok",
                 detail=f"{finding.kind}: {finding.detail}" if finding else "SHA-256 and size match",
-                url=file_url(case.case_id, rel),
+                url=url_of(rel),
                 media_type=media_type(rel),
             )
         )
@@ -390,7 +505,9 @@ def verification(request: Request, case: Case) -> tuple[Verification | None, dic
                     media_type=media_type(rel),
                 )
             )
-    chain = _chain_checks(request, case, package, manifest) if manifest is not None else []
+    chain = _chain_checks(request, recorded, package, manifest) if manifest is not None else []
+    if manifest is not None and extra_chain is not None:
+        chain += extra_chain(manifest)
     findings = [
         FindingOut(kind=f.kind, where=local(f.where), detail=f.detail) for f in report.findings
     ]
@@ -415,6 +532,151 @@ def file_url(case_id: str, rel: str) -> str:
     return f"/api/v1/cases/{case_id}/files/{rel}"
 
 
+def after_file_url(case_id: str, rel: str) -> str:
+    return f"/api/v1/cases/{case_id}/after/files/{rel}"
+
+
+def _after_folder(case: Case, events: list[Any]) -> tuple[Path, dict[str, Any]] | None:
+    """The follow-up package's folder as its `follow_up` event recorded it (never from a
+    request), only when it is the case's own: `<case_id>-after`."""
+    for event in events:
+        if event.event == FOLLOW_UP_EVENT and isinstance(event.data.get("package"), str):
+            folder = Path(event.data["package"])
+            if folder.name == case.case_id + AFTER_SUFFIX:
+                return folder, event.data
+    return None
+
+
+def _follows_check(case: Case) -> Any:
+    """The chain link of a follow-up to its case: it names this case and the manifest the case
+    store recorded, and that manifest still hashes so."""
+
+    def check(manifest: dict[str, Any]) -> list[Check]:
+        follows = manifest.get("follows") or {}
+        named = str(follows.get("manifest_sha256"))
+        actual = _sha256(Path(case.package) / MANIFEST) if case.package else None
+        if manifest.get("kind") != FOLLOW_UP or follows.get("case_id") != case.case_id:
+            detail = f"not a follow-up of case {case.case_id} (kind {manifest.get('kind')!r})"
+            return [Check(status="bad", detail=detail)]
+        if named == case.manifest_sha256 and named == actual:
+            return [
+                Check(
+                    status="ok",
+                    detail=f"follows the case's own manifest ({named[:16]}…), which still "
+                    "hashes so",
+                )
+            ]
+        return [
+            Check(
+                status="bad",
+                detail=f"names the case's manifest as {named[:16]}…; the case store recorded "
+                f"{str(case.manifest_sha256)[:16]}… and it hashes to {str(actual)[:16]}…",
+            )
+        ]
+
+    return check
+
+
+def _link(ctx: Any, case_id: str) -> CaseLink:
+    other = ctx.cases.find(case_id) if SAFE_CASE_ID.fullmatch(case_id) else None
+
+    def iso(ts: Any) -> str | None:
+        return None if ts is None else ts.isoformat()
+
+    return CaseLink(
+        case_id=case_id,
+        state=None if other is None else other.state.value,
+        opened_at=None if other is None else iso(other.opened_at),
+        cleared_at=None if other is None else iso(other.cleared_at),
+        url=f"/cases/{case_id}",
+    )
+
+
+def disposal(request: Request, case: Case, events: list[Any], violation: dict) -> Disposal:
+    """The loop of a case from its columns and events (and the repeats that name it)."""
+    ctx = request.app.state.ctx
+    cleared = None
+    if case.cleared_at is not None:
+        event = next((e for e in events if e.event == CLEARED), None)
+        data = event.data if event is not None else {}
+        shown = (data.get("clearance") or {}).get("observation")
+        cleared = Cleared(
+            at=case.cleared_at.isoformat(),
+            disposal_s=case.disposal_s,
+            how=data.get("how"),
+            within_deadline=None if case.deadline is None else case.cleared_at <= case.deadline,
+            observation=None
+            if not isinstance(shown, dict)
+            else {k: shown.get(k) for k in ("kind", "device_id", "zone_id", "state", "last_seen")},
+        )
+    decisions = [
+        DecisionOut(
+            seq=e.seq,
+            event=e.event,
+            at=e.at.isoformat(),
+            **{k: _text(e.data.get(k)) for k in ("by", "source", "reason", "how", "note")},
+        )
+        for e in events
+        if e.event in DECISION_EVENTS and "source" in e.data
+    ]
+    escalations = [
+        EscalationOut(
+            level=int(e.data.get("level", 1)),
+            of=e.data.get("of"),
+            at=e.at.isoformat(),
+            overdue_s=e.data.get("overdue_s"),
+        )
+        for e in events
+        if e.event == ESCALATED
+    ]
+    levels = violation.get("escalate")
+    of = None
+    if escalations and escalations[-1].of:
+        of = escalations[-1].of
+    elif case.deadline is not None:
+        of = len(levels) if isinstance(levels, list) and levels else 1
+    with ctx.cases.lock:
+        rows = ctx.cases.db.execute(
+            "SELECT case_id FROM cases WHERE repeat_of = ? ORDER BY opened_at LIMIT 50",
+            (case.case_id,),
+        ).fetchall()
+    follow_up = None
+    after = _after_folder(case, events)
+    if after is not None:
+        folder, data = after
+        checked, manifest = _verify_folder(
+            request,
+            folder,
+            data.get("manifest_sha256"),
+            lambda rel: after_file_url(case.case_id, rel),
+            _follows_check(case),
+        )
+        follow_up = FollowUpOut(
+            folder=folder.name,
+            seq=data.get("seq"),
+            manifest_sha256=data.get("manifest_sha256"),
+            manifest=manifest,
+            verification=checked,
+        )
+    return Disposal(
+        opened_at=case.opened_at.isoformat(),
+        deadline=None if case.deadline is None else case.deadline.isoformat(),
+        cleared=cleared,
+        review=case.review,
+        decisions=decisions,
+        escalation_level=case.escalation_level,
+        escalation_levels=of,
+        escalations=escalations,
+        repeat_of=None if case.repeat_of is None else _link(ctx, case.repeat_of),
+        repeated_by=[_link(ctx, r[0]) for r in rows],
+        follow_up=follow_up,
+    )
+
+
+def _text(value: Any) -> str | None:
+    return None if value is None else str(value)
+
+
 def media_type(rel: str) -> str:
     return MEDIA_TYPES.get(Path(rel).suffix.lower(), "application/octet-stream")
 
@@ -425,9 +687,9 @@ def detail(request: Request, case_id: str) -> CaseDetail:
     violation = ctx.cases.violation(case_id).to_dict()
     summary = {k: violation.get(k) for k in VIOLATION_KEYS}
     checked, manifest = verification(request, case)
+    recorded = ctx.cases.events(case_id)
     events = [
-        EventOut(seq=e.seq, event=e.event, at=e.at.isoformat(), data=e.data)
-        for e in ctx.cases.events(case_id)
+        EventOut(seq=e.seq, event=e.event, at=e.at.isoformat(), data=e.data) for e in recorded
     ]
     return CaseDetail(
         case=CaseInfo(**case.to_dict()),
@@ -435,6 +697,7 @@ def detail(request: Request, case_id: str) -> CaseDetail:
         manifest=manifest,
         verification=checked,
         events=events,
+        disposal=disposal(request, case, recorded, violation),
     )
 
 
@@ -523,7 +786,27 @@ def case_file(request: Request, case_id: str, path: str, _who: Caller) -> FileRe
     case = _case_or_404(request, case_id)
     if not case.package:
         raise HTTPException(404, "no such file")
-    package = Path(case.package).resolve()
+    return _serve(Path(case.package), path)
+
+
+@router.get(
+    "/api/v1/cases/{case_id}/after/files/{path:path}",
+    tags=["cases"],
+    response_class=FileResponse,
+    responses={200: {"content": {t: {} for t in sorted(set(MEDIA_TYPES.values()))}}},
+)
+def case_after_file(request: Request, case_id: str, path: str, _who: Caller) -> FileResponse:
+    """A file of the case's follow-up ("after") package (listed in its manifest, or the
+    manifest and its signature): the folder its `follow_up` event recorded, never the request's."""
+    case = _case_or_404(request, case_id)
+    after = _after_folder(case, request.app.state.ctx.cases.events(case_id))
+    if after is None:
+        raise HTTPException(404, "no such file")
+    return _serve(after[0], path)
+
+
+def _serve(folder: Path, path: str) -> FileResponse:
+    package = folder.resolve()
     if path not in (MANIFEST, SIGNATURE) and path not in _listed(package):
         raise HTTPException(404, "no such file")
     file = (package / path).resolve()
@@ -601,6 +884,7 @@ def case_page(request: Request, case_id: str) -> HTMLResponse:
                 media[camera]["images"].append(f)
         elif f.path.startswith("data/") and f.url:
             data_files[Path(f.path).name] = f.url
+    comparison = _before_after(files, found.disposal.follow_up)
     script = {
         "case_id": case_id,
         "data": data_files,
@@ -621,5 +905,27 @@ def case_page(request: Request, case_id: str) -> HTMLResponse:
         media=media,
         script=script,
         party=manifest.get("party"),
+        d=found.disposal,
+        after=found.disposal.follow_up,
+        comparison=comparison,
         **decision_panel(request, case_id),
     )
+
+
+BEFORE_ROLES = ("snapshot:latest", "snapshot:confirmed", "snapshot:first_seen")
+
+
+def _before_after(files: list[FileCheck], follow_up: FollowUpOut | None) -> list[dict[str, Any]]:
+    """Per camera of the follow-up package: its after snapshot beside the case's own last
+    annotated snapshot (the view while the violation was there)."""
+    if follow_up is None or follow_up.verification is None:
+        return []
+    shown = []
+    for f in follow_up.verification.files:
+        if f.role != "snapshot:after" or not f.url:
+            continue
+        camera = f.path.split("/")[1] if f.path.startswith("media/") else ""
+        own = {g.role: g for g in files if g.path.startswith(f"media/{camera}/") and g.url}
+        before = next((own[r] for r in BEFORE_ROLES if r in own), None)
+        shown.append({"camera": camera, "before": before, "after": f})
+    return shown

@@ -21,9 +21,28 @@ NAV = (
     ("live", "/live", "Live"),
     ("zones", "/zones", "Zones"),
     ("cases", "/cases", "Cases"),
+    ("merchants", "/merchants", "Merchants"),
     ("rules", "/rules", "Rules"),
 )
 ADMIN_NAV = (("users", "/users", "Users"),)
+
+
+def duration(seconds: float | None) -> str:
+    """Seconds as an operator reads them: `45 s`, `4 min 05 s`, `2 h 03 min`, `3 d 4 h`."""
+    if seconds is None:
+        return "-"
+    s = round(seconds)
+    sign, s = ("-", -s) if s < 0 else ("", s)
+    if s < 60:
+        return f"{sign}{s} s"
+    if s < 3600:
+        return f"{sign}{s // 60} min {s % 60:02d} s"
+    if s < 86400:
+        return f"{sign}{s // 3600} h {s % 3600 // 60:02d} min"
+    return f"{sign}{s // 86400} d {s % 86400 // 3600} h"
+
+
+templates.env.filters["duration"] = duration
 
 
 def page(
