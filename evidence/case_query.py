@@ -25,6 +25,7 @@ for each other); only the side table's catch-up writes, briefly.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
 import threading
@@ -52,6 +53,16 @@ CREATE TABLE IF NOT EXISTS case_query_marks (
 );
 """
 _MARK = "case_devices"
+
+LOOP_INDEXES = """
+CREATE INDEX IF NOT EXISTS cases_repeat_of ON cases (repeat_of) WHERE repeat_of IS NOT NULL;
+CREATE INDEX IF NOT EXISTS case_events_follow_up
+    ON case_events (json_extract(data, '$.manifest_sha256')) WHERE event = 'follow_up';
+"""
+"""What the console's case page looks up besides a case's own rows: the cases that repeat it
+(partial: most cases repeat none) and the follow-up package a manifest hash names (the link of
+the package after it). Partial indexes are used only when a query spells their condition: a
+literal `event = 'follow_up'`, and `repeat_of = ?`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -210,6 +221,9 @@ class CaseQuery:
         db = self._db()
         with self._sync_lock:
             db.executescript(SIDE_SCHEMA)
+            # a store from before those columns gets no index (the lookups still answer)
+            with contextlib.suppress(sqlite3.OperationalError):
+                db.executescript(LOOP_INDEXES)
 
     def _db(self) -> sqlite3.Connection:
         db = getattr(self._local, "db", None)
@@ -299,6 +313,27 @@ class CaseQuery:
         order = {k: i for i, k in enumerate(keys)}
         rows.sort(key=lambda r: order[r[-1]])
         return CasePage([_row(r) for r in rows], total, page, per_page, filters)
+
+    def repeats_of(self, case_id: str, limit: int = 50) -> list[str]:
+        """The cases whose situation repeats `case_id`'s, oldest first."""
+        rows = self._db().execute(
+            "SELECT case_id FROM cases WHERE repeat_of = ? ORDER BY opened_at LIMIT ?",
+            (case_id, limit),
+        )
+        return [r[0] for r in rows]
+
+    def follow_up_of(self, manifest_sha256: str) -> tuple[str, str] | None:
+        """(case id, package folder) of the follow-up package whose manifest hashes so."""
+        row = (
+            self._db()
+            .execute(
+                "SELECT case_id, json_extract(data, '$.package') FROM case_events"
+                " WHERE event = 'follow_up' AND json_extract(data, '$.manifest_sha256') = ? LIMIT 1",
+                (manifest_sha256,),
+            )
+            .fetchone()
+        )
+        return None if row is None else (row[0], row[1])
 
     def rules(self) -> list[str]:
         return [r[0] for r in self._db().execute("SELECT DISTINCT rule_id FROM cases ORDER BY 1")]

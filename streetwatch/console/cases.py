@@ -339,7 +339,6 @@ def _chain_checks(
     the case store, or a link kept by retention), the hash the store recorded when the package
     was made, and the ledger's head when this package is the newest."""
     checks: list[Check] = []
-    ctx = request.app.state.ctx
     seq = manifest.get("seq")
     prev = str(manifest.get("prev_manifest_sha256"))
     own = _sha256(package / MANIFEST)
@@ -354,7 +353,7 @@ def _chain_checks(
             )
         )
     elif isinstance(seq, int):
-        checks.append(_previous_link(ctx, package, seq, prev))
+        checks.append(_previous_link(request, package, seq, prev))
     else:
         checks.append(Check(status="bad", detail="the manifest has no sequence number"))
     if recorded:
@@ -383,18 +382,14 @@ def _chain_checks(
     return checks
 
 
-def _previous_link(ctx: Any, package: Path, seq: int, prev: str) -> Check:
+def _previous_link(request: Request, package: Path, seq: int, prev: str) -> Check:
+    ctx = request.app.state.ctx
     with ctx.cases.lock:
         row = ctx.cases.db.execute(
             "SELECT case_id, package FROM cases WHERE manifest_sha256 = ? LIMIT 1", (prev,)
         ).fetchone()
     if row is None:  # a follow-up ("after") package is recorded in its case's events
-        with ctx.cases.lock:
-            found = ctx.cases.db.execute(
-                "SELECT case_id, json_extract(data, '$.package') FROM case_events"
-                " WHERE event = ? AND json_extract(data, '$.manifest_sha256') = ? LIMIT 1",
-                (FOLLOW_UP_EVENT, prev),
-            ).fetchone()
+        found = case_query(request).follow_up_of(prev)
         if found is not None:
             row = (f"{found[0]} (its after package)", found[1])
     if row is not None and row[1]:
@@ -635,11 +630,7 @@ def disposal(request: Request, case: Case, events: list[Any], violation: dict) -
         of = escalations[-1].of
     elif case.deadline is not None:
         of = len(levels) if isinstance(levels, list) and levels else 1
-    with ctx.cases.lock:
-        rows = ctx.cases.db.execute(
-            "SELECT case_id FROM cases WHERE repeat_of = ? ORDER BY opened_at LIMIT 50",
-            (case.case_id,),
-        ).fetchall()
+    repeats = case_query(request).repeats_of(case.case_id)
     follow_up = None
     after = _after_folder(case, events)
     if after is not None:
@@ -668,7 +659,7 @@ def disposal(request: Request, case: Case, events: list[Any], violation: dict) -
         escalation_levels=of,
         escalations=escalations,
         repeat_of=None if case.repeat_of is None else _link(ctx, case.repeat_of),
-        repeated_by=[_link(ctx, r[0]) for r in rows],
+        repeated_by=[_link(ctx, r) for r in repeats],
         follow_up=follow_up,
     )
 

@@ -17,8 +17,10 @@ from selenium.webdriver.common.by import By
 
 from detectors.observation import GeoPoint, Observation, ObservationKind
 from evidence.builder import EvidenceBuilder
+from evidence.case_query import CaseQuery
 from evidence.cases import CaseStore, State
 from evidence.decisions import Decision, apply_decision
+from evidence.followup import FOLLOW_UP_EVENT
 from evidence.keys import Signer
 from evidence.service import EvidenceService
 from evidence.settings import evidence_paths
@@ -312,3 +314,27 @@ def test_case_page_in_a_browser(loop: Loop, browser) -> None:
     browser.get(f"{loop.server.url}/merchants")
     browser.find_element(By.CSS_SELECTOR, "nav a[href='/merchants']")
     screenshot(browser, "merchants")
+
+
+def test_loop_lookups_use_indexes(loop: Loop) -> None:
+    """The case page's extra lookups stay index searches at 100,000 cases."""
+    query = CaseQuery(loop.store)
+    try:
+        db = query._db()
+        for sql, params in [
+            ("SELECT case_id FROM cases WHERE repeat_of = ? ORDER BY opened_at LIMIT ?", ("x", 5)),
+            (
+                "SELECT case_id, json_extract(data, '$.package') FROM case_events"
+                " WHERE event = 'follow_up' AND json_extract(data, '$.manifest_sha256') = ?"
+                " LIMIT 1",
+                ("x",),
+            ),
+        ]:
+            plan = " ".join(str(r[-1]) for r in db.execute(f"EXPLAIN QUERY PLAN {sql}", params))
+            assert "USING INDEX" in plan and "SCAN" not in plan.replace("SCAN CONSTANT", ""), plan
+        assert query.repeats_of(loop.cleared) == [loop.repeat]
+        (event,) = [e for e in loop.store.events(loop.cleared) if e.event == FOLLOW_UP_EVENT]
+        found = query.follow_up_of(event.data["manifest_sha256"])
+        assert found == (loop.cleared, str(loop.after))
+    finally:
+        query.close()
