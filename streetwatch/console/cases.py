@@ -388,10 +388,10 @@ def _previous_link(request: Request, package: Path, seq: int, prev: str) -> Chec
         row = ctx.cases.db.execute(
             "SELECT case_id, package FROM cases WHERE manifest_sha256 = ? LIMIT 1", (prev,)
         ).fetchone()
+    whose = None if row is None else f"the manifest of case {row[0]}"
     if row is None:  # a follow-up ("after") package is recorded in its case's events
-        found = case_query(request).follow_up_of(prev)
-        if found is not None:
-            row = (f"{found[0]} (its after package)", found[1])
+        row = case_query(request).follow_up_of(prev)
+        whose = None if row is None else f"the after package of case {row[0]}"
     if row is not None and row[1]:
         earlier = Path(row[1]) / MANIFEST
         actual = _sha256(earlier)
@@ -402,12 +402,11 @@ def _previous_link(request: Request, package: Path, seq: int, prev: str) -> Chec
         if actual == prev and earlier_seq == seq - 1:
             return Check(
                 status="ok",
-                detail=f"link {seq}: names the manifest of case {row[0]} (link {seq - 1}), "
-                f"which hashes to {prev[:16]}…",
+                detail=f"link {seq}: names {whose} (link {seq - 1}), which hashes to {prev[:16]}…",
             )
         return Check(
             status="bad",
-            detail=f"link {seq}: names manifest {prev[:16]}… of case {row[0]}, but that "
+            detail=f"link {seq}: names manifest {prev[:16]}…, {whose}, but that "
             f"manifest now hashes to {str(actual)[:16]}… (seq {earlier_seq})",
         )
     pruned = package.parent.parent / LEDGER / PRUNED

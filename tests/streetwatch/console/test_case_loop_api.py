@@ -311,6 +311,15 @@ def test_case_page_in_a_browser(loop: Loop, browser) -> None:
     assert "within the deadline" in panel.text and "follow-up package verifies" in panel.text
     browser.execute_script("arguments[0].scrollIntoView()", panel)
     screenshot(browser, "case-cleared")
+    browser.get(f"{loop.server.url}/cases/{loop.escalated}")
+    escalation = browser.find_element(By.ID, "disposal-escalation")
+    assert "level 2 of 2" in escalation.text
+    browser.execute_script("arguments[0].scrollIntoView()", browser.find_element(By.ID, "disposal"))
+    screenshot(browser, "case-escalated")
+    browser.get(f"{loop.server.url}/cases")
+    flags = browser.find_elements(By.CSS_SELECTOR, "#case-table td.loop .flag")
+    assert {f.text for f in flags} == {"cleared 9 s", "escalated L2", "repeat", "review pending"}
+    screenshot(browser, "cases-loop")
     browser.get(f"{loop.server.url}/merchants")
     browser.find_element(By.CSS_SELECTOR, "nav a[href='/merchants']")
     screenshot(browser, "merchants")
