@@ -511,14 +511,17 @@ class Journal:
         self, limit: int = 100, now: datetime | None = None
     ) -> list[JournaledDecision]:
         """Decisions not yet settled and not waiting for a retry (`defer_decision`) past `now`
-        (default: the wall clock), in the order they arrived."""
+        (default: the wall clock), in the order they arrived; nor one behind an earlier decision
+        about the same case that waits (a case's decisions apply in the order they came)."""
         at = (now or datetime.now(UTC)).timestamp()
         with self._lock:
             rows = self._db.execute(
-                "SELECT seq, key, case_id, topic, received_ts, body, attempts FROM decisions"
+                "SELECT seq, key, case_id, topic, received_ts, body, attempts FROM decisions d"
                 " WHERE settled_ts IS NULL AND (retry_ts IS NULL OR retry_ts <= ?)"
+                " AND NOT EXISTS (SELECT 1 FROM decisions e WHERE e.settled_ts IS NULL"
+                " AND e.case_id = d.case_id AND e.seq < d.seq AND e.retry_ts > ?)"
                 " ORDER BY seq LIMIT ?",
-                (at, limit),
+                (at, at, limit),
             ).fetchall()
         return [
             JournaledDecision(seq, key, case_id, topic, _ts(ts), json.loads(body), attempts)

@@ -532,7 +532,8 @@ class Pipeline:
         came before the box recorded the case system's acknowledgement (the feed's answer may
         still be on its way): it stays pending and is tried again with a growing pause, for
         up to DECISION_ACK_WAIT_S after its receipt, then refused (logged as an error, counted
-        in decisions_refused.not_acknowledged and decisions_expired). `now`: the wall clock
+        in decisions_refused.not_acknowledged and decisions_expired); the case's later decisions
+        wait behind it, so they still apply in the order they came. `now`: the wall clock
         (tests). Returns how many were settled."""
         import sqlite3  # imported here: this section is the decisions' own (shared file)
         from datetime import timedelta
@@ -544,7 +545,10 @@ class Pipeline:
         clock = now or datetime.now(UTC)
         pending = self.journal.pending_decisions(limit, now=clock)
         settled = 0
+        waiting: set[str] = set()  # cases with a decision deferred now: the later ones wait
         for row in pending:
+            if row.case_id in waiting:
+                continue
             outcome, detail = "refused", ""
             try:
                 decision = Decision.model_validate(row.body)
@@ -572,6 +576,7 @@ class Pipeline:
                         self.journal.defer_decision(
                             row.seq, clock + timedelta(seconds=pause), f"{reason}: {detail}"
                         )
+                        waiting.add(row.case_id)
                         continue
                     self.counters["decisions_expired"] += 1
                     log.error(

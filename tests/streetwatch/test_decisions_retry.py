@@ -45,12 +45,14 @@ def _submitted(p: Pipeline, n: int) -> str:
     return case.case_id
 
 
-def _journal(p: Pipeline, case_id: str, key: str, received: datetime) -> None:
+def _journal(
+    p: Pipeline, case_id: str, key: str, received: datetime, event: str = "confirmed"
+) -> None:
     message = DecisionMessage(
         key=key,
         case_id=case_id,
         topic=f"streetwatch/x/cases/{case_id}/decision",
-        body={"event": "confirmed", "by": "审核员"},
+        body={"event": event, "by": "审核员"},
         received_ts=received,
     )
     assert p.journal.write([], decisions=[message]).decisions == 1
@@ -94,6 +96,42 @@ def test_a_decision_before_the_ack_waits_and_is_applied_once_acknowledged(pipeli
     assert [e.event for e in p.cases.events(case_id)].count("confirmed") == 1
     assert p._apply_decisions(now=T0 + timedelta(seconds=60)) == 0
     assert p.counters["decisions_applied"] == 2
+
+
+def test_a_cases_later_decisions_wait_behind_one_that_waits(pipeline):
+    """confirmed waits for the acknowledgement; notified, which needs it, comes next and must not
+    be refused (or applied) before it, whatever their pauses."""
+    p = pipeline
+    case_id = _submitted(p, 0)
+    _journal(p, case_id, "c-1", T0)
+    assert p._apply_decisions(now=T0) == 0
+    assert p._apply_decisions(now=T0 + timedelta(seconds=1)) == 0  # next try in 2 s
+    notified = DecisionMessage(
+        key="n-1",
+        case_id=case_id,
+        topic=f"streetwatch/x/cases/{case_id}/decision",
+        body={"event": "notified", "how": "letter"},
+        received_ts=T0 + timedelta(seconds=1.5),
+    )
+    assert p.journal.write([], decisions=[notified]).decisions == 1
+    p.cases.transition(case_id, State.ACKNOWLEDGED, T0 + timedelta(seconds=1.6))
+    assert p._apply_decisions(now=T0 + timedelta(seconds=2)) == 0  # held behind c-1
+    assert _row(p, "n-1")["outcome"] is None and _row(p, "n-1")["attempts"] == 0
+    assert p.cases.get(case_id).state == State.ACKNOWLEDGED
+    assert p._apply_decisions(now=T0 + timedelta(seconds=3)) == 2
+    assert (_row(p, "c-1")["outcome"], _row(p, "n-1")["outcome"]) == ("applied", "applied")
+    assert p.cases.get(case_id).state == State.NOTIFIED
+    # in one pass too: a case's second decision is not tried while its first waits
+    other = _submitted(p, 1)
+    _journal(p, other, "c-2", T0 + timedelta(seconds=4))
+    _journal(p, other, "r-2", T0 + timedelta(seconds=4), event="rectified")
+    assert p._apply_decisions(now=T0 + timedelta(seconds=4)) == 0
+    assert _row(p, "c-2")["attempts"] == 1 and _row(p, "r-2")["attempts"] == 0
+    p.cases.transition(other, State.ACKNOWLEDGED, T0 + timedelta(seconds=4.5))
+    assert p._apply_decisions(now=T0 + timedelta(seconds=5)) == 2
+    assert p.cases.get(other).state == State.RECTIFIED
+    events = [e.event for e in p.cases.events(other)]
+    assert events.index("confirmed") < events.index("rectified")
 
 
 def test_a_decision_never_acknowledged_is_refused_an_hour_after_receipt(pipeline, caplog):
