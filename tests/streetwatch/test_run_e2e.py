@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from evidence.package import AFTER_SUFFIX
 from streetwatch.localbroker import Mosquitto, free_port
 from streetwatch.simulate import PublishReport
 from tests.conftest import REPO
@@ -92,7 +93,10 @@ def test_simulated_street_becomes_verified_delivered_cases(
     assert case_system.accepted == Counter({case_id: 1 for case_id, _, _ in cases})
     result = verify(config, var / "evidence")
     assert result.returncode == 0, result.stdout + result.stderr
-    assert f"{len(cases)} package(s)" in result.stdout
+    cleared = query(var / "cases.sqlite", "SELECT count(*) FROM cases WHERE cleared_at IS NOT NULL")
+    follow_ups = len(list((var / "evidence").glob(f"*/*{AFTER_SUFFIX}/manifest.json")))
+    assert follow_ups <= cleared[0][0]  # the box saw cars leave: each an "after" package
+    assert f"{len(cases) + follow_ups} package(s)" in result.stdout
 
     catalog = str(REPO / "rules" / "catalog")
     command = ["rules", "replay", str(recording), "-c", str(config), "-r", catalog, "--json"]
