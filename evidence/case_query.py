@@ -328,7 +328,8 @@ class CaseQuery:
             self._db()
             .execute(
                 "SELECT case_id, json_extract(data, '$.package') FROM case_events"
-                " WHERE event = 'follow_up' AND json_extract(data, '$.manifest_sha256') = ? LIMIT 1",
+                " WHERE event = 'follow_up'"
+                " AND json_extract(data, '$.manifest_sha256') = ? LIMIT 1",
                 (manifest_sha256,),
             )
             .fetchone()
