@@ -596,7 +596,9 @@ class CameraPipeline:
             except Exception as exc:
                 self.stats.errors[type(exc).__name__] += 1
                 log.exception("%s: frame %d failed", self.device.id, frame.index)
-        if last is not None:
+        if last is not None and not self._stop.is_set():
+            # the stream ended: its subjects are gone with it. A box stopping is not a subject
+            # leaving (it would clear every open case of this camera), so no exits then.
             self.finish(last)
 
 
