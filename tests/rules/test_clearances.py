@@ -159,3 +159,30 @@ def test_a_violation_found_again_after_a_restart_still_clears(tmp_path):
     second.process(_bay("vacant", 240, 240))
     (c,) = second.clearances()
     assert c.violation_id == v.violation_id
+
+
+def test_goods_taken_in_clear_their_cross_door_trading_case(tmp_path):
+    """The catalog's cross-door-trading rule on the left-object detector's observations: crates
+    put out at a shop front (`o1`, goods) open a case naming the merchant; taken in (the region
+    matches the background again: the camera's `exit` for `o1`) they clear it."""
+    import yaml
+
+    from tests.conftest import REPO
+
+    catalog = yaml.safe_load((REPO / "rules/catalog/cross-door-trading.yaml").read_text())
+    engine = _engine(tmp_path, catalog)
+    opened = []
+    for t in range(0, 400, 2):
+        goods = obs(
+            subject="goods", sid="o1", zone="shop-1", zone_kind="shopfront", first=0, last=t
+        )
+        opened += engine.process(goods)
+    assert [v.party for v in opened] == ["m-1"]
+    taken_in = obs(
+        subject="goods", sid="o1", zone="shop-1", zone_kind="shopfront", state="exit",
+        first=0, last=404,
+    )  # fmt: skip
+    engine.process(taken_in)
+    cleared = engine.clearances()
+    assert [(c.violation_id, c.how) for c in cleared] == [(opened[0].violation_id, ENDED)]
+    assert cleared[0].cleared_at == at(404)
