@@ -25,7 +25,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
 
 from evidence.cases import ESCALATED, CaseStore
-from ingest.secrets import SecretError, read_secret
+from evidence.feedauth import MissingToken, with_bearer
 
 if TYPE_CHECKING:
     from evidence.feed import CaseFeed
@@ -242,14 +242,10 @@ class EscalationDelivery:
             "User-Agent": "streetwatch-case-feed/1",
             "Content-Type": "application/json",
         }
-        if http.token_env:
-            try:
-                token = read_secret(http.token_env)
-            except SecretError as exc:
-                raise _Retry(str(exc)) from None
-            if not token:
-                raise _Retry(f"environment variable {http.token_env} (the token) is not set")
-            headers["Authorization"] = f"Bearer {token}"
+        try:
+            with_bearer(http, headers)
+        except MissingToken as exc:
+            raise _Retry(str(exc)) from None
         data = json.dumps(body, ensure_ascii=False).encode()
         request = urllib.request.Request(url, data=data, headers=headers, method="POST")
         try:

@@ -35,6 +35,7 @@ import paho.mqtt.client as mqtt
 
 from evidence.cases import Case, CaseStore, IllegalTransition, State
 from evidence.escalation import EscalationDelivery
+from evidence.feedauth import MissingToken, with_bearer
 from evidence.package import MANIFEST, SIGNATURE
 from evidence.payloads import (
     acknowledgement,
@@ -46,7 +47,6 @@ from evidence.payloads import (
 from ingest import failpoints
 from ingest.config import SiteConfig
 from ingest.mqtt_session import apply_broker_settings
-from ingest.secrets import SecretError, read_secret
 
 log = logging.getLogger(__name__)
 
@@ -338,14 +338,10 @@ class CaseFeed(EscalationDelivery):
             "Streetwatch-Chain-Seq": str(chain["seq"]),
             "Streetwatch-Manifest-SHA256": chain["manifest_sha256"],
         }
-        if http.token_env:
-            try:
-                token = read_secret(http.token_env)
-            except SecretError as exc:
-                raise Retry(str(exc)) from None
-            if not token:
-                raise Retry(f"environment variable {http.token_env} (the token) is not set")
-            headers["Authorization"] = f"Bearer {token}"
+        try:
+            with_bearer(http, headers)
+        except MissingToken as exc:
+            raise Retry(str(exc)) from None
         if http.media == "upload":
             body, content_type = multipart(case, package, manifest_bytes, signature)
         else:
