@@ -382,6 +382,7 @@ def measure(
         print("case page: no packaged case (the pipeline opened none in time)")
     else:
         detail = ok(client.get(f"/api/v1/cases/{case_id}")).json()
+        ok(client.get(f"/cases/{case_id}"))  # warm-up: the first render compiles the template
         files = len((detail["verification"] or {}).get("files", []))
         size = sum(f["size"] or 0 for f in (detail["verification"] or {}).get("files", []))
         why = f"verifies {files} files, {size / 1e6:.1f} MB, on each request"
