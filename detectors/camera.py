@@ -30,7 +30,7 @@ from detectors.detections import box_iou
 from detectors.homography import Homography
 from detectors.leftobject import ID_BASE as LEFT_ID_BASE
 from detectors.leftobject import WATCHED_KINDS, LeftObjectDetector, LeftUpdate
-from detectors.liveview import LiveBox, LiveView
+from detectors.liveview import LiveView, live_view
 from detectors.motion import MotionGate, grow_to_cover, overlaps
 from detectors.observation import FrameRef, GeoPoint, Observation, ObservationKind
 from detectors.stalls import FURNITURE, STALL_ID_BASE, StallGrouper
@@ -194,42 +194,18 @@ class CameraPipeline:
             left = self.left.update(image, frame.ts, covers, standing)
             self.stats.left_ms += (time.perf_counter() - started) * 1000
         observations = self._advance(frame, tracked, len(detections), full, left)
-        self.live = self._live_view(frame, regions, left, detect_ms, full)
-        return observations
-
-    def _live_view(
-        self,
-        frame: Frame,
-        regions: list,
-        left: LeftUpdate | None,
-        detect_ms: float,
-        full: bool,
-    ) -> LiveView:
-        inside: dict[int, list[str]] = {}
-        for track_id, zone_id in self.zones.visits:
-            inside.setdefault(track_id, []).append(zone_id)
-        boxes = [
-            LiveBox(
-                tuple(float(v) for v in state.box),  # type: ignore[arg-type]
-                state.subject,
-                subject_id(state.track_id),
-                (frame.ts - state.first_seen).total_seconds(),
-                tuple(inside.get(state.track_id, ())),
-            )
-            for state in [*self.tracks.values(), *self.placed.values()]
-        ]
-        return LiveView(
-            self.device.id,
-            frame.ts,
-            frame.index,
-            frame.image,
-            tuple(boxes),
-            tuple(tuple(float(v) for v in r) for r in regions),  # type: ignore[misc]
-            tuple(r.box for r in left.active) if left is not None else (),
-            tuple(self.device.zones),
+        self.live = live_view(
+            self.device,
+            frame,
+            [*self.tracks.values(), *self.placed.values()],
+            self.zones.visits,
+            regions,
+            left.active if left is not None else (),
             detect_ms,
             full,
+            subject_id,
         )
+        return observations
 
     def set_zones(self, zones: list[Zone]) -> None:
         """New zones for this camera while it runs (the console's zone editor): the worker

@@ -4,12 +4,15 @@ left-object regions, and how long the detector took."""
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 import numpy as np
 
-from ingest.config import Zone
+from ingest.config import Device, Zone
+from ingest.frames import Frame
 
 Box = tuple[float, float, float, float]
 
@@ -43,3 +46,43 @@ class LiveView:
     """The detector's time on this frame."""
     full: bool
     """This frame had a full-frame check (else only the motion regions were detected)."""
+
+
+def live_view(
+    device: Device,
+    frame: Frame,
+    tracks: Iterable[Any],
+    visits: Mapping[tuple[int, str], Any],
+    motion: Iterable[Box],
+    left_regions: Iterable[Any],
+    detect_ms: float,
+    full: bool,
+    subject_id: Callable[[int], str],
+) -> LiveView:
+    """The view of one analysed frame: `tracks` (TrackState: box, subject, first seen) with the
+    zones their visits are in, the motion regions and the left-object regions (`.box`)."""
+    inside: dict[int, list[str]] = {}
+    for track_id, zone_id in visits:
+        inside.setdefault(track_id, []).append(zone_id)
+    boxes = [
+        LiveBox(
+            tuple(float(v) for v in state.box),  # type: ignore[arg-type]
+            state.subject,
+            subject_id(state.track_id),
+            (frame.ts - state.first_seen).total_seconds(),
+            tuple(inside.get(state.track_id, ())),
+        )
+        for state in tracks
+    ]
+    return LiveView(
+        device.id,
+        frame.ts,
+        frame.index,
+        frame.image,
+        tuple(boxes),
+        tuple(tuple(float(v) for v in r) for r in motion),  # type: ignore[misc]
+        tuple(r.box for r in left_regions),
+        tuple(device.zones),
+        detect_ms,
+        full,
+    )
