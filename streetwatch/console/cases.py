@@ -9,27 +9,44 @@ resolved file must lie inside that folder. Anything else is a 404.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import re
-import threading
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import FileResponse, HTMLResponse
-from pydantic import BaseModel
 
-from evidence.case_query import MAX_PER_PAGE, CaseFilter, CasePage, CaseQuery, parse_when
+from evidence.case_query import MAX_PER_PAGE, CaseFilter, CasePage, parse_when
 from evidence.cases import CLEARED, ESCALATED, Case, State
-from evidence.followup import FOLLOW_UP_EVENT
-from evidence.keys import Verifier
-from evidence.ledger import LEDGER, PRUNED, Ledger
-from evidence.package import AFTER_SUFFIX, FOLLOW_UP, GENESIS, MANIFEST, SIGNATURE
-from evidence.settings import evidence_paths
-from evidence.verify import verify_package
+from evidence.package import MANIFEST, SIGNATURE
 from ingest.config import DeviceKind
 from ingest.decisions import EVENTS as DECISION_EVENTS
+from streetwatch.console.case_models import (
+    CaseDetail,
+    CaseFilters,
+    CaseInfo,
+    CaseItem,
+    CaseLink,
+    CaseList,
+    Cleared,
+    DecisionOut,
+    Disposal,
+    EscalationOut,
+    EventOut,
+    FileCheck,
+    FollowUpOut,
+)
+from streetwatch.console.case_verify import (
+    MEDIA_TYPES,
+    _after_folder,
+    _follows_check,
+    _verify_folder,
+    after_file_url,
+    case_query,
+    media_type,
+    verification,
+)
 from streetwatch.console.decisions import decision_panel
 from streetwatch.console.errors import refusals
 from streetwatch.console.security import Principal, principal
@@ -38,230 +55,11 @@ from streetwatch.console.templating import page
 router = APIRouter()
 
 SAFE_CASE_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,127}$")
-MEDIA_TYPES = {
-    ".jpg": "image/jpeg",
-    ".jpeg": "image/jpeg",
-    ".png": "image/png",
-    ".mp4": "video/mp4",
-    ".json": "application/json",
-    ".geojson": "application/geo+json",
-    ".sig": "application/octet-stream",
-}
-SIGNATURE_KINDS = ("bad_signature", "missing_signature", "unknown_key")
-FILE_KINDS = ("changed_file", "missing_file")
 
-Status = Literal["ok", "bad", "unknown"]
 Caller = Annotated[Principal, Depends(principal)]
 
 
-# -- response models ------------------------------------------------------------------------
-
-
-class CaseItem(BaseModel):
-    case_id: str
-    rule_id: str
-    category: str
-    state: str
-    opened_at: str
-    deadline: str | None
-    escalated: bool
-    zone: str | None
-    zone_kind: str | None
-    devices: list[str]
-    party: str | None
-    """The violation's party (a merchant id); a vehicle's plate is in the case's manifest."""
-    packaged: bool
-    cleared_at: str | None = None
-    """When the box saw the situation end (None: not cleared by the box)."""
-    disposal_s: float | None = None
-    """Seconds from opening to that clearance."""
-    escalation_level: int = 0
-    """How many of its rule's escalation levels have passed (0: none)."""
-    repeat_of: str | None = None
-    """The earlier case whose situation this one repeats."""
-    review: str | None = None
-    """The box review: pending, confirmed or rejected (None: the rule asks for none)."""
-
-
-class CaseFilters(BaseModel):
-    rule: str | None = None
-    state: str | None = None
-    zone: str | None = None
-    device: str | None = None
-    since: str | None = None
-    until: str | None = None
-
-
-class CaseList(BaseModel):
-    items: list[CaseItem]
-    total: int
-    page: int
-    per_page: int
-    pages: int
-    filters: CaseFilters
-
-
-class Check(BaseModel):
-    status: Status
-    detail: str
-
-
-class FileCheck(BaseModel):
-    path: str
-    role: str
-    size: int | None
-    sha256: str | None
-    status: Status
-    detail: str
-    url: str
-    media_type: str
-
-
-class FindingOut(BaseModel):
-    kind: str
-    where: str
-    detail: str
-
-
-class Verification(BaseModel):
-    ok: bool
-    pinned: bool
-    """Checked against the box's own public key (not merely the key the manifest names)."""
-    key: str
-    signature: Check
-    files: list[FileCheck]
-    chain: list[Check]
-    findings: list[FindingOut]
-
-
-class EventOut(BaseModel):
-    seq: int
-    event: str
-    at: str
-    data: dict[str, Any]
-
-
-class CaseInfo(BaseModel):
-    case_id: str
-    violation_id: str
-    state: str
-    rule_id: str
-    category: str
-    site_id: str
-    opened_at: str
-    deadline: str | None
-    escalated_at: str | None
-    package: str | None
-    manifest_sha256: str | None
-    updated_at: str
-    chain_seq: int | None
-    acked_at: str | None
-    ack_ref: str | None
-    cleared_at: str | None = None
-    repeat_of: str | None = None
-    review: str | None = None
-    escalation_level: int = 0
-
-
-class Cleared(BaseModel):
-    """The box saw the case's situation end."""
-
-    at: str
-    disposal_s: float | None
-    """Seconds from opening to the clearance."""
-    how: str | None
-    """How it ended (the subject left, the bay is vacant, the goods were taken in)."""
-    within_deadline: bool | None
-    """None: the case has no deadline."""
-    observation: dict[str, Any] | None
-    """The observation that showed the end, in brief."""
-
-
-class DecisionOut(BaseModel):
-    """A decision of the case system (or an operator's on the box)."""
-
-    seq: int
-    event: str
-    at: str
-    by: str | None
-    source: str | None
-    reason: str | None
-    how: str | None
-    note: str | None
-
-
-class EscalationOut(BaseModel):
-    level: int
-    of: int | None
-    at: str
-    overdue_s: float | None
-
-
-class CaseLink(BaseModel):
-    """Another case of the same rule and zone: the one this repeats, or one repeating this."""
-
-    case_id: str
-    state: str | None
-    opened_at: str | None
-    cleared_at: str | None
-    url: str
-
-
-class FollowUpOut(BaseModel):
-    """The follow-up ("after") evidence package the box made when it saw the situation end."""
-
-    folder: str
-    seq: int | None
-    manifest_sha256: str | None
-    manifest: dict[str, Any] | None
-    verification: Verification | None
-    """Its own signature, files and chain link, and that it names this case's manifest."""
-
-
-class Disposal(BaseModel):
-    """The enforcement loop of a case: deadline, clearance by the box, the case system's
-    decisions, escalations, repeats and the follow-up package."""
-
-    opened_at: str
-    deadline: str | None
-    cleared: Cleared | None
-    review: str | None
-    decisions: list[DecisionOut]
-    escalation_level: int
-    escalation_levels: int | None
-    """How many levels the case's rule escalates at (None: the rule has no deadline)."""
-    escalations: list[EscalationOut]
-    repeat_of: CaseLink | None
-    repeated_by: list[CaseLink]
-    follow_up: FollowUpOut | None
-
-
-class CaseDetail(BaseModel):
-    case: CaseInfo
-    violation: dict[str, Any]
-    """The violation's summary: zone, devices, subject, party id, location, window."""
-    manifest: dict[str, Any] | None
-    verification: Verification | None
-    events: list[EventOut]
-    disposal: Disposal
-
-
 # -- helpers --------------------------------------------------------------------------------
-
-
-_query_lock = threading.Lock()
-
-
-def case_query(request: Request) -> CaseQuery:
-    """The app's read side of its case store (own connections: never waits on the pipeline)."""
-    state = request.app.state
-    query = getattr(state, "case_query", None)
-    if query is None:
-        with _query_lock:
-            query = getattr(state, "case_query", None)
-            if query is None:
-                query = state.case_query = CaseQuery(state.ctx.cases)
-    return query
 
 
 def _case_or_404(request: Request, case_id: str) -> Case:
@@ -306,269 +104,6 @@ def _list(request: Request, filters: CaseFilter, raw: dict[str, Any], number: in
         pages=found.pages,
         filters=CaseFilters(**{k: v or None for k, v in raw.items()}),
     )
-
-
-_verifier_cache: dict[Path, tuple[int, Verifier]] = {}
-
-
-def _verifier(request: Request) -> tuple[Verifier | None, Path]:
-    """The box's public key (pinned), re-read when the file changes."""
-    path = evidence_paths(request.app.state.ctx.config).public_key
-    try:
-        mtime = path.stat().st_mtime_ns
-    except OSError:
-        return None, path
-    cached = _verifier_cache.get(path)
-    if cached is None or cached[0] != mtime:
-        cached = (mtime, Verifier.from_pem(path))
-        _verifier_cache[path] = cached
-    return cached[1], path
-
-
-def _sha256(path: Path) -> str | None:
-    try:
-        return hashlib.sha256(path.read_bytes()).hexdigest()
-    except OSError:
-        return None
-
-
-def _chain_checks(
-    request: Request, recorded: str | None, package: Path, manifest: dict[str, Any]
-) -> list[Check]:
-    """This package's place in the hash chain: the link to the previous manifest (a package of
-    the case store, or a link kept by retention), the hash the store recorded when the package
-    was made, and the ledger's head when this package is the newest."""
-    checks: list[Check] = []
-    seq = manifest.get("seq")
-    prev = str(manifest.get("prev_manifest_sha256"))
-    own = _sha256(package / MANIFEST)
-    if seq == 1:
-        ok = prev == GENESIS
-        checks.append(
-            Check(
-                status="ok" if ok else "bad",
-                detail="link 1: names the genesis (the box's first package)"
-                if ok
-                else f"link 1 names previous manifest {prev[:16]}…, not the genesis",
-            )
-        )
-    elif isinstance(seq, int):
-        checks.append(_previous_link(request, package, seq, prev))
-    else:
-        checks.append(Check(status="bad", detail="the manifest has no sequence number"))
-    if recorded:
-        same = recorded == own
-        checks.append(
-            Check(
-                status="ok" if same else "bad",
-                detail="manifest.json is the one the case store recorded when it was packaged"
-                if same
-                else f"manifest.json hashes to {str(own)[:16]}…; the case store recorded "
-                f"{recorded[:16]}… when it was packaged",
-            )
-        )
-    root = package.parent.parent
-    head = Ledger.read_head(root)
-    if head is not None and isinstance(seq, int) and head.seq == seq:
-        same = head.manifest_sha256 == own
-        checks.append(
-            Check(
-                status="ok" if same else "bad",
-                detail=f"the newest link: the ledger's head (seq {seq}) is this manifest"
-                if same
-                else f"the ledger's head at seq {seq} is manifest {head.manifest_sha256[:16]}…",
-            )
-        )
-    return checks
-
-
-def _previous_link(request: Request, package: Path, seq: int, prev: str) -> Check:
-    ctx = request.app.state.ctx
-    with ctx.cases.lock:
-        row = ctx.cases.db.execute(
-            "SELECT case_id, package FROM cases WHERE manifest_sha256 = ? LIMIT 1", (prev,)
-        ).fetchone()
-    whose = None if row is None else f"the manifest of case {row[0]}"
-    if row is None:  # a follow-up ("after") package is recorded in its case's events
-        row = case_query(request).follow_up_of(prev)
-        whose = None if row is None else f"the after package of case {row[0]}"
-    if row is not None and row[1]:
-        earlier = Path(row[1]) / MANIFEST
-        actual = _sha256(earlier)
-        try:
-            earlier_seq = json.loads(earlier.read_bytes()).get("seq")
-        except (OSError, ValueError):
-            earlier_seq = None
-        if actual == prev and earlier_seq == seq - 1:
-            return Check(
-                status="ok",
-                detail=f"link {seq}: names {whose} (link {seq - 1}), which hashes to {prev[:16]}…",
-            )
-        return Check(
-            status="bad",
-            detail=f"link {seq}: names manifest {prev[:16]}…, {whose}, but that "
-            f"manifest now hashes to {str(actual)[:16]}… (seq {earlier_seq})",
-        )
-    pruned = package.parent.parent / LEDGER / PRUNED
-    for entry in pruned.glob(f"{seq - 1}-*") if pruned.is_dir() else ():
-        if _sha256(entry / MANIFEST) == prev:
-            return Check(
-                status="ok",
-                detail=f"link {seq}: names link {seq - 1} ({entry.name}), whose package "
-                "retention removed (its manifest is kept)",
-            )
-    return Check(
-        status="bad",
-        detail=f"link {seq}: no package or kept link has the previous manifest it names "
-        f"({prev[:16]}…): the chain is broken before it",
-    )
-
-
-def verification(request: Request, case: Case) -> tuple[Verification | None, dict | None]:
-    """Signature, every listed file's hash and size, and the chain link of a case's package."""
-    if not case.package:
-        return None, None
-    return _verify_folder(
-        request,
-        Path(case.package),
-        case.manifest_sha256,
-        lambda rel: file_url(case.case_id, rel),
-    )
-
-
-def _verify_folder(
-    request: Request,
-    package: Path,
-    recorded: str | None,
-    url_of: Any,
-    extra_chain: Any = None,
-) -> tuple[Verification | None, dict | None]:
-    """`verification` of one package folder; `recorded` is the manifest hash the case store
-    recorded for it, `url_of(rel)` where its files are served, `extra_chain(manifest)` more
-    chain checks (a follow-up's link to its case's manifest)."""
-    verifier, key_path = _verifier(request)
-    report, manifest = verify_package(package, verifier)
-    prefix = f"{package}/"
-
-    def local(where: str) -> str:
-        return where[len(prefix) :] if where.startswith(prefix) else where
-
-    by_file = {local(f.where): f for f in report.findings if f.kind in (*FILE_KINDS, "extra_file")}
-    sig = [f for f in report.findings if f.kind in SIGNATURE_KINDS]
-    key_id = (manifest or {}).get("signer", {}).get("key_id", "?")
-    if sig:
-        signature = Check(status="bad", detail="; ".join(f"{f.kind}: {f.detail}" for f in sig))
-    elif manifest is None:
-        signature = Check(status="unknown", detail="no readable manifest to check")
-    else:
-        how = (
-            f"the box's public key ({key_path.name})"
-            if verifier is not None
-            else "the key the manifest names (not pinned: the box's public key is absent)"
-        )
-        signature = Check(
-            status="ok", detail=f"Ed25519 signature by key {key_id} verifies with {how}"
-        )
-    files: list[FileCheck] = []
-    for entry in (manifest or {}).get("files", []):
-        rel = str(entry.get("path"))
-        finding = by_file.get(rel)
-        files.append(
-            FileCheck(
-                path=rel,
-                role=str(entry.get("role", "")),
-                size=entry.get("size"),
-                sha256=entry.get("sha256"),
-                status="bad" if finding else "ok",
-                detail=f"{finding.kind}: {finding.detail}" if finding else "SHA-256 and size match",
-                url=url_of(rel),
-                media_type=media_type(rel),
-            )
-        )
-    for rel, finding in sorted(by_file.items()):
-        if finding.kind == "extra_file":
-            files.append(
-                FileCheck(
-                    path=rel,
-                    role="",
-                    size=None,
-                    sha256=None,
-                    status="bad",
-                    detail=f"{finding.kind}: {finding.detail}",
-                    url="",
-                    media_type=media_type(rel),
-                )
-            )
-    chain = _chain_checks(request, recorded, package, manifest) if manifest is not None else []
-    if manifest is not None and extra_chain is not None:
-        chain += extra_chain(manifest)
-    findings = [
-        FindingOut(kind=f.kind, where=local(f.where), detail=f.detail) for f in report.findings
-    ]
-    findings += [
-        FindingOut(kind="chain", where=MANIFEST, detail=c.detail)
-        for c in chain
-        if c.status == "bad"
-    ]
-    result = Verification(
-        ok=not findings,
-        pinned=verifier is not None,
-        key=str(key_path) if verifier is not None else "the manifest's own key",
-        signature=signature,
-        files=files,
-        chain=chain,
-        findings=findings,
-    )
-    return result, manifest
-
-
-def file_url(case_id: str, rel: str) -> str:
-    return f"/api/v1/cases/{case_id}/files/{rel}"
-
-
-def after_file_url(case_id: str, rel: str) -> str:
-    return f"/api/v1/cases/{case_id}/after/files/{rel}"
-
-
-def _after_folder(case: Case, events: list[Any]) -> tuple[Path, dict[str, Any]] | None:
-    """The follow-up package's folder as its `follow_up` event recorded it (never from a
-    request), only when it is the case's own: `<case_id>-after`."""
-    for event in events:
-        if event.event == FOLLOW_UP_EVENT and isinstance(event.data.get("package"), str):
-            folder = Path(event.data["package"])
-            if folder.name == case.case_id + AFTER_SUFFIX:
-                return folder, event.data
-    return None
-
-
-def _follows_check(case: Case) -> Any:
-    """The chain link of a follow-up to its case: it names this case and the manifest the case
-    store recorded, and that manifest still hashes so."""
-
-    def check(manifest: dict[str, Any]) -> list[Check]:
-        follows = manifest.get("follows") or {}
-        named = str(follows.get("manifest_sha256"))
-        actual = _sha256(Path(case.package) / MANIFEST) if case.package else None
-        if manifest.get("kind") != FOLLOW_UP or follows.get("case_id") != case.case_id:
-            detail = f"not a follow-up of case {case.case_id} (kind {manifest.get('kind')!r})"
-            return [Check(status="bad", detail=detail)]
-        if named == case.manifest_sha256 and named == actual:
-            return [
-                Check(
-                    status="ok",
-                    detail=f"follows the case's own manifest ({named[:16]}…), which still "
-                    "hashes so",
-                )
-            ]
-        return [
-            Check(
-                status="bad",
-                detail=f"names the case's manifest as {named[:16]}…; the case store recorded "
-                f"{str(case.manifest_sha256)[:16]}… and it hashes to {str(actual)[:16]}…",
-            )
-        ]
-
-    return check
 
 
 def _link(ctx: Any, case_id: str) -> CaseLink:
@@ -665,10 +200,6 @@ def disposal(request: Request, case: Case, events: list[Any], violation: dict) -
 
 def _text(value: Any) -> str | None:
     return None if value is None else str(value)
-
-
-def media_type(rel: str) -> str:
-    return MEDIA_TYPES.get(Path(rel).suffix.lower(), "application/octet-stream")
 
 
 def detail(request: Request, case_id: str) -> CaseDetail:
