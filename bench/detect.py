@@ -26,6 +26,11 @@ rate is >= 5 N frames/s. N grows until it does not.
 
     .venv/bin/python bench/detect.py [--frames 40] [--capacity-s 20] [--capacity LABEL]
 
+The limit beside the headline: the raw model call of the capacity config (`limit_raw_model_ms`,
+`ratio_to_raw_model` = pipeline CPU-ms / raw CPU-ms) and the cameras the two cores would carry
+at 5 fps if a frame cost only that call (`limit_cameras_raw_model`; `ratio_to_raw_model_cameras`
+= cameras kept up with / that).
+
 Last line: `cameras_at_5fps: N cameras`.
 """
 
@@ -403,6 +408,17 @@ def main() -> None:
             cameras -= 1
         if cameras <= kept:
             break
+    raw = best[2][0]
+    limit = int(CORES / raw / STREAM_FPS)
+    print(
+        f"limit: the raw model call alone on {config.label}: {raw * 1e3:.1f} CPU-ms a frame -> "
+        f"{limit} cameras at {STREAM_FPS:.0f} fps on {CORES} cores"
+    )
+    print(f"limit_raw_model_ms: {raw * 1e3:.1f} ms")
+    print(f"pipeline_ms: {cpu * 1e3:.1f} ms")
+    print(f"ratio_to_raw_model: {cpu / raw:.2f}")
+    print(f"limit_cameras_raw_model: {limit} cameras")
+    print(f"ratio_to_raw_model_cameras: {kept / max(limit, 1):.2f}")
     print(f"cameras_at_5fps: {kept} cameras")
 
 

@@ -8,6 +8,12 @@ second, as `streetwatch run` would do.
 
     .venv/bin/python bench/sensors.py [--duration 1800] [--fleet 20] [--repeat 3]
 
+The limit, in the same run on the same readings: a bare Python loop doing the least any
+per-device detector must do per reading: one dict lookup of the device's previous reading by
+(device, stream), the time since it, storing this one (`limit_bare_loop_per_s`, the best of as
+many runs). `ratio_to_bare_loop` is the detectors' rate over it: what the bay baselines, the GPS
+jump filter, zone and corridor tests and building Observations cost beyond that floor.
+
 Last line: `readings_per_s: N /s` (the best of the repeats).
 """
 
@@ -71,6 +77,20 @@ def run_once(site: SiteConfig, feed: list[tuple[float, Reading]]) -> tuple[float
     return time.perf_counter() - began, observations
 
 
+def bare_loop(feed: list[tuple[float, Reading]]) -> float:
+    """The floor: the previous reading per (device, stream) and the time since it."""
+    last: dict[tuple[str, Stream], Reading] = {}
+    gaps = 0.0
+    began = time.perf_counter()
+    for _, reading in feed:
+        key = (reading.device_id, reading.stream)
+        previous = last.get(key)
+        if previous is not None:
+            gaps += (reading.event_ts - previous.event_ts).total_seconds()
+        last[key] = reading
+    return time.perf_counter() - began
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--duration", type=float, default=1800.0)
@@ -81,12 +101,17 @@ def main() -> None:
     print(f"site: {len(site.devices)} sensor devices, {args.duration:.0f} s simulated", flush=True)
     feed = readings(site, args.duration)
     print(f"readings: {len(feed)} decoded", flush=True)
-    rates = []
+    rates, floors = [], []
     for _ in range(args.repeat):
         seconds, observations = run_once(site, feed)
         rates.append(len(feed) / seconds)
         print(f"run: {seconds:.2f} s, {rates[-1]:,.0f} readings/s, {observations} observations")
-    print(f"readings_per_s: {max(rates):.0f} /s")
+        floors.append(len(feed) / bare_loop(feed))
+        print(f"  limit: bare loop (previous reading per device): {floors[-1]:,.0f} readings/s")
+    rate, limit = max(rates), max(floors)
+    print(f"limit_bare_loop_per_s: {limit:.0f} /s")
+    print(f"ratio_to_bare_loop: {rate / limit:.3f}")
+    print(f"readings_per_s: {rate:.0f} /s")
 
 
 if __name__ == "__main__":

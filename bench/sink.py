@@ -8,6 +8,12 @@ ON CONFLICT path is only taken on a replay), move the cursor, commit — per bat
 session commits asynchronously unless --synchronous-commit. Rows are checked afterwards
 (count and distinct keys).
 
+The limit, in the same run on the same server: PostgreSQL's own COPY of the same rows into the
+same table. The rows the sink wrote are exported (`psql \\copy ... TO`, text and binary), the
+table is truncated (its unique index and BRIN index stay), and `psql \\copy gps_fixes FROM` loads
+them back in one transaction, timed from psql's start to its exit; the faster format is the
+limit (`limit_copy_rows_per_s`), and `ratio_to_copy` is the sink's rate over it.
+
     .venv/bin/python bench/sink.py [--rows 1000000] [--batch 20000] [--dsn DSN] [--profile]
                                    [--synchronous-commit]
 
@@ -21,6 +27,7 @@ import argparse
 import cProfile
 import pstats
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
@@ -68,6 +75,44 @@ def write_journal(path: Path, rows: int) -> None:
             )
         journal.write(batch)
     journal.close()
+
+
+def psql_copy(dsn: str, command: str) -> float:
+    """Seconds `psql` takes to run one `\\copy` meta-command (connection and exit included)."""
+    psql = shutil.which("psql")
+    if psql is None:
+        raise SystemExit("psql not found (Debian: postgresql-client)")
+    started = time.perf_counter()
+    subprocess.run(
+        [psql, "-X", "-q", "-v", "ON_ERROR_STOP=1", "-d", dsn, "-c", command],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
+    return time.perf_counter() - started
+
+
+def copy_limit(dsn: str, work: Path, rows: int) -> dict[str, float]:
+    """rows/s of `psql \\copy gps_fixes FROM` the same rows into the same (truncated) table,
+    per format."""
+    rates = {}
+    for fmt in ("text", "binary"):
+        dump = work / f"gps_fixes.{fmt}"
+        psql_copy(dsn, f"\\copy gps_fixes TO '{dump}' WITH (FORMAT {fmt})")
+        with psycopg.connect(dsn, autocommit=True) as conn:
+            conn.execute("TRUNCATE gps_fixes")
+            conn.execute("CHECKPOINT")
+        elapsed = psql_copy(dsn, f"\\copy gps_fixes FROM '{dump}' WITH (FORMAT {fmt})")
+        with psycopg.connect(dsn) as conn:
+            count = conn.execute("SELECT count(*) FROM gps_fixes").fetchone()[0]  # type: ignore[index]
+        if count != rows:
+            raise SystemExit(f"psql \\copy ({fmt}) loaded {count} rows, not {rows}")
+        rates[fmt] = rows / elapsed
+        print(
+            f"limit: psql \\copy gps_fixes FROM a {fmt} file ({dump.stat().st_size / 1e6:.0f} MB),"
+            f" same rows, same table and indexes, one transaction: {elapsed:.2f} s ="
+            f" {rates[fmt]:,.0f} rows/s"
+        )
+    return rates
 
 
 def main() -> None:
@@ -134,9 +179,13 @@ def main() -> None:
         print(
             f"PostgreSQL {server} ({mode} mode), batch {args.batch}, synchronous_commit"
             f" {'on' if args.synchronous_commit else 'off'}: {count} rows in"
-            f" {elapsed:.2f} s, lost 0, duplicates 0"
+            f" {elapsed:.2f} s = {args.rows / elapsed:,.0f} rows/s, lost 0, duplicates 0"
         )
-        print(f"rows_per_s: {args.rows / elapsed:.0f} /s")
+        rate = args.rows / elapsed
+        limit = max(copy_limit(dsn, work, args.rows).values())
+        print(f"limit_copy_rows_per_s: {limit:.0f} /s")
+        print(f"ratio_to_copy: {rate / limit:.2f}")
+        print(f"rows_per_s: {rate:.0f} /s")
     finally:
         if cluster is not None:
             cluster.destroy()

@@ -11,6 +11,12 @@ The model is COCO YOLOX-Nano from ../shared/assets (tiles of its input side, 416
 person model `make footage` installs (640). CPU ms (robust when others share the box) with
 wall ms beside it; the median of a few runs.
 
+Limits beside the figures, from the same run: the 12 people boxed by hand in kite.jpg (the
+boxes tests/detectors/test_tiling.py holds; `ratio_to_hand_boxed` = people found by the tiles
+/ 12), and the raw model call on a prepared tile (the backend's `inference`, no letterbox,
+decoding or merge) times the model runs a tiled frame takes (`limit_raw_model_ms`;
+`ratio_to_raw_model` = tiled CPU-ms / that).
+
     .venv/bin/python bench/tiling.py [--repeats 3]
 
 Last line: `tiled_people_kite: N people`.
@@ -43,6 +49,24 @@ from ingest.config import Tiling  # noqa: E402
 
 PERSON_PT = REPO / "var" / "models" / "person-yolov8s.pt"
 CONF = 0.3
+KITE_PEOPLE = np.array(
+    [
+        (112, 608, 167, 763),
+        (215, 696, 273, 859),
+        (22, 527, 38, 557),
+        (37, 511, 56, 562),
+        (81, 506, 109, 567),
+        (96, 538, 109, 566),
+        (177, 540, 194, 573),
+        (346, 487, 358, 505),
+        (519, 503, 536, 531),
+        (537, 515, 556, 534),
+        (694, 461, 703, 472),
+        (1205, 452, 1215, 464),
+    ],
+    np.float32,
+)
+"""The 12 people in kite.jpg, boxed by hand (the same boxes as tests/detectors/test_tiling.py)."""
 
 
 def detector() -> YoloDetector:
@@ -70,6 +94,26 @@ def timed(call: Callable[[], Detections], repeats: int) -> tuple[Detections, flo
 
 def people(found: Detections) -> int:
     return sum(1 for s in found.subjects if s == "person")
+
+
+def hand_boxed_found(found: Detections) -> int:
+    """How many of KITE_PEOPLE some person box finds: it holds their centre, at most 4× their
+    size either way; each box finds the nearest one (the test's matcher)."""
+    people = KITE_PEOPLE
+    centres = (people[:, :2] + people[:, 2:]) / 2
+    areas = np.prod(people[:, 2:] - people[:, :2], axis=1)
+    hits = set()
+    for box, subject in zip(found.xyxy, found.subjects, strict=True):
+        if subject != "person":
+            continue
+        area = np.prod(box[2:] - box[:2])
+        inside = np.all((centres >= box[:2]) & (centres <= box[2:]), axis=1)
+        fits = (area <= 4 * areas) & (area >= areas / 4)
+        candidates = np.nonzero(inside & fits)[0]
+        if len(candidates):
+            distance = np.linalg.norm(centres[candidates] - (box[:2] + box[2:]) / 2, axis=1)
+            hits.add(int(candidates[np.argmin(distance)]))
+    return len(hits)
 
 
 def image(name: str) -> np.ndarray:
@@ -111,6 +155,18 @@ def main() -> None:
         f"{cpu_t:.0f} ms CPU ({wall_t:.0f} wall)"
     )
     kite_people = people(found)
+    boxed_whole, boxed_tiled = hand_boxed_found(whole), hand_boxed_found(found)
+    print(
+        f"  of {len(KITE_PEOPLE)} hand-boxed people: whole frame {boxed_whole}, tiled {boxed_tiled}"
+    )
+    tile = kite[: settings.tile_px, : settings.tile_px]
+    _, raw_cpu, raw_wall = timed(model.model.inference(tile), max(args.repeats, 5))
+    model_runs = len(runs.tiles) + int(runs.full)
+    kite_cpu = cpu_t
+    print(
+        f"  raw model call on one prepared tile: {raw_cpu:.1f} ms CPU ({raw_wall:.1f} wall) "
+        f"x {model_runs} runs = {raw_cpu * model_runs:.0f} ms"
+    )
 
     frame = image("vtest.avi")
     up = cv2.resize(frame, None, fx=4, fy=4, interpolation=cv2.INTER_CUBIC)
@@ -141,6 +197,13 @@ def main() -> None:
         f"family): {len(runs.tiles)} tiles + full {runs.full}, {people(found)} people, "
         f"{cpu_t:.0f} ms CPU ({wall_t:.0f} wall)"
     )
+    print(f"limit_people_hand_boxed: {len(KITE_PEOPLE)} people")
+    print(
+        f"ratio_to_hand_boxed: {boxed_tiled / len(KITE_PEOPLE):.2f} (whole frame "
+        f"{boxed_whole / len(KITE_PEOPLE):.2f})"
+    )
+    print(f"limit_raw_model_ms: {raw_cpu * model_runs:.0f} ms ({model_runs} model runs)")
+    print(f"ratio_to_raw_model: {kite_cpu / (raw_cpu * model_runs):.2f}")
     print(f"tiled_people_kite: {kite_people} people")
 
 
