@@ -160,6 +160,11 @@ class GpsDetector:
         self._last_received = _when(data.get("last_received"))
         self._stale = _situation(data.get("stale"))
 
+    @property
+    def last_fix(self) -> Candidate | None:
+        """The last fix the filters accepted."""
+        return self._last
+
     # ---- input ----------------------------------------------------------------------------
 
     def process(self, fix: Candidate, speed_kmh: float | None = None) -> list[Observation]:

@@ -27,6 +27,12 @@ class ObservationKind(StrEnum):
     """A vehicle outside its approved route corridor; state `off` or `back`."""
     DEVICE_HEALTH = "device_health"
     """A device stopped reporting sensibly (stale, flat line): state names the problem."""
+    METRIC = "metric"
+    """A sensor's metric: each sample (no state, attributes metric/value/unit), and the rules'
+    threshold episodes of it (state `over` or `ok`, see rules.thresholds)."""
+    COVERAGE = "coverage"
+    """A sweeper's road segment today: `partial`, `covered`, `uncovered` (its deadline passed
+    short of the passes it needs) or `missed` (the day ended so); attributes hold the passes."""
 
 
 @dataclass(frozen=True, slots=True)

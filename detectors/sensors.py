@@ -18,12 +18,14 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from detectors.coverage import CoverageDetector
 from detectors.geomag import GeomagDetector, OnBoardBay
 from detectors.gps import GpsDetector
 from detectors.gps_filters import Candidate
+from detectors.metrics import metric_observation
 from detectors.observation import Observation
 from ingest.config import DeviceKind, SiteConfig
-from ingest.readings import DroneTelemetry, GeomagField, GeomagState, GpsFix, Reading
+from ingest.readings import DroneTelemetry, GeomagField, GeomagState, GpsFix, Metric, Reading
 
 log = logging.getLogger(__name__)
 STATE_VERSION = 1
@@ -38,6 +40,12 @@ class SensorDetectors:
         self._geomag: dict[str, GeomagDetector] = {}
         self._on_board: dict[str, OnBoardBay] = {}
         self._gps: dict[str, GpsDetector] = {}
+        self._coverage: dict[str, CoverageDetector] = {
+            d.id: CoverageDetector(d.id, d.sweeping, config.site.tz, self.stats)
+            for d in config.devices
+            if d.kind is DeviceKind.GPS and d.sweeping is not None
+        }
+        """Sanitation vehicles' segment coverage, fed the fixes the GPS filters accept."""
 
     def process(self, reading: Reading) -> list[Observation]:
         """The observations one reading causes (often none). Never raises on odd input."""
@@ -59,19 +67,23 @@ class SensorDetectors:
                 bay = self._on_board[device.id] = OnBoardBay(device, self.stats)
             out = bay.process(ts, payload.occupied, reading.received_ts)
         elif isinstance(payload, GpsFix) and device.kind is DeviceKind.GPS:
-            out = self._vehicle(device.id, "vehicle").process(
-                Candidate(
-                    ts=ts,
-                    lat=payload.lat,
-                    lon=payload.lon,
-                    valid=payload.valid,
-                    hdop=payload.hdop,
-                    sats=payload.sats,
-                    received_ts=reading.received_ts,
-                    time_flag=reading.time_flag,
-                ),
-                payload.speed_kmh,
+            vehicle = self._vehicle(device.id, "vehicle")
+            fix = Candidate(
+                ts=ts,
+                lat=payload.lat,
+                lon=payload.lon,
+                valid=payload.valid,
+                hdop=payload.hdop,
+                sats=payload.sats,
+                received_ts=reading.received_ts,
+                time_flag=reading.time_flag,
             )
+            out = vehicle.process(fix, payload.speed_kmh)
+            coverage = self._coverage.get(device.id)
+            if coverage is not None and vehicle.last_fix is fix:
+                out += coverage.process(ts, fix.lon, fix.lat, payload.speed_kmh)
+        elif isinstance(payload, Metric) and device.kind is DeviceKind.SENSOR:
+            out = [metric_observation(device, ts, payload)]
         elif isinstance(payload, DroneTelemetry) and device.kind is DeviceKind.DRONE:
             out = self._vehicle(device.id, "drone").process(
                 Candidate(
@@ -93,6 +105,8 @@ class SensorDetectors:
         out: list[Observation] = []
         for detector in (*self._geomag.values(), *self._on_board.values(), *self._gps.values()):
             out += detector.tick(now)
+        for coverage in self._coverage.values():
+            out += coverage.tick(now)
         self._count(out)
         return out
 
@@ -124,7 +138,8 @@ class SensorDetectors:
             for device_id, bay in (*self._geomag.items(), *self._on_board.items())
         }
         vehicles = {device_id: gps.snapshot() for device_id, gps in self._gps.items()}
-        return {"version": STATE_VERSION, "bays": bays, "vehicles": vehicles}
+        coverage = {device_id: c.snapshot() for device_id, c in self._coverage.items()}
+        return {"version": STATE_VERSION, "bays": bays, "vehicles": vehicles, "coverage": coverage}
 
     def restore(self, data: Mapping[str, Any]) -> None:
         """Take back a `snapshot()`; devices gone from the config or of another kind are skipped
@@ -150,6 +165,9 @@ class SensorDetectors:
             detector = GpsDetector(device, self.stats, str(vehicle.get("subject", "vehicle")))
             detector.restore(vehicle)
             self._gps[device_id] = detector
+        for device_id, coverage in dict(data.get("coverage") or {}).items():
+            if device_id in self._coverage:
+                self._coverage[device_id].restore(coverage)
 
     def save(self, path: Path) -> None:
         """Write `snapshot()` atomically (temporary file, fsync, rename)."""

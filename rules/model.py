@@ -12,6 +12,7 @@ from detectors.observation import ObservationKind
 from ingest.config import SafeId, Strict, ZoneKind
 from rules.fields import Duration, Names, unknown
 from rules.schedule import CompiledSchedule, Schedule
+from rules.thresholds import Threshold
 from rules.violation import EvidenceSpec
 
 KNOWN_SUBJECTS = (
@@ -33,6 +34,12 @@ KNOWN_SUBJECTS = (
     "cart",
     "bay",
     "device",
+    "segment",
+    "sensor",
+    "bin",
+    "toilet",
+    "construction_site",
+    "water_gauge",
 )
 """What detectors report as `subject` (GPS `vehicle`, geomagnetic `car`, common camera classes);
 cameras add the subjects their `detect.classes` map to (see `known_subjects`)."""
@@ -45,6 +52,8 @@ DEFAULT_STATES: dict[ObservationKind, tuple[str, ...] | None] = {
     ObservationKind.SPEEDING: ("over",),
     ObservationKind.PRESENCE: None,
     ObservationKind.DEVICE_HEALTH: None,
+    ObservationKind.COVERAGE: ("uncovered",),
+    ObservationKind.METRIC: ("over",),
 }
 """What a clause matches when it names no `state`; another state of the same subject closes it."""
 
@@ -53,6 +62,8 @@ KNOWN_STATES: dict[ObservationKind, tuple[str, ...]] = {
     ObservationKind.GEOFENCE: ("enter", "inside", "exit"),
     ObservationKind.OFF_ROUTE: ("off", "back"),
     ObservationKind.SPEEDING: ("over", "ok"),
+    ObservationKind.COVERAGE: ("partial", "covered", "uncovered", "missed"),
+    ObservationKind.METRIC: ("over", "ok"),
 }
 
 DEFAULT_LOST_AFTER: dict[ObservationKind, float | None] = {
@@ -127,6 +138,8 @@ class Clause(Strict):
     lost_after: Duration | None = None
     """Silence after which a re-reported subject (camera presence) counts as gone."""
     when: When | None = None
+    threshold: Threshold | None = None
+    """For `kind: metric`: the level, rate or silence that makes an episode (rules.thresholds)."""
     """Conditions on the zone's merchant (`merchant_grade`); none: any zone."""
 
     @field_validator("zone_kind")
@@ -140,6 +153,11 @@ class Clause(Strict):
 
     @model_validator(mode="after")
     def _states(self) -> Clause:
+        if (self.kind is ObservationKind.METRIC) != (self.threshold is not None):
+            raise ValueError(
+                "a `kind: metric` clause names a `threshold:` (and only it does), e.g. "
+                "threshold: {metric: fill_pct, above: 90, clear: 80}"
+            )
         known = KNOWN_STATES.get(self.kind)
         if known:
             for item in self.state:
