@@ -4,8 +4,9 @@ A *pass* is one traversal of a segment: the vehicle stays within the segment's b
 fixes at working speed vouch for at least `min_fraction` of its length (the stretch between two
 consecutive fixes counts when both lie in the buffer, the speed is in the working range and
 they are at most `max_gap_s` apart). Leaving the buffer (`LEAVE_FIXES` fixes in a row), or
-turning back by more than `_turn_m`, ends a traversal; each traversal counts once, the moment it reaches the fraction.
-With `direction: forward` only traversals in the line's own direction count.
+turning back by more than `_turn_m`, ends a traversal; each traversal counts once, the moment
+it reaches the fraction. With `direction: forward` only traversals in the line's own direction
+count.
 
 Passes count per local day (site timezone) and reset at local midnight. Observations (kind
 `coverage`, subject `segment`, zone = segment id):

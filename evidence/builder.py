@@ -24,6 +24,8 @@ import orjson
 
 from detectors.plates import PlateReader
 from evidence.blur import FaceDetector, blur_bystanders, detector_for
+from evidence.clips import still_times, stills, write_copy_clip
+from evidence.coverage_plot import coverage_evidence
 from evidence.fsutil import fsync_file, sha256_file, write_file
 from evidence.keys import Signer
 from evidence.ledger import Committed, Ledger
@@ -36,6 +38,7 @@ from ingest.coords import wgs84_to_bd09, wgs84_to_gcj02
 from ingest.frames import EncodedFrame
 from ingest.journal import Journal
 from ingest.readings import DroneTelemetry, GeomagField, GeomagState, GpsFix, Reading
+from ingest.video.packetring import PacketClip
 from rules.violation import Violation
 
 log = logging.getLogger(__name__)
@@ -45,6 +48,9 @@ class FrameProvider(Protocol):
     """The camera pipeline's ring buffer (JPEG frames), looked up by device and time."""
 
     def frames_between(self, device_id: str, t0: datetime, t1: datetime) -> list[EncodedFrame]: ...
+
+    # Optional: `clip_between(device_id, t0, t1) -> PacketClip | None`, the camera's own
+    # H.264/H.265 packets (cut by stream copy; stills decoded from them at the moments needed).
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,12 +166,20 @@ class EvidenceBuilder:
             if self.frames is None:
                 facts["problems"].append(f"{camera.id}: no frame provider")
                 continue
-            frames = sorted(self.frames.frames_between(camera.id, t0, t1), key=lambda f: f.ts)
+            packets = getattr(self.frames, "clip_between", None)
+            clip: PacketClip | None = packets(camera.id, t0, t1) if packets else None
+            if clip is not None:
+                plates = self.plates.active and self.plates.applies(v)
+                frames = stills(clip, still_times(v, camera.id, plates))
+            else:
+                frames = sorted(self.frames.frames_between(camera.id, t0, t1), key=lambda f: f.ts)
             if not frames:
                 facts["problems"].append(f"{camera.id}: no frames in the ring buffer")
                 self._count("packages_without_frames")
                 continue
-            facts["cameras"][camera.id] = self._camera_media(v, camera, frames, staging, put, files)
+            facts["cameras"][camera.id] = self._camera_media(
+                v, camera, frames, staging, put, files, clip
+            )
             if self.plates.active and self.plates.applies(v):
                 finding = self._camera_plate(v, camera, frames, put)
                 facts["cameras"][camera.id]["plate"] = finding.info(self.tz)
@@ -180,6 +194,10 @@ class EvidenceBuilder:
             if track["features"]:
                 put("data/gps_track.geojson", _json(track), "gps_track")
             facts["sensor_readings"] = len(readings)
+        coverage = coverage_evidence(v, self.config, self.journal)
+        if coverage is not None:
+            put("media/coverage.png", coverage.png, "coverage_plot")
+            put("data/coverage.json", _json(coverage.figures), "coverage")
         return files, facts
 
     def _camera_media(
@@ -190,24 +208,30 @@ class EvidenceBuilder:
         staging: Path,
         put: Callable[[str, bytes, str], None],
         files: list[dict[str, Any]],
+        clip: PacketClip | None = None,
     ) -> dict[str, Any]:
         base = f"media/{camera.id}"
-        info: dict[str, Any] = {"frames": len(frames)}
+        info: dict[str, Any] = {"frames": len(frames) if clip is None else len(clip.packets)}
         if v.evidence.clip:
             rel = f"{base}/clip.mp4"
             path = staging / rel
             path.parent.mkdir(parents=True, exist_ok=True)
-            info["clip"] = write_clip(
-                frames,
-                path,
-                crf=self.config.evidence.clip_crf,
-                preset=self.config.evidence.clip_preset,
-            )
+            if clip is not None:
+                info["clip"] = write_copy_clip(clip, path)
+                first, last = clip.start, clip.end
+            else:
+                info["clip"] = write_clip(
+                    frames,
+                    path,
+                    crf=self.config.evidence.clip_crf,
+                    preset=self.config.evidence.clip_preset,
+                )
+                first, last = frames[0].ts, frames[-1].ts
             fsync_file(path)
             sha, size = sha256_file(path)
             files.append({"path": rel, "sha256": sha, "size": size, "role": "clip"})
-            info["clip"]["first_frame"] = both_times(frames[0].ts, self.tz)
-            info["clip"]["last_frame"] = both_times(frames[-1].ts, self.tz)
+            info["clip"]["first_frame"] = both_times(first, self.tz)
+            info["clip"]["last_frame"] = both_times(last, self.tz)
         if v.evidence.snapshots:
             info["snapshots"] = {}
             zone = next((z for z in camera.zones if z.id == v.zone_id), None)
@@ -354,6 +378,15 @@ class EvidenceBuilder:
         convert = {"gcj02": wgs84_to_gcj02, "bd09": wgs84_to_bd09}.get(crs)
         dlat, dlon = convert(lat, lon) if convert else (lat, lon)
         out["device_crs"] = {"crs": crs, "lon": dlon, "lat": dlat}
+        placed = next(
+            (o.attributes for o in reversed(v.observations) if "ground" in o.attributes), None
+        )
+        if point is not None and placed is not None:
+            # a drone placed the subject: how sure, and where the drone itself was
+            out["source"] = placed["ground"].get("method", "ground projection")
+            out["uncertainty_m"] = placed["ground"].get("uncertainty_m")
+            out["ground"] = placed["ground"]
+            out["observer"] = placed.get("drone")
         return out
 
 

@@ -36,6 +36,7 @@ from streetwatch.scenario_geomag import (
 )
 from streetwatch.scenario_geometry import DEFAULT_CENTER, M_PER_DEG, LocalFrame, Loop, site_center
 from streetwatch.scenario_snapshots import SNAPSHOT_PERIOD_S, SNAPSHOT_SIZE, _snapshots, street_jpeg
+from streetwatch.scenario_sweeper import _sweeper
 from streetwatch.scenario_vehicles import (
     GPS_PERIOD_S,
     KMH_PER_MS,
@@ -66,7 +67,7 @@ def build_scenario(
     long_parker = _long_parker(geomags)
     for device in config.devices:
         if device.kind is DeviceKind.GPS:
-            messages += _gps(ctx, device)
+            messages += _gps(ctx, device) if device.sweeping is None else _sweeper(ctx, device)
         elif device.kind is DeviceKind.GEOMAGNETIC:
             on_board = device is geomags[-1]
             messages += _geomag(ctx, device, long_stay=device is long_parker, on_board=on_board)

@@ -16,6 +16,7 @@ from ingest.config.detection import (
     Route,
     _check_homography,
 )
+from ingest.config.sweeping import Sweeping
 from ingest.config.zones import Zone, ZoneKind
 from ingest.readings import Stream
 
@@ -83,6 +84,8 @@ class Device(Strict):
     """How long the speed stays above the limit before it counts as speeding."""
     route: Route | None = None
     """The approved route corridor (gps devices only)."""
+    sweeping: Sweeping | None = None
+    """Road segments a sanitation vehicle must sweep each day (gps devices only)."""
     detect: CameraDetect | None = None
     """Video detection settings (cameras and drones with a `stream`)."""
     homography: Annotated[
@@ -98,7 +101,7 @@ class Device(Strict):
             raise ValueError(f"{info.field_name} is for camera and drone devices, not {kind}")
         return value
 
-    @field_validator("bay_kind", "geomag", "filters", "speed_limit_kmh", "route")
+    @field_validator("bay_kind", "geomag", "filters", "speed_limit_kmh", "route", "sweeping")
     @classmethod
     def _settings_fit_kind(cls, value: Any, info: ValidationInfo) -> Any:
         kind = info.data.get("kind")
