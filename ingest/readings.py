@@ -37,6 +37,9 @@ class GpsFix:
     sats: int | None = None
     valid: bool = True
     source: str = "json"  # "json", "nmea-rmc", "nmea-gga", "nmea" (RMC and GGA merged)
+    attributes: dict[str, Any] | None = None
+    """What a vehicle terminal adds (JT/T 808: alarm and status flags, named inputs, altitude,
+    mileage, fuel, signal; unknown items raw), as plain JSON data."""
 
 
 NMEA_SOURCES = frozenset({"nmea", "nmea-rmc", "nmea-gga"})

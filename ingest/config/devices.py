@@ -17,6 +17,7 @@ from ingest.config.detection import (
     _check_homography,
 )
 from ingest.config.sweeping import Sweeping
+from ingest.config.jt808 import InputBit, Phone, Protocol
 from ingest.config.zones import Zone, ZoneKind
 from ingest.readings import Stream
 
@@ -84,6 +85,12 @@ class Device(Strict):
     """How long the speed stays above the limit before it counts as speeding."""
     route: Route | None = None
     """The approved route corridor (gps devices only)."""
+    protocol: Protocol = Protocol.MQTT
+    """How a gps device reports: MQTT, or a JT/T 808 vehicle terminal over TCP."""
+    phone: Phone | None = None
+    """The JT/T 808 terminal phone number (`protocol: jt808`)."""
+    inputs: dict[str, InputBit] = {}  # noqa: RUF012 - pydantic copies field defaults
+    """Named inputs of a JT/T 808 terminal, e.g. `dump_raised: io:0`: rules see them."""
     sweeping: Sweeping | None = None
     """Road segments a sanitation vehicle must sweep each day (gps devices only)."""
     detect: CameraDetect | None = None
@@ -112,6 +119,22 @@ class Device(Strict):
                 f"{info.field_name} is for {wanted.value} devices, not a {kind.value} device"
             )
         return value
+
+    @model_validator(mode="after")
+    def _jt808_fits(self) -> Device:
+        if self.protocol is Protocol.JT808:
+            if self.kind is not DeviceKind.GPS:
+                raise ValueError(
+                    f"protocol jt808 is for gps devices, not a {self.kind.value} device"
+                )
+            if self.phone is None:
+                raise ValueError("protocol jt808 needs the terminal's `phone` number")
+        elif self.phone is not None or self.inputs:
+            raise ValueError("phone and inputs are for devices with `protocol: jt808`")
+        for name in self.inputs:
+            if not name.isidentifier():
+                raise ValueError(f"input name {name!r}: letters, digits and '_' (e.g. dump_raised)")
+        return self
 
     @field_validator("topic")
     @classmethod

@@ -14,6 +14,7 @@ from ingest.config.console import Console
 from ingest.config.devices import VIDEO_PUSH, Device, DeviceKind
 from ingest.config.evidence import Evidence
 from ingest.config.geometry import _check_lonlat, _check_pixels
+from ingest.config.jt808 import Jt808, Protocol, normalise_phone
 from ingest.config.timeseries import Timeseries
 from ingest.config.zones import Merchant
 from ingest.readings import Stream
@@ -83,6 +84,8 @@ class SiteConfig(Strict):
     evidence: Evidence = Evidence()
     console: Console = Console()
     merchants: list[Merchant] = []  # noqa: RUF012 - pydantic copies field defaults
+    jt808: Jt808 | None = None
+    """The JT/T 808 listener for vehicle terminals (devices with `protocol: jt808`)."""
     devices: list[Device]
 
     @model_validator(mode="after")
@@ -125,6 +128,7 @@ class SiteConfig(Strict):
                             f"{why} (geofences are WGS-84)" if geofence else why,
                         )
                     )
+        problems += self._jt808_problems()
         topics = [(i, d.topic) for i, d in enumerate(self.devices) if d.topic]
         feed = self.evidence.feed.mqtt
         if feed is not None:
@@ -158,6 +162,39 @@ class SiteConfig(Strict):
                 )
             seen.setdefault(topic, index)
         return problems
+
+    def _jt808_problems(self) -> list[tuple[tuple[str | int, ...], str]]:
+        problems: list[tuple[tuple[str | int, ...], str]] = []
+        phones: dict[str, int] = {}
+        for index, device in enumerate(self.devices):
+            if device.protocol is not Protocol.JT808 or device.phone is None:
+                continue
+            if self.jt808 is None:
+                problems.append(
+                    (
+                        ("devices", index, "protocol"),
+                        f"device {device.id} uses protocol jt808 but there is no `jt808:` section"
+                        " (host, port) to listen on",
+                    )
+                )
+            phone = normalise_phone(device.phone)
+            if phone in phones:
+                problems.append(
+                    (
+                        ("devices", index, "phone"),
+                        f"phone {device.phone!r} is also devices[{phones[phone]}]'s",
+                    )
+                )
+            phones.setdefault(phone, index)
+        return problems
+
+    def jt808_devices(self) -> dict[str, Device]:
+        """Devices reporting over JT/T 808, by normalised phone number."""
+        return {
+            normalise_phone(d.phone): d
+            for d in self.devices
+            if d.protocol is Protocol.JT808 and d.phone is not None
+        }
 
     def device(self, device_id: str) -> Device | None:
         return self._by_id.get(device_id)
