@@ -13,6 +13,13 @@ functions (the plate/face bench), when present.
 
     OMP_NUM_THREADS=1 .venv/bin/python bench/accuracy.py [--models yolox-nano-416 ...]
 
+The limit beside mAP50, from the same run: the model's recall ceiling, the share of labelled
+objects any of its detections (score >= 0.01) matches at IoU 0.5, averaged over the classes as
+mAP50 is; AP50 cannot exceed it (`limit_recall_ceiling`; `ratio_to_recall_ceiling` = mAP50 over
+it: below 1 by what false detections ranked above true ones cost, the rest of the gap to 1 is
+objects the model never proposes). Beside the CPU ms per frame: the raw model call on a
+prepared frame (`limit_raw_model_ms`, `ratio_to_raw_model`).
+
 Last line: `map50: N`, the mean AP50 over the six labelled classes of the COCO model with the
 highest one (the recommended default).
 """
@@ -148,6 +155,10 @@ class Tally:
         keep = scores >= conf
         return int(hits[keep].sum()), int((~hits[keep]).sum())
 
+    def max_recall(self) -> float:
+        """Share of the labelled objects matched by any detection (the ceiling of AP50)."""
+        return sum(self.hits) / self.gt if self.gt else float("nan")
+
     def ap50(self) -> float:
         """COCO's 101-point interpolated average precision."""
         if not self.gt:
@@ -226,11 +237,18 @@ class Result:
     tallies: dict[str, Tally]
     cpu_ms: float
     frames: int
+    raw_ms: float
+    """CPU ms of the bare model call on a prepared frame (median)."""
 
     @property
     def map50(self) -> float:
         aps = [t.ap50() for t in self.tallies.values() if t.gt]
         return float(np.mean(aps)) if aps else float("nan")
+
+    @property
+    def recall_ceiling(self) -> float:
+        ceilings = [t.max_recall() for t in self.tallies.values() if t.gt]
+        return float(np.mean(ceilings)) if ceilings else float("nan")
 
 
 def evaluate(spec: ModelSpec, data: Sequence[Sample]) -> Result | None:
@@ -246,14 +264,23 @@ def evaluate(spec: ModelSpec, data: Sequence[Sample]) -> Result | None:
         found = runner.detect(sample.image, conf=RANK_CONF)
         cpu += time.process_time() - start
         score_frame(sample.frame, found, tallies)
-    return Result(spec, runner.backend.runtime, tallies, 1000 * cpu / len(data), len(data))
+    call = runner.backend.inference(data[0].image)
+    call()
+    raw = []
+    for _ in range(min(20, len(data))):
+        start = time.process_time()
+        call()
+        raw.append(1000 * (time.process_time() - start))
+    cpu_ms = 1000 * cpu / len(data)
+    return Result(spec, runner.backend.runtime, tallies, cpu_ms, len(data), float(np.median(raw)))
 
 
 def table(result: Result) -> list[str]:
     spec = result.spec
     lines = [
         f"{spec.name} ({result.runtime}, imgsz {spec.imgsz}, 1 thread): "
-        f"{result.frames} frames, CPU {result.cpu_ms:.1f} ms/frame",
+        f"{result.frames} frames, CPU {result.cpu_ms:.1f} ms/frame (raw model call "
+        f"{result.raw_ms:.1f} ms)",
         f"  {'class':<11}{'GT':>5}{'TP':>6}{'FP':>6}{'precision':>11}{'recall':>8}{'AP50':>7}"
         f"   (TP/FP/precision/recall at conf {OPERATING_CONF})",
     ]
@@ -263,7 +290,12 @@ def table(result: Result) -> list[str]:
         recall = f"{tp / tally.gt:.3f}" if tally.gt else "-"
         ap = f"{tally.ap50():.3f}" if tally.gt else "-"
         lines.append(f"  {cls:<11}{tally.gt:>5}{tp:>6}{fp:>6}{precision:>11}{recall:>8}{ap:>7}")
-    lines.append(f"  mAP50 over {len(result.tallies)} class(es): {result.map50:.3f}")
+    lines.append(
+        f"  mAP50 over {len(result.tallies)} class(es): {result.map50:.3f} (recall ceiling "
+        f"{result.recall_ceiling:.3f}: "
+        + ", ".join(f"{c} {t.max_recall():.2f}" for c, t in result.tallies.items() if t.gt)
+        + ")"
+    )
     return lines
 
 
@@ -331,6 +363,10 @@ def main() -> None:
         sys.exit("no COCO model could be run: no map50")
     best = max(coco, key=lambda r: r.map50)
     print(f"default: {best.spec.name} (highest mAP50 over the {len(CLASSES)} labelled classes)")
+    print(f"limit_recall_ceiling: {best.recall_ceiling:.3f}")
+    print(f"ratio_to_recall_ceiling: {best.map50 / best.recall_ceiling:.3f}")
+    print(f"limit_raw_model_ms: {best.raw_ms:.1f} ms")
+    print(f"ratio_to_raw_model: {best.cpu_ms / best.raw_ms:.2f}")
     print(f"map50: {best.map50:.3f}")
 
 

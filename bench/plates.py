@@ -11,6 +11,12 @@
   - faces (faces/, 43 annotated in imglab XML): YuNet recall at the default min_score, by
     IoU >= 0.5 and by the annotated centre inside a detection.
 
+The limit beside the crops' figure, in the same run on the same crops: the bare library,
+rapidocr's PP-OCRv4 `TextRecognizer` called as rapidocr calls it (the crop as it is, its
+full 6,600-character set, no stretching, no second pass, no format check), exact when its text
+(spaces and dots dropped) equals the name: `limit_bare_recogniser_exact`, `ratio_to_bare_recogniser`
+= the pipeline's exact reads over the bare ones, and its ms per crop beside the pipeline's.
+
     .venv/bin/python bench/plates.py [--crops N]
 
 Last line: `plate_exact_read: N %` (the 1,000 crops). For bench/accuracy.py:
@@ -129,10 +135,30 @@ def plate_exact_read_rate(limit: int | None = None) -> float:
     return _crops(limit)[0]
 
 
-def _crops(limit: int | None) -> tuple[float, list[tuple[float, float]], list[str]]:
+def _crop_files(limit: int | None) -> list[Path]:
     files = sorted(_need("plates/crops").glob("*.jpg"))
     if limit is not None and limit < len(files):
         files = files[:: len(files) // limit][:limit]
+    return files
+
+
+def bare_recogniser(limit: int | None) -> tuple[float, list[tuple[float, float]]]:
+    """Exact-read share and (CPU ms, wall ms) per crop of rapidocr's recogniser as rapidocr
+    calls it, on the same crops."""
+    recogniser = reader().reader._rec
+    files = _crop_files(limit)
+    exact, times = 0, []
+    for path in files:
+        image = _image(path)
+        cpu, wall = time.process_time(), time.perf_counter()
+        (text, _), *_ = recogniser(image)[0]
+        times.append(((time.process_time() - cpu) * 1000, (time.perf_counter() - wall) * 1000))
+        exact += "".join(c for c in text if c not in " ·.") == path.stem
+    return exact / len(files), times
+
+
+def _crops(limit: int | None) -> tuple[float, list[tuple[float, float]], list[str]]:
+    files = _crop_files(limit)
     exact, times, wrong = 0, [], []
     for path in files:
         image = _image(path)
@@ -225,6 +251,17 @@ def main() -> None:
         f"faces (YuNet, min_score 0.6): recall {counts['iou']}/{counts['total']} at IoU >= 0.5, "
         f"{counts['centre']}/{counts['total']} centre-in-box; {counts['detections']} detections"
     )
+    bare, bare_ms = bare_recogniser(args.crops)
+    print(
+        f"limit: rapidocr's recogniser alone on the same crops: {bare * 100:.1f} % exact, "
+        f"{_median(bare_ms)} ms a crop (CPU / wall) against the pipeline's {_median(read_ms)}"
+    )
+    print(f"limit_bare_recogniser_exact: {bare * 100:.1f} %")
+    print(
+        f"ratio_to_bare_recogniser: {rate / bare:.2f}" if bare else "ratio_to_bare_recogniser: inf"
+    )
+    cpu = statistics.median(c for c, _ in read_ms) / statistics.median(c for c, _ in bare_ms)
+    print(f"ratio_to_bare_recogniser_ms: {cpu:.2f}")
     print(f"plate_exact_read: {rate * 100:.1f} %")
 
 
