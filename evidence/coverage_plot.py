@@ -11,13 +11,16 @@ from __future__ import annotations
 
 import io
 import math
+import warnings
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
+from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
 
+from detectors.geofence import M_PER_DEG
 from detectors.gps_filters import Candidate, FixFilter
 from detectors.observation import Observation, ObservationKind
 from ingest.config import GpsFilters, SiteConfig
@@ -28,6 +31,9 @@ from rules.violation import Violation
 COVERED = "#2e7d32"
 SHORT = "#d32f2f"
 TRACK = "#546e7a"
+FONT = ["DejaVu Sans", "Noto Sans CJK SC", "WenQuanYi Zen Hei"]
+"""Latin first, then a CJK font for Chinese names (Debian: fonts-noto-cjk); a missing one draws
+boxes for those characters, nothing worse."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -154,9 +160,17 @@ def _plot(figures: dict[str, Any], track: list[tuple[datetime, float, float]]) -
         ax.annotate(
             label, (mx, my), xytext=(0, 12), textcoords="offset points", ha="center",
             fontsize=9, fontweight="bold" if own else "normal", color=colour, zorder=5,
+            fontfamily=FONT,
             bbox={"boxstyle": "round,pad=0.25", "fc": "white", "ec": colour, "alpha": 0.9},
         )  # fmt: skip
     ax.margins(0.12)
+    metres = _scale_m(figures["segments"], lat0)
+    ax.add_artist(
+        AnchoredSizeBar(
+            ax.transData, metres / (M_PER_DEG * math.cos(math.radians(lat0))), f"{metres:g} m",
+            "lower left", pad=0.6, frameon=False, size_vertical=0, fontproperties={"size": 8},
+        )
+    )  # fmt: skip
     ax.ticklabel_format(useOffset=False, style="plain")
     ax.tick_params(labelsize=8)
     ax.set_xlabel("longitude (WGS-84)")
@@ -168,6 +182,7 @@ def _plot(figures: dict[str, Any], track: list[tuple[datetime, float, float]]) -
         f"{figures['covered']}/{n} segments covered, as of {figures['as_of'][11:19]} "
         f"({figures['timezone']})",
         fontsize=10,
+        fontfamily=FONT,
     )
     ax.legend(
         handles=[
@@ -177,11 +192,24 @@ def _plot(figures: dict[str, Any], track: list[tuple[datetime, float, float]]) -
             Line2D([], [], color=TRACK, marker="o", ls="", label="first fix"),
             Line2D([], [], color=TRACK, marker="s", ls="", label="last fix"),
         ],
-        loc="best", fontsize=8, framealpha=0.9,
+        loc="best", prop={"family": FONT, "size": 8}, framealpha=0.9,
     )  # fmt: skip
     buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", bbox_inches="tight", metadata={"Software": None})
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", "Glyph .* missing from font", UserWarning)
+        warnings.filterwarnings("ignore", "findfont: Font family", UserWarning)
+        fig.savefig(buffer, format="png", bbox_inches="tight", metadata={"Software": None})
     return buffer.getvalue()
+
+
+def _scale_m(segments: list[dict[str, Any]], lat0: float) -> float:
+    """A round scale-bar length, about a fifth of the drawing's width."""
+    lons = [p[0] for s in segments for p in s["line_wgs84"]]
+    width = (max(lons) - min(lons)) * M_PER_DEG * math.cos(math.radians(lat0))
+    for metres in (1000, 500, 200, 100, 50, 20, 10):
+        if metres <= max(width, 10) / 4:
+            return float(metres)
+    return 10.0
 
 
 __all__ = ["CoverageEvidence", "coverage_evidence", "coverage_report"]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import random
 from collections import Counter
 from datetime import datetime, timedelta
@@ -55,7 +56,7 @@ def drive(
     out: list = []
     step = kmh / 3.6 * period_s
     t = start
-    for (x0, y0), (x1, y1) in zip(path, path[1:], strict=False):
+    for (x0, y0), (x1, y1) in itertools.pairwise(path):
         length = ((x1 - x0) ** 2 + (y1 - y0) ** 2) ** 0.5
         n = max(1, round(length / step))
         for i in range(n):
@@ -146,7 +147,7 @@ def test_fixes_far_apart_in_time_do_not_vouch_for_the_road_between() -> None:
 def test_deadline_without_fixes_reports_the_uncovered_segment_with_the_days_figures() -> None:
     det = detector()
     assert det.tick(MORNING) == []
-    _, t = drive(det, [(-30, 0), (230, 0)], MORNING, 10)
+    drive(det, [(-30, 0), (230, 0)], MORNING, 10)
     assert det.tick(datetime(2026, 12, 4, 9, 30, tzinfo=TZ)) == []  # A covered by 09:00
     [obs] = det.tick(datetime(2026, 12, 4, 10, 0, 5, tzinfo=TZ))
     assert (obs.subject_id, obs.state) == ("B", "uncovered")
@@ -226,9 +227,7 @@ def test_segments_drawn_on_a_gcj02_map_are_moved_to_wgs84() -> None:
         ],
     )
     for a, b in zip(wgs.segments, gcj.segments, strict=True):
-        for (lon0, lat0), (lon1, lat1) in zip(
-            wgs.line_wgs84(a), gcj.line_wgs84(b), strict=True
-        ):
+        for (lon0, lat0), (lon1, lat1) in zip(wgs.line_wgs84(a), gcj.line_wgs84(b), strict=True):
             assert abs(lon0 - lon1) < 1e-7 and abs(lat0 - lat1) < 1e-7
     det = detector(gcj)
     drive(det, [(-30, 0), (230, 0)], MORNING, 10)
