@@ -26,6 +26,7 @@ import signal
 import sys
 import threading
 import time
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from detectors.assets import MISSING_HINT
@@ -41,10 +42,14 @@ from streetwatch.logs import setup_logging
 from streetwatch.pipeline import CATALOG, Pipeline, PipelineOptions
 from streetwatch.run_cli import start_console, status_line
 from streetwatch.scenario import build_scenario
+from streetwatch.scenario_sweeper import with_deadlines_at
 from streetwatch.simulate import publish_scenario, scenario_start
 from streetwatch.users import UserStore
 
 DEMO_RULES = Path(__file__).resolve().parent / "demo_rules"
+SWEEP_DEADLINE_S = 5.0
+"""The sweeper's deadlines, this long after the demo starts: simulated time (which starts
+`duration - duration/speed` behind the clock) reaches them near the end of the first round."""
 
 
 def demo_rules(root: Path) -> Path:
@@ -102,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
 
     setup_logging("WARNING")
     config, notes = without_missing_assets(load_config(args.config))
+    # the sweeper's deadlines fall inside this run: the segment it leaves out opens a case
+    config = with_deadlines_at(config, datetime.now(UTC) + timedelta(seconds=SWEEP_DEADLINE_S))
     for note in notes:
         print(f"demo: {note}")
     root = Path("var/demo").resolve()
