@@ -30,6 +30,7 @@ from evidence.fsutil import fsync_file, sha256_file, write_file
 from evidence.keys import Signer
 from evidence.ledger import Committed, Ledger
 from evidence.media import Overlay, annotate, decode, encode_jpeg, write_clip
+from evidence.metric_plot import metric_files
 from evidence.package import FORMAT, both_times, case_id_of, package_dir
 from evidence.plates import PlateFinding, PlateStage, encode_png, vehicle_party
 from ingest import failpoints
@@ -193,6 +194,8 @@ class EvidenceBuilder:
                 put("data/sensor_series.json", _json(series), "sensor_series")
             if track["features"]:
                 put("data/gps_track.geojson", _json(track), "gps_track")
+            for rel, data, role in metric_files(readings, v.observations, self.tz, v.window_end):
+                put(rel, data, role)
             facts["sensor_readings"] = len(readings)
         coverage = coverage_evidence(v, self.config, self.journal)
         if coverage is not None:

@@ -31,6 +31,7 @@ from evidence.builder import _CAMERA_KINDS, EvidenceBuilder, _json, _nearest_dec
 from evidence.cases import CLEARED, Case, CaseStore
 from evidence.fsutil import write_file
 from evidence.media import Overlay, annotate, encode_jpeg
+from evidence.metric_plot import metric_files
 from evidence.package import (
     AFTER_SUFFIX,
     FOLLOW_UP,
@@ -269,6 +270,8 @@ class FollowUps:
                 put("data/sensor_series.json", _json(series), "sensor_series")
             if track["features"]:
                 put("data/gps_track.geojson", _json(track), "gps_track")
+            for rel, data, role in metric_files(readings, shown, self.builder.tz, cleared):
+                put(rel, data, role)
             facts["sensor_readings"] = len(readings)
         return files, facts
 

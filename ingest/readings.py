@@ -18,6 +18,7 @@ class Stream(StrEnum):
     GEOMAG = "geomag"
     TELEMETRY = "telemetry"
     SNAPSHOT = "snapshot"
+    METRICS = "metrics"
 
 
 class TimeFlag(StrEnum):
@@ -95,7 +96,16 @@ class Snapshot:
     height: int
 
 
-Payload = GpsFix | GeomagField | GeomagState | DroneTelemetry | Snapshot
+@dataclass(frozen=True, slots=True)
+class Metric:
+    """One value of one metric a `kind: sensor` device declares (fill_pct, nh3_ppm, ...)."""
+
+    name: str
+    value: float
+    unit: str = ""
+
+
+Payload = GpsFix | GeomagField | GeomagState | DroneTelemetry | Snapshot | Metric
 
 PAYLOAD_KINDS: dict[str, type] = {
     "gps": GpsFix,
@@ -103,6 +113,7 @@ PAYLOAD_KINDS: dict[str, type] = {
     "geomag_state": GeomagState,
     "telemetry": DroneTelemetry,
     "snapshot": Snapshot,
+    "metric": Metric,
 }
 _KIND_OF: dict[type, str] = {cls: kind for kind, cls in PAYLOAD_KINDS.items()}
 

@@ -37,6 +37,7 @@ class Route:
             max_future_s=limits.max_clock_future_s,
             max_past_s=limits.max_clock_past_s,
             max_image_pixels=limits.max_image_pixels,
+            metrics=self.device.metrics,
         )
 
 

@@ -30,7 +30,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any, NamedTuple
 
-from detectors.observation import GeoPoint, Observation
+from detectors.observation import GeoPoint, Observation, ObservationKind
 from ingest.config import SiteConfig, Zone
 from rules.clearance import Clearance
 from rules.dedup import _Dedup, _DedupState
@@ -46,6 +46,7 @@ from rules.situations import (
     _Situations,
     _Track,
 )
+from rules.thresholds import Thresholds
 from rules.violation import Violation
 
 __all__ = [
@@ -127,6 +128,8 @@ class Engine(_Matching, _Situations, _Evaluation, _Dedup):
                 self._zone_kinds.setdefault(device.bay, None if kind is None else str(kind.value))
         self._rules: list[_Compiled] = []
         self._index: dict[tuple[Any, ...], tuple[_Slot, ...]] = {}
+        self.thresholds = Thresholds(config)
+        """Metric samples → threshold episodes (rules.thresholds), fed by process/advance."""
         self.replace(rules)
 
     # ---- rules ------------------------------------------------------------------------------
@@ -163,6 +166,9 @@ class Engine(_Matching, _Situations, _Evaluation, _Dedup):
                 }
             compiled.append(fresh)
         self._rules = compiled
+        self.thresholds.configure(
+            c.threshold for rule in compiled for c in rule.clauses if c.threshold is not None
+        )
         self._index.clear()
         self._pending.clear()
         self._closed.clear()
@@ -215,6 +221,12 @@ class Engine(_Matching, _Situations, _Evaluation, _Dedup):
         return counts
 
     def process(self, obs: Observation) -> list[Violation]:
+        if obs.kind is ObservationKind.METRIC and obs.state is None:
+            # a sensor sample: the rules' thresholds make episodes of it
+            out: list[Violation] = []
+            for episode in self.thresholds.feed(obs):
+                out += self.process(episode)
+            return out
         self._n_observations += 1
         t = obs.last_seen.timestamp()
         if self.external_clock:
@@ -283,10 +295,12 @@ class Engine(_Matching, _Situations, _Evaluation, _Dedup):
         """Event time has reached `now` (the pipeline's watermark over devices): dwell thresholds
         crossed with no new observation fire; subjects silent past `lost_after` are forgotten."""
         t = now.timestamp()
+        out: list[Violation] = []
+        for episode in self.thresholds.tick(t):
+            out += self.process(episode)
         if t > self._clock:
             self._clock = t
         watermark = self._clock - self.tolerance_s
-        out: list[Violation] = []
         pending = self._pending
         while pending and pending[0][0] <= watermark:
             _, _, r_index, c_index, identity = heapq.heappop(pending)

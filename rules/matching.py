@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from detectors.observation import Observation
+from detectors.observation import Observation, ObservationKind
 from rules.schema import Clause, LoadedRule
 
 if TYPE_CHECKING:
@@ -72,7 +72,9 @@ class _Compiled:
         ]
         """Per clause that needs it (`all`, min_count): tracks by place/zone."""
         self.states = [c.states for c in self.clauses]
-        self.dwell = [c.dwell for c in self.clauses]
+        self.dwell = [
+            c.dwell + (c.threshold.extra_dwell_s if c.threshold else 0.0) for c in self.clauses
+        ]
         self.min_count = [c.min_count for c in self.clauses]
         self.gone_after = [c.gone_after_s for c in self.clauses]
 
@@ -90,8 +92,10 @@ def _static_match(
     zone_kind: str | None,
     device: str,
     grade: str | None = None,
+    threshold: str | None = None,
 ) -> bool:
-    """`grade`: of the zone's merchant, for a clause's `when: {merchant_grade: [...]}`."""
+    """`grade`: of the zone's merchant, for a clause's `when: {merchant_grade: [...]}`;
+    `threshold`: the signature a metric episode belongs to (its subject id)."""
     return (
         clause.kind == obs_kind
         and (not clause.subject or subject in clause.subject)
@@ -99,6 +103,7 @@ def _static_match(
         and (not clause.zone_kind or zone_kind in clause.zone_kind)
         and (not clause.device or device in clause.device)
         and (clause.when is None or clause.when.admits(grade))
+        and (clause.threshold is None or clause.threshold.signature == threshold)
     )
 
 
@@ -121,7 +126,8 @@ class _Matching:
     ) -> tuple[_Slot, ...]:
         # the zone's merchant is in the key: the console may give a zone another merchant
         merchant = self._merchants.get(zone) if zone else None
-        key = (obs.kind, obs.subject, zone, zone_kind, obs.device_id, merchant)
+        threshold = obs.subject_id if obs.kind is ObservationKind.METRIC else None
+        key = (obs.kind, obs.subject, zone, zone_kind, obs.device_id, merchant, threshold)
         found = self._index.get(key)
         if found is None:
             _, grade = merchant_grade(self, zone)
@@ -130,7 +136,7 @@ class _Matching:
                 for r_index, rule in enumerate(self._rules)
                 for c_index, clause in enumerate(rule.clauses)
                 if _static_match(
-                    clause, obs.kind, obs.subject, zone, zone_kind, obs.device_id, grade
+                    clause, obs.kind, obs.subject, zone, zone_kind, obs.device_id, grade, threshold
                 )
             )
             if len(self._index) > 100_000:

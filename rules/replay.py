@@ -48,9 +48,10 @@ SENSOR_KINDS = frozenset(
         ObservationKind.SPEEDING,
         ObservationKind.OFF_ROUTE,
         ObservationKind.DEVICE_HEALTH,
+        ObservationKind.METRIC,
     }
 )
-SENSOR_STREAMS = frozenset({Stream.GPS, Stream.GEOMAG, Stream.TELEMETRY})
+SENSOR_STREAMS = frozenset({Stream.GPS, Stream.GEOMAG, Stream.TELEMETRY, Stream.METRICS})
 
 
 @dataclass

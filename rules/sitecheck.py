@@ -15,6 +15,7 @@ def known_subjects(config: SiteConfig) -> list[str] | None:
     """Subjects a rule may name on this site; None when a camera reports its model's own class
     names (a `detect` without `classes`), which cannot be known before the model loads."""
     known = list(KNOWN_SUBJECTS)
+    known += [d.facility for d in config.devices if d.facility and d.facility not in known]
     for device in config.devices:
         detect = getattr(device, "detect", None)
         if detect is None:

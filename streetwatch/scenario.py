@@ -17,6 +17,7 @@ from datetime import datetime
 from ingest.config import DeviceKind, SiteConfig
 from ingest.readings import Stream
 from streetwatch.scenario_context import SimMessage, _Clock, _Context
+from streetwatch.scenario_drone import flight_of
 from streetwatch.scenario_faults import _faults
 from streetwatch.scenario_formats import (
     KNOTS_PER_KMH,
@@ -35,6 +36,7 @@ from streetwatch.scenario_geomag import (
     car_visits,
 )
 from streetwatch.scenario_geometry import DEFAULT_CENTER, M_PER_DEG, LocalFrame, Loop, site_center
+from streetwatch.scenario_sensors import sensor_messages
 from streetwatch.scenario_snapshots import SNAPSHOT_PERIOD_S, SNAPSHOT_SIZE, _snapshots, street_jpeg
 from streetwatch.scenario_sweeper import _sweeper
 from streetwatch.scenario_vehicles import (
@@ -71,10 +73,13 @@ def build_scenario(
         elif device.kind is DeviceKind.GEOMAGNETIC:
             on_board = device is geomags[-1]
             messages += _geomag(ctx, device, long_stay=device is long_parker, on_board=on_board)
+        elif device.kind is DeviceKind.DRONE and flight_of(device) is not None:
+            continue  # its telemetry follows its footage in real time (scenario_drone)
         elif device.kind is DeviceKind.DRONE:
             messages += _drone(ctx, device)
         if Stream.SNAPSHOT in device.streams:
             messages += _snapshots(ctx, device)
+    messages += sensor_messages(ctx, [d for d in config.devices if d.kind is DeviceKind.SENSOR])
     if faults:
         messages += _faults(ctx)
     messages.sort(key=lambda m: m.at_s)

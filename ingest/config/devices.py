@@ -16,8 +16,10 @@ from ingest.config.detection import (
     Route,
     _check_homography,
 )
-from ingest.config.sweeping import Sweeping
+from ingest.config.drone_camera import DroneCamera
 from ingest.config.jt808 import InputBit, Phone, Protocol
+from ingest.config.sensor_metrics import Metrics
+from ingest.config.sweeping import Sweeping
 from ingest.config.zones import Zone, ZoneKind
 from ingest.readings import Stream
 
@@ -27,6 +29,8 @@ class DeviceKind(StrEnum):
     DRONE = "drone"
     GPS = "gps"
     GEOMAGNETIC = "geomagnetic"
+    SENSOR = "sensor"
+    """Environment and facility sensors: declared `metrics` on the `metrics` stream."""
 
 
 class Crs(StrEnum):
@@ -40,12 +44,14 @@ STREAMS_OF_KIND: dict[DeviceKind, tuple[Stream, ...]] = {
     DeviceKind.GEOMAGNETIC: (Stream.GEOMAG,),
     DeviceKind.DRONE: (Stream.TELEMETRY, Stream.SNAPSHOT),
     DeviceKind.CAMERA: (Stream.SNAPSHOT,),
+    DeviceKind.SENSOR: (Stream.METRICS,),
 }
 FORMATS: dict[Stream, tuple[str, ...]] = {
     Stream.GPS: ("json", "nmea"),
     Stream.GEOMAG: ("json",),
     Stream.TELEMETRY: ("json",),
     Stream.SNAPSHOT: ("jpeg",),
+    Stream.METRICS: ("json",),
 }
 
 
@@ -85,20 +91,56 @@ class Device(Strict):
     """How long the speed stays above the limit before it counts as speeding."""
     route: Route | None = None
     """The approved route corridor (gps devices only)."""
+    sweeping: Sweeping | None = None
+    """Road segments a sanitation vehicle must sweep each day (gps devices only)."""
     protocol: Protocol = Protocol.MQTT
     """How a gps device reports: MQTT, or a JT/T 808 vehicle terminal over TCP."""
     phone: Phone | None = None
     """The JT/T 808 terminal phone number (`protocol: jt808`)."""
     inputs: dict[str, InputBit] = {}  # noqa: RUF012 - pydantic copies field defaults
     """Named inputs of a JT/T 808 terminal, e.g. `dump_raised: io:0`: rules see them."""
-    sweeping: Sweeping | None = None
-    """Road segments a sanitation vehicle must sweep each day (gps devices only)."""
     detect: CameraDetect | None = None
     """Video detection settings (cameras and drones with a `stream`)."""
     homography: Annotated[
         list[HomographyPair] | None, AfterValidator(lambda v: v and _check_homography(v))
     ] = None
     """Image↔ground point pairs (4 or more) mapping a footprint to lon/lat."""
+    fov: DroneCamera | None = None
+    """A drone camera's field of view and error budget: it places what the drone sees on the
+    ground (drones with `detect` only, required there)."""
+    metrics: Metrics | None = None
+    """What a sensor measures: name -> {unit, min, max} (sensor devices only, required there)."""
+    facility: str | None = Field(None, pattern=r"^[a-z][a-z0-9_]{0,31}$")
+    """What a sensor watches (bin, toilet, construction_site, water_gauge): the subject its
+    threshold episodes have, so catalog rules can name it (sensor devices only)."""
+
+    @field_validator("metrics", "facility")
+    @classmethod
+    def _sensor_only(cls, value: Any, info: ValidationInfo) -> Any:
+        kind = info.data.get("kind")
+        if value is not None and kind is not None and kind is not DeviceKind.SENSOR:
+            raise ValueError(f"{info.field_name} is for sensor devices, not a {kind.value} device")
+        return value
+
+    @model_validator(mode="after")
+    def _drone_camera_fov(self) -> Device:
+        if self.fov is not None and self.kind is not DeviceKind.DRONE:
+            raise ValueError(f"fov is for drone devices, not a {self.kind.value} device")
+        if self.kind is DeviceKind.DRONE and self.detect is not None and self.fov is None:
+            raise ValueError(
+                "a drone with `detect` needs `fov` (e.g. fov: {hfov_deg: 82}): its camera's "
+                "field of view places what it sees on the ground"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _sensor_declares_metrics(self) -> Device:
+        if self.kind is DeviceKind.SENSOR and not self.metrics:
+            raise ValueError(
+                "a sensor device declares its metrics, e.g. "
+                'metrics: {fill_pct: {unit: "%", min: 0, max: 100}}'
+            )
+        return self
 
     @field_validator("detect", "homography")
     @classmethod

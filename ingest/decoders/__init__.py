@@ -10,6 +10,7 @@ from collections.abc import Callable
 
 from ingest.decoders.base import DecodeContext, DecodeError, Reason
 from ingest.decoders.geomag import decode_geomag_json
+from ingest.decoders.metrics import decode_metrics_json
 from ingest.decoders.gps import decode_gps_json
 from ingest.decoders.nmea import decode_nmea
 from ingest.decoders.snapshot import decode_snapshot_jpeg
@@ -24,6 +25,7 @@ DECODERS: dict[tuple[Stream, str], Decoder] = {
     (Stream.GEOMAG, "json"): decode_geomag_json,
     (Stream.TELEMETRY, "json"): decode_telemetry_json,
     (Stream.SNAPSHOT, "jpeg"): decode_snapshot_jpeg,
+    (Stream.METRICS, "json"): decode_metrics_json,
 }
 """The supported (stream, format) pairs; config validation can check devices against it."""
 

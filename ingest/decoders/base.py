@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from enum import StrEnum
+from typing import Any
 
 from ingest.readings import Reading, Stream
 
@@ -30,6 +32,7 @@ class Reason(StrEnum):
     UNKNOWN_DEVICE = "unknown_device"
     UNKNOWN_STREAM = "unknown_stream"
     UNKNOWN_FORMAT = "unknown_format"
+    UNKNOWN_METRIC = "unknown_metric"
 
 
 class DecodeError(ValueError):
@@ -102,6 +105,8 @@ class DecodeContext:
     max_image_pixels: int = 40_000_000
     state: DecoderState | None = field(default=None, compare=False, repr=False)
     """State kept between messages (see DecoderState); None decodes each message on its own."""
+    metrics: Mapping[str, Any] | None = field(default=None, compare=False, repr=False)
+    """A sensor's declared metrics: name -> spec with `unit`, `min`, `max` (devices.yaml)."""
 
     def property(self, name: str) -> str | None:
         for key, value in self.user_properties:

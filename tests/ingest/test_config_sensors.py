@@ -113,3 +113,47 @@ def test_a_route_needs_two_distinct_points(tmp_path: Path) -> None:
         f":{line_of(text, 'line: [')}: devices[3].route.line: a route line has zero length"
         in (found[0])
     )
+
+
+SENSOR_DEVICE = """  - id: bin-test
+    kind: sensor
+    facility: bin
+    metrics:
+      fill_pct: {unit: "%", min: 0, max: 100}
+"""
+
+
+def _with_sensor(tmp_path: Path, device: str) -> Path:
+    text = DEMO_TEXT.replace("devices:\n", "devices:\n" + device, 1)
+    path = tmp_path / "devices.yaml"
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+def test_a_sensor_device_declares_its_metrics(tmp_path: Path) -> None:
+    config = load_config(_with_sensor(tmp_path, SENSOR_DEVICE))
+    sensor = config.device("bin-test")
+    assert sensor is not None and sensor.metrics is not None
+    assert sensor.facility == "bin" and sensor.format == "json"
+    assert sensor.metrics["fill_pct"].unit == "%" and sensor.metrics["fill_pct"].max == 100
+
+
+@pytest.mark.parametrize(
+    ("old", "new", "words"),
+    [
+        ("    metrics:\n      fill_pct: {unit: \"%\", min: 0, max: 100}\n", "", "declares its"),
+        ("min: 0, max: 100", "min: 100, max: 0", "min 100 must be below max 0"),
+        ("fill_pct:", "Fill-Pct:", "metric name 'Fill-Pct'"),
+        ("fill_pct:", "ts:", "metric name 'ts'"),
+        ("kind: sensor", "kind: gps", "metrics is for sensor devices"),
+    ],
+)
+def test_sensor_config_errors_name_the_line(
+    tmp_path: Path, old: str, new: str, words: str
+) -> None:
+    path = _with_sensor(tmp_path, SENSOR_DEVICE.replace(old, new, 1))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    text = "\n".join(caught.value.problems)
+    assert words in text, text
+    assert "devices.yaml:" in text

@@ -228,3 +228,83 @@ def test_every_catalog_file_documents_what_it_needs():
         text = path.read_text()
         assert text.startswith("#"), path
         assert "Needs in devices.yaml" in text, path
+
+
+def _metric(device, metric, values, start_s=0, every_s=60, base=MONDAY_10):
+    """A sensor's samples of one metric, one every `every_s` seconds."""
+    from detectors.metrics import metric_observation
+    from ingest.readings import Metric
+
+    config = load_config("devices.yaml")
+    sensor = config.device(device)
+    unit = sensor.metrics[metric].unit
+    return [
+        metric_observation(
+            sensor, base + timedelta(seconds=start_s + i * every_s), Metric(metric, v, unit)
+        )
+        for i, v in enumerate(values)
+    ]
+
+
+def test_bin_full_for_30_minutes_dispatches_collection_once(site):
+    engine = _engine(site)
+    hovering = [50] * 10 + [91, 94, 88, 92, 85, 96] * 7  # 42 minutes at 85-96 %
+    out = _run(engine, _metric("bin-demo-01", "fill_pct", [*hovering, 15]))
+    [v] = out
+    assert v.rule_id == "bin-full" and v.category == "环境卫生/垃圾桶满溢"
+    assert v.opened_at == MONDAY_10 + timedelta(minutes=40)
+    assert v.deadline == v.opened_at + timedelta(hours=2)
+    assert v.subject == "bin" and v.devices == ("bin-demo-01",)
+    [cleared] = engine.clearances()
+    assert cleared.cleared_at == MONDAY_10 + timedelta(minutes=52)
+    engine = _engine(site)
+    assert _run(engine, _metric("bin-demo-02", "fill_pct", [95] * 25 + [70])) == []
+
+
+def test_toilet_ammonia_over_its_limit(site):
+    engine = _engine(site)
+    [v] = _run(engine, _metric("toilet-demo-01", "nh3_ppm", [0.4] * 5 + [2.2] * 15))
+    assert v.rule_id == "toilet-nh3" and v.subject == "toilet"
+    engine = _engine(site)
+    assert _run(engine, _metric("toilet-demo-01", "nh3_ppm", [1.2] * 60)) == []
+
+
+def test_construction_dust_for_an_hour_and_night_noise(site):
+    engine = _engine(site)
+    dusty = _metric("site-demo-01", "pm10_ugm3", [80] * 10 + [190, 160, 140, 175] * 16)
+    [v] = _run(engine, dusty)
+    assert v.rule_id == "construction-pm10"
+    assert v.opened_at == MONDAY_10 + timedelta(minutes=70)
+    engine = _engine(site)
+    assert _run(engine, _metric("site-demo-01", "noise_dba", [75] * 120)) == []  # by day
+    evening = MONDAY_10 + timedelta(hours=11, minutes=30)  # 21:30 local
+    engine = _engine(site)
+    [v] = _run(engine, _metric("site-demo-01", "noise_dba", [68] * 60, base=evening))
+    assert v.rule_id == "construction-noise-night"
+    assert v.opened_at == MONDAY_10 + timedelta(hours=12)  # 22:00 local
+
+
+def test_water_level_over_its_mark_and_rising_fast(site):
+    engine = _engine(site)
+    rising = [2.0 + 0.03 * i for i in range(50)]  # 3 cm a minute, over 3.0 m after 34 minutes
+    out = _run(engine, _metric("gauge-demo-01", "water_level_m", rising))
+    assert sorted(v.rule_id for v in out) == ["water-level-rising", "water-level-warning"]
+    engine = _engine(site)
+    assert _run(engine, _metric("gauge-demo-01", "water_level_m", [2.5] * 60)) == []
+
+
+def test_a_silent_sensor_is_a_case(site):
+    engine = _engine(site)
+    chatty = [
+        o
+        for device, metric in (
+            ("bin-demo-01", "fill_pct"),
+            ("toilet-demo-01", "nh3_ppm"),
+            ("site-demo-01", "pm10_ugm3"),
+            ("gauge-demo-01", "water_level_m"),
+        )
+        for o in _metric(device, metric, [1.0] * 45)
+    ]
+    out = _run(engine, chatty + _metric("bin-demo-02", "fill_pct", [10] * 5), until_s=45 * 60)
+    assert [(v.rule_id, v.devices) for v in out] == [("sensor-silent", ("bin-demo-02",))]
+    assert out[0].opened_at == MONDAY_10 + timedelta(minutes=34)
