@@ -46,8 +46,10 @@ class SweepSegment(Strict):
     def _deadline(cls, value: object) -> object:
         if isinstance(value, int) and not isinstance(value, bool):
             # YAML 1.1 reads an unquoted 09:30 as the sexagesimal number 570
+            hours, minutes = divmod(value, 60)
             raise ValueError(
-                f"deadline {value!r} is a number: quote the time of day, e.g. deadline: '09:30'"
+                f"deadline is the number {value} (YAML reads an unquoted {hours}:{minutes:02d} "
+                "as minutes): quote the time of day, e.g. deadline: '09:30'"
             )
         return value
 
