@@ -27,6 +27,7 @@ import numpy as np
 
 from detectors.camera_state import CameraStats, TrackState, VisitLog
 from detectors.detections import box_iou
+from detectors.drone_locator import DroneLocator
 from detectors.homography import Homography
 from detectors.leftobject import ID_BASE as LEFT_ID_BASE
 from detectors.leftobject import WATCHED_KINDS, LeftObjectDetector, LeftUpdate
@@ -98,6 +99,8 @@ class CameraPipeline:
         )
         self.ring = FrameRing(self.settings.preroll_s, self.settings.jpeg_quality)
         self.stats = CameraStats()
+        self.ground = DroneLocator(device, self.stats.ground) if device.fov else None
+        """A drone's: places footprints on the ground; its zones are geographic."""
         self._stats_lock = threading.Lock()
         self._source: VideoSource | None = None
         self._worker: threading.Thread | None = None
@@ -116,9 +119,7 @@ class CameraPipeline:
         self.tracker = ByteTracker(
             fps=rate, lost_s=self.settings.lost_s, high_thresh=self.settings.conf
         )
-        self.zones = PixelZones(
-            self.device.zones, self.settings.zone_margin_px, self.settings.zone_exit_s
-        )
+        self.zones = self._zone_set(self.device.zones)
         self.tracks: dict[int, TrackState] = {}
         self.placed: dict[int, TrackState] = {}
         """Left objects and stalls: tracks the pipeline derives rather than the detector."""
@@ -223,7 +224,7 @@ class CameraPipeline:
             for visit in self.zones.end_track(track_id):
                 observations.append(self._observe(visit, "exit", min(visit.last_inside, ts)))
         self.device = self.device.model_copy(update={"zones": zones})
-        self.zones = PixelZones(zones, self.settings.zone_margin_px, self.settings.zone_exit_s)
+        self.zones = self._zone_set(zones)
         watched = any(z.kind.value in WATCHED_KINDS for z in zones)
         left = self.settings.left_object
         if self.left is None and left.enabled and watched:
@@ -236,6 +237,11 @@ class CameraPipeline:
             self.stall_grouper = StallGrouper()
         log.info("%s: zones now %s", self.device.id, ", ".join(z.id for z in zones) or "none")
         self._emit(observations)
+
+    def _zone_set(self, zones: list[Zone]) -> PixelZones:
+        if self.ground is not None:
+            return self.ground.zones(zones, self.settings.zone_exit_s)
+        return PixelZones(zones, self.settings.zone_margin_px, self.settings.zone_exit_s)
 
     def _carry(self, detections: Detections, regions: list, full: bool) -> Detections:
         """Detections standing in for stationary tracks where nothing moved."""
@@ -298,7 +304,8 @@ class CameraPipeline:
                     state.best = ref
             seen[box.track_id] = footprint(state.box)
         ended = self._place(frame, left, seen)
-        events = self.zones.update(seen, ts)
+        ground = self.ground.place(seen, ts, frame.size) if self.ground else None
+        events = self.zones.update(seen if ground is None else ground, ts)
         for visit in events.entered:
             placed = self.placed.get(visit.track_id)
             if placed is not None:
@@ -360,13 +367,14 @@ class CameraPipeline:
             zone_kind=visit.zone.kind.value,
             state=state,
             count=count,
-            location=self._locate(box),
+            location=self.ground.location(visit.track_id) if self.ground else self._locate(box),
             frame=best,
             attributes={
                 "track_id": visit.track_id,
                 "stationary": bool(track is not None and track.carried),
                 **({"placed": True, "stationary": True} if visit.track_id >= LEFT_ID_BASE else {}),
                 **({"merchant": visit.zone.merchant} if visit.zone.merchant else {}),
+                **(self.ground.attributes(visit.track_id) if self.ground else {}),
             },
         )
 

@@ -73,6 +73,8 @@ class CameraStats:
     """Time spent in the left-object detector (sum, ms)."""
     left_objects: int = 0
     stalls: int = 0
+    ground: Counter[str] = field(default_factory=Counter)
+    """A drone's ground projection: `placed`, `not_placed`, `refused_<reason>`."""
     source: VideoSourceStats | None = None
     """The reader's counters (frames read, dropped as stale, opens, failures) when threaded."""
 
@@ -93,6 +95,7 @@ class CameraStats:
             "left_ms": round(self.left_ms, 1),
             "left_objects": self.left_objects,
             "stalls": self.stalls,
+            **{f"ground_{name}": n for name, n in self.ground.items()},
             **(
                 {}
                 if self.source is None

@@ -42,6 +42,7 @@ from streetwatch.logs import setup_logging
 from streetwatch.pipeline import CATALOG, Pipeline, PipelineOptions
 from streetwatch.run_cli import start_console, status_line
 from streetwatch.scenario import build_scenario
+from streetwatch.scenario_drone import publish_footage_telemetry
 from streetwatch.scenario_sweeper import with_deadlines_at
 from streetwatch.simulate import publish_scenario, scenario_start
 from streetwatch.users import UserStore
@@ -167,6 +168,13 @@ def main(argv: list[str] | None = None) -> int:
         ticker.start()
         rounds = 0
         while not stop.is_set():
+            publish_footage_telemetry(  # the car-park drone's flight, while its video plays
+                config,
+                broker.url,
+                args.duration / args.speed + (0 if args.keep_running else 90),
+                stop,
+                client_id=f"{config.broker.client_id}-footage-{rounds}",
+            )
             messages = build_scenario(
                 config,
                 duration_s=args.duration,

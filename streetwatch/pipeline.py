@@ -37,7 +37,7 @@ from ingest.diskspace import DiskGuard
 from ingest.frames import EncodedFrame
 from ingest.journal import Journal
 from ingest.mqtt_consumer import MqttIngestor
-from ingest.readings import Reading, Snapshot
+from ingest.readings import DroneTelemetry, Reading, Snapshot
 from ingest.secrets import SecretError, read_secret
 from ingest.yamlsource import ConfigError
 from rules import Engine, RecordingWriter, RuleSet, RuleWatcher, load_rules
@@ -333,6 +333,10 @@ class Pipeline(DecisionsStage):
             self.watermark.observe(reading.device_id, reading.event_ts)
             if isinstance(reading.payload, Snapshot):
                 self._submit_snapshot(reading)
+            elif isinstance(reading.payload, DroneTelemetry):
+                camera = self.cameras.get(reading.device_id)
+                if camera is not None and camera.ground is not None:
+                    camera.ground.telemetry(reading.event_ts, reading.payload)
             observations += self.sensors.process(reading)
         while len(observations) < self.options.batch * 4:
             try:

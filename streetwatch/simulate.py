@@ -23,6 +23,7 @@ from ingest.config import SiteConfig
 from ingest.yamlsource import ConfigError
 from streetwatch.cliconfig import CONFIG_OPTION, load_or_fail
 from streetwatch.scenario import SimMessage, build_scenario
+from streetwatch.scenario_drone import publish_footage_telemetry
 
 CONNECT_TIMEOUT_S = 10.0
 MAX_INFLIGHT = 1000
@@ -349,6 +350,16 @@ def simulate(
     stop = threading.Event()
     undo = _on_sigint(stop)
     try:
+        footage = publish_footage_telemetry(
+            config,
+            url,
+            duration / speed,
+            stop,
+            client_id=f"{config.broker.client_id}-footage",
+            username=username,
+            password=password,
+            tls=_tls_of(config),
+        )
         report = publish_scenario(
             messages,
             url=url,
@@ -360,6 +371,8 @@ def simulate(
             stop=stop,
             on_progress=_Progress(),
         )
+        if footage is not None:
+            footage.join()
     except BrokerUnreachable as exc:
         raise click.ClickException(f"{url}: {exc}") from None
     finally:

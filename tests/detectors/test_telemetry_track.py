@@ -101,7 +101,7 @@ def test_feeding_and_asking_from_two_threads() -> None:
             for i in range(2000):
                 pose = track.pose_at(at(0.0 + (i % 10) * 0.01))
                 assert 40.0 <= pose.alt_m <= 41.0
-        except BaseException as exc:  # noqa: BLE001 - reported below
+        except BaseException as exc:
             errors.append(exc)
 
     threads = [threading.Thread(target=feed), threading.Thread(target=ask)]
