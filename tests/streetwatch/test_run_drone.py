@@ -135,9 +135,9 @@ def test_a_drone_places_a_parked_car_in_a_geographic_zone(
     assert observer["alt_m"] == flight.alt_m and observer["heading_deg"] == flight.heading_deg
     assert abs(observer["lat"] - flight.lat) < 2e-5 and abs(observer["lon"] - flight.lon) < 3e-5
 
+    command = ["evidence", "verify", "-c", str(drone_site), str(package)]
     verify = subprocess.run(
-        [sys.executable, "-m", "streetwatch", "evidence", "verify", "-c", str(drone_site)]
-        + [str(package)],
+        [sys.executable, "-m", "streetwatch", *command],
         cwd=REPO,
         capture_output=True,
         text=True,
