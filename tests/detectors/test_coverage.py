@@ -232,3 +232,40 @@ def test_segments_drawn_on_a_gcj02_map_are_moved_to_wgs84() -> None:
     det = detector(gcj)
     drive(det, [(-30, 0), (230, 0)], MORNING, 10)
     assert passes(det)["A"] == 1
+
+
+def _sweeper_readings(site, hdop: float = 1.0) -> list:
+    """GPS readings of the shipped sweeper along wanping-w (south to north) at 8 km/h."""
+    from ingest.readings import GpsFix, Reading, Stream, TimeFlag
+
+    device = site.device("gps-sweeper-03")
+    lon, (lat0, lat1) = 121.4335, (31.1923, 31.1947)
+    n = int((lat1 - lat0) * 111_195 / (8 / 3.6))
+    out = []
+    for i in range(n + 1):
+        ts = MORNING + timedelta(seconds=i)
+        fix = GpsFix(lat0 + (lat1 - lat0) * i / n, lon, 8.0, 0.0, hdop, 12)
+        out.append(Reading(f"k{i}", device.id, Stream.GPS, ts, ts, TimeFlag.OK, fix))
+    return out
+
+
+def test_sensor_detectors_feed_only_accepted_fixes_and_keep_coverage_across_a_restart() -> None:
+    from detectors.sensors import SensorDetectors
+    from ingest.config import load_config
+    from tests.conftest import REPO
+
+    site = load_config(REPO / "devices.yaml")
+    readings = _sweeper_readings(site)
+    half = len(readings) // 2
+    first = SensorDetectors(site)
+    for r in readings[:half]:
+        assert first.process(r) == []
+    restarted = SensorDetectors(site)
+    restarted.restore(first.snapshot())
+    out = [o for r in readings[half:] for o in restarted.process(r)]
+    assert [(o.subject_id, o.state) for o in out] == [("wanping-w", "covered")]
+    assert restarted.stats["observations.coverage"] == 1
+    blurred = SensorDetectors(site)
+    for r in _sweeper_readings(site, hdop=9.0):
+        assert blurred.process(r) == []
+    assert blurred.stats["coverage_fixes"] == 0 and blurred.stats["gps_rejected.hdop"] > 0
