@@ -22,7 +22,15 @@ from typing import Any
 import shapely
 
 from detectors.geofence import LocalProjection
-from detectors.groundproj import GroundFix, Intrinsics, Limits, NotPlaced, Pose, Sigmas, locate
+from detectors.groundproj import (
+    GroundFix,
+    Intrinsics,
+    Limits,
+    NotPlaced,
+    Pose,
+    Sigmas,
+    locate_many,
+)
 from detectors.observation import GeoPoint
 from detectors.telemetry_track import TelemetryTrack
 from detectors.zones import PixelZones
@@ -107,12 +115,12 @@ class DroneLocator:
                 pose.pitch_deg,
                 pose.roll_deg,
             )
-            k = self._k(size)
-            for track_id, (u, v) in footprints.items():
-                try:
-                    fix = locate(u, v, k, pose, self.sigmas, self.limits)
-                except NotPlaced as exc:
-                    self.stats[f"refused_{exc.reason}"] += 1
+            fixes = locate_many(
+                list(footprints.values()), self._k(size), pose, self.sigmas, self.limits
+            )
+            for track_id, fix in zip(footprints, fixes, strict=True):
+                if isinstance(fix, NotPlaced):
+                    self.stats[f"refused_{fix.reason}"] += 1
                     self.stats["not_placed"] += 1
                     continue
                 self.stats["placed"] += 1

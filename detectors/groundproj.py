@@ -17,6 +17,7 @@ too flat below it, or landing too far away are refused (`NotPlaced`).
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,29 +129,20 @@ def ground_offset(
 ) -> tuple[float, float, float]:
     """(east, north, depression°) of the ground point of pixel (u, v) from under the camera."""
     limits = limits or Limits()
-    if alt_m <= 0:
-        raise NotPlaced("below_ground", f"altitude {alt_m:.1f} m above the ground")
     ray = ray_enu(u, v, k, heading_deg, pitch_deg, roll_deg)
-    depression = math.degrees(math.asin(max(-1.0, min(1.0, -ray[2]))))
-    if depression <= 0:
-        raise NotPlaced("above_horizon", f"the ray is {-depression:.1f}° above the horizon")
-    if depression < limits.min_depression_deg:
-        raise NotPlaced(
-            "too_oblique",
-            f"the ray is {depression:.1f}° below the horizon "
-            f"(under {limits.min_depression_deg:g}°)",
-        )
-    t = alt_m / -ray[2]
+    t = alt_m / -ray[2] if ray[2] < 0 else math.nan
     east, north = float(t * ray[0]), float(t * ray[1])
-    if math.hypot(east, north) > limits.max_range_m:
-        raise NotPlaced(
-            "too_far", f"{math.hypot(east, north):.0f} m away (over {limits.max_range_m:g} m)"
-        )
+    refusal = _refusal(alt_m, float(ray[2]), east, north, limits)
+    if refusal is not None:
+        raise refusal
+    depression = math.degrees(math.asin(min(1.0, -float(ray[2]))))
     return east, north, depression
 
 
-_STEPS = (1e-3, 1e-3, 1e-3, 1e-2, 0.5, 0.5)
+_STEPS = np.array([1e-3, 1e-3, 1e-3, 1e-2, 0.5, 0.5])
 """Central-difference steps: pitch, heading, roll (°), altitude (m), u, v (px)."""
+_PERTURB = np.vstack([np.zeros(6), *(sign * np.eye(6)[i] for i in range(6) for sign in (1, -1))])
+"""The base parameters, then each one stepped up and down: 13 rows."""
 
 
 def locate(
@@ -162,24 +154,37 @@ def locate(
     limits: Limits | None = None,
 ) -> GroundFix:
     """The ground position of pixel (u, v) seen from `pose`, with its uncertainty."""
+    (fix,) = locate_many([(u, v)], k, pose, sigmas, limits)
+    if isinstance(fix, NotPlaced):
+        raise fix
+    return fix
+
+
+def locate_many(
+    pixels: Sequence[tuple[float, float]],
+    k: Intrinsics,
+    pose: Pose,
+    sigmas: Sigmas | None = None,
+    limits: Limits | None = None,
+) -> list[GroundFix | NotPlaced]:
+    """`locate` for many pixels of one frame at once (numpy over pixels and perturbations):
+    a GroundFix or the NotPlaced saying why, per pixel, in order."""
     sigmas = sigmas or Sigmas()
     limits = limits or Limits()
-    base = (pose.pitch_deg, pose.heading_deg, pose.roll_deg, pose.alt_m, u, v)
-    east, north, depression = ground_offset(
-        u, v, k, pose.alt_m, pose.heading_deg, pose.pitch_deg, pose.roll_deg, limits
+    if not pixels:
+        return []
+    uv = np.asarray(pixels, dtype=np.float64).reshape(-1, 2)
+    base = np.column_stack(
+        [
+            np.full(len(uv), pose.pitch_deg),
+            np.full(len(uv), pose.heading_deg),
+            np.full(len(uv), pose.roll_deg),
+            np.full(len(uv), pose.alt_m),
+            uv,
+        ]
     )
-    loose = Limits(min_depression_deg=0.01, max_range_m=math.inf)
-    jacobian = np.zeros((2, 6))
-    for i, step in enumerate(_STEPS):
-        plus, minus = list(base), list(base)
-        plus[i] += step
-        minus[i] -= step
-        try:
-            e1, n1, _ = _offset(plus, k, loose)
-            e0, n0, _ = _offset(minus, k, loose)
-        except NotPlaced:
-            raise NotPlaced("too_oblique", "the ray grazes the horizon") from None
-        jacobian[:, i] = ((e1 - e0) / (2 * step), (n1 - n0) / (2 * step))
+    params = base[:, None, :] + _PERTURB[None, :, :] * _STEPS  # (M, 13, 6)
+    east, north, rz = _ground(params, k)
     variances = (
         np.array(
             [
@@ -193,24 +198,79 @@ def locate(
         )
         ** 2
     )
-    covariance = jacobian @ np.diag(variances) @ jacobian.T + sigmas.position_m**2 * np.eye(2)
-    minor, major = (math.sqrt(max(0.0, x)) for x in np.linalg.eigvalsh(covariance))
-    lon, lat = LocalProjection(pose.lon, pose.lat).lonlat(east, north)
-    ground = math.hypot(east, north)
-    return GroundFix(
-        lon=lon,
-        lat=lat,
-        east_m=east,
-        north_m=north,
-        ground_range_m=ground,
-        slant_range_m=math.hypot(ground, pose.alt_m),
-        depression_deg=depression,
-        uncertainty_m=math.sqrt(float(np.trace(covariance))),
-        major_m=major,
-        minor_m=minor,
-    )
+    with np.errstate(divide="ignore", invalid="ignore"):
+        jacobian = np.stack(
+            [
+                (east[:, 1::2] - east[:, 2::2]) / (2 * _STEPS),
+                (north[:, 1::2] - north[:, 2::2]) / (2 * _STEPS),
+            ],
+            axis=1,
+        )  # (M, 2, 6)
+        covariance = (jacobian * variances) @ jacobian.transpose(0, 2, 1)
+    covariance += sigmas.position_m**2 * np.eye(2)
+    local = LocalProjection(pose.lon, pose.lat)
+    out: list[GroundFix | NotPlaced] = []
+    for m in range(len(uv)):
+        refusal = _refusal(pose.alt_m, float(rz[m, 0]), east[m, 0], north[m, 0], limits)
+        if refusal is None and not np.all(rz[m] < 0):
+            refusal = NotPlaced("too_oblique", "the ray grazes the horizon")
+        if refusal is not None:
+            out.append(refusal)
+            continue
+        e, n = float(east[m, 0]), float(north[m, 0])
+        minor, major = (math.sqrt(max(0.0, x)) for x in np.linalg.eigvalsh(covariance[m]))
+        lon, lat = local.lonlat(e, n)
+        ground = math.hypot(e, n)
+        out.append(
+            GroundFix(
+                lon=lon,
+                lat=lat,
+                east_m=e,
+                north_m=n,
+                ground_range_m=ground,
+                slant_range_m=math.hypot(ground, pose.alt_m),
+                depression_deg=math.degrees(math.asin(min(1.0, -rz[m, 0]))),
+                uncertainty_m=math.sqrt(float(np.trace(covariance[m]))),
+                major_m=major,
+                minor_m=minor,
+            )
+        )
+    return out
 
 
-def _offset(params: list[float], k: Intrinsics, limits: Limits) -> tuple[float, float, float]:
-    pitch, heading, roll, alt, u, v = params
-    return ground_offset(u, v, k, alt, heading, pitch, roll, limits)
+def _ground(params: np.ndarray, k: Intrinsics) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """East, north of the ground points and the rays' up component, for rows of
+    (pitch, heading, roll, alt, u, v); `ray_enu` and `ground_offset` written over arrays."""
+    p, h, r = (np.radians(params[..., i]) for i in range(3))
+    alt, u, v = params[..., 3], params[..., 4], params[..., 5]
+    sh, ch, sp, cp, sr, cr = np.sin(h), np.cos(h), np.sin(p), np.cos(p), np.sin(r), np.cos(r)
+    x, y = (u - k.cx) / k.fx, (v - k.cy) / k.fy
+    ray_e = x * (cr * ch + sr * sp * sh) + y * (-sr * ch + cr * sp * sh) + cp * sh
+    ray_n = x * (-cr * sh + sr * sp * ch) + y * (sr * sh + cr * sp * ch) + cp * ch
+    ray_u = x * (-sr * cp) + y * (-cr * cp) + sp
+    norm = np.sqrt(ray_e**2 + ray_n**2 + ray_u**2)
+    rz = ray_u / norm
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(rz < 0, alt / -rz, np.nan)
+    return t * ray_e / norm, t * ray_n / norm, rz
+
+
+def _refusal(
+    alt_m: float, rz: float, east: float, north: float, limits: Limits
+) -> NotPlaced | None:
+    if alt_m <= 0:
+        return NotPlaced("below_ground", f"altitude {alt_m:.1f} m above the ground")
+    depression = math.degrees(math.asin(max(-1.0, min(1.0, -rz))))
+    if depression <= 0:
+        return NotPlaced("above_horizon", f"the ray is {-depression:.1f}° above the horizon")
+    if depression < limits.min_depression_deg:
+        return NotPlaced(
+            "too_oblique",
+            f"the ray is {depression:.1f}° below the horizon "
+            f"(under {limits.min_depression_deg:g}°)",
+        )
+    if math.hypot(east, north) > limits.max_range_m:
+        return NotPlaced(
+            "too_far", f"{math.hypot(east, north):.0f} m away (over {limits.max_range_m:g} m)"
+        )
+    return None

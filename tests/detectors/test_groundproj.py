@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 
 from detectors.geofence import LocalProjection
@@ -15,6 +16,7 @@ from detectors.groundproj import (
     Sigmas,
     ground_offset,
     locate,
+    locate_many,
 )
 
 K = Intrinsics.from_fov(90.0, 800, 600)
@@ -130,3 +132,25 @@ def test_uncertainty_matches_the_analytic_pitch_term() -> None:
 def test_uncertainty_grows_with_altitude_at_the_same_angle() -> None:
     sizes = [locate(400, 300, K, Pose(LAT, LON, h, 0.0, -40.0)).uncertainty_m for h in (20, 60)]
     assert sizes[1] > sizes[0]
+
+
+def test_many_at_once_match_one_at_a_time() -> None:
+    rng = np.random.default_rng(7)
+    for _ in range(20):
+        pose = Pose(LAT, LON, rng.uniform(10, 120), rng.uniform(0, 360), rng.uniform(-90, -10),
+                    rng.uniform(-5, 5))  # fmt: skip
+        pixels = [(float(u), float(v)) for u, v in rng.uniform((0, 0), (800, 600), (30, 2))]
+        for (u, v), fix in zip(pixels, locate_many(pixels, K, pose), strict=True):
+            try:
+                east, north, depression = ground_offset(
+                    u, v, K, pose.alt_m, pose.heading_deg, pose.pitch_deg, pose.roll_deg
+                )
+            except NotPlaced as refused:
+                assert isinstance(fix, NotPlaced) and fix.reason == refused.reason
+                continue
+            if isinstance(fix, NotPlaced):  # a perturbed ray crossed the horizon
+                assert fix.reason == "too_oblique" and depression < 6
+                continue
+            assert (fix.east_m, fix.north_m) == pytest.approx((east, north), abs=1e-6)
+            assert fix.depression_deg == pytest.approx(depression)
+    assert locate_many([], K, Pose(LAT, LON, 50.0, 0.0, -90.0)) == []
