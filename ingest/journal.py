@@ -242,7 +242,9 @@ class Journal:
                 _epoch(r.device_ts),
                 r.received_ts.timestamp(),
                 r.time_flag.value,
-                orjson.dumps(r.payload_dict()).decode(),
+                orjson.dumps(
+                    r.payload_dict() if type(r.payload) is Snapshot else r.payload
+                ).decode(),  # a dataclass: orjson writes its fields as payload_dict() has them
             )
             if isinstance(r.payload, GpsFix) and r.payload.source in NMEA_SOURCES:
                 parts.append((row, r.payload))
@@ -280,11 +282,7 @@ class Journal:
                     merged += changed
                 if run:
                     before = db.total_changes
-                    db.executemany(
-                        "INSERT OR IGNORE INTO readings (key, device_id, stream, kind, device_ts,"
-                        " received_ts, time_flag, data) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                        run,
-                    )
+                    _insert_rows(db, run)
                     inserted += db.total_changes - before
             if images:
                 db.executemany("INSERT OR IGNORE INTO snapshots (key, jpeg) VALUES (?, ?)", images)
@@ -553,6 +551,25 @@ class Journal:
                 " FROM decisions ORDER BY seq"
             ).fetchall()
         return [dict(zip(keys, row, strict=True)) for row in rows]
+
+
+_INSERT_READING = (
+    "INSERT OR IGNORE INTO readings (key, device_id, stream, kind, device_ts, received_ts,"
+    " time_flag, data) VALUES "
+)
+_ROWS_PER_INSERT = 100
+_INSERT_MANY = _INSERT_READING + ", ".join(["(?, ?, ?, ?, ?, ?, ?, ?)"] * _ROWS_PER_INSERT)
+
+
+def _insert_rows(db: sqlite3.Connection, rows: list[tuple]) -> None:
+    """Insert readings in order, 100 to a statement (a third less CPU a row than one row a
+    statement: bench/ingest.py), the rest one by one."""
+    whole = len(rows) - len(rows) % _ROWS_PER_INSERT
+    for start in range(0, whole, _ROWS_PER_INSERT):
+        chunk = rows[start : start + _ROWS_PER_INSERT]
+        db.execute(_INSERT_MANY, [value for row in chunk for value in row])
+    if whole < len(rows):
+        db.executemany(_INSERT_READING + "(?, ?, ?, ?, ?, ?, ?, ?)", rows[whole:])
 
 
 def _fix_dict(fix: GpsFix) -> dict[str, Any]:

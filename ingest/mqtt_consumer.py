@@ -1,11 +1,14 @@
 """MQTT v5 ingestion: QoS 1, persistent session, and the ack only after the journal commit.
 
-Flow: paho's network thread decodes each message into readings (or a dead letter) and queues
-it; a writer thread commits the queue to the journal, one transaction per batch, and only then
-sends the PUBACKs (paho's manual ack). (Decoding in the writer thread instead was measured at
-half the throughput: the two threads then fight over the GIL.) A crash before the commit means
-no ack, so the broker redelivers the message when we reconnect (the session outlives us), and
-the keyed journal stores it once.
+Flow: paho's network thread (IngestClient, ingest/mqtt_client.py) reads every packet already
+received in one pass and decodes each message into readings (or a dead letter); at the end of
+the pass it hands the whole burst to a writer thread in one step. The writer commits what is
+queued to the journal, one transaction per batch, and only then sends the batch's PUBACKs, in
+one write (paho's manual ack). (Decoding in the writer thread instead was measured at half the
+throughput: the two threads then fight over the GIL.) A crash before the commit means no ack,
+so the broker redelivers the message when we reconnect (the session outlives us), and the keyed
+journal stores it once. Within a pass, the decode context of a topic (its device, stream and
+limits) and the receive time are shared: the bytes came in on the same `recv`.
 
 A message whose JSON array has some bad elements keeps its good readings and dead-letters each
 bad element alone (with its index), all in the same commit before the one ack. Dead letters are
@@ -24,6 +27,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
+from typing import Any
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -40,9 +44,17 @@ from ingest.decisions import (
     parse_decision,
 )
 from ingest.decoders import decode
-from ingest.decoders.base import DecodeError, DecoderState, PartialDecode, Reason, reading_key
+from ingest.decoders.base import (
+    DecodeContext,
+    DecodeError,
+    DecoderState,
+    PartialDecode,
+    Reason,
+    reading_key,
+)
 from ingest.diskspace import DiskGuard
 from ingest.journal import DeadLetter, Journal
+from ingest.mqtt_client import IngestClient
 from ingest.mqtt_session import apply_broker_settings
 from ingest.readings import Reading, Stream
 from ingest.registry import DeviceRegistry, UnknownTopic
@@ -58,15 +70,18 @@ class BrokerRefused(ConnectionError):
 
 
 @dataclass(slots=True)
-class _Pending:
-    mid: int
-    qos: int
-    readings: list[Reading]
-    dead: list[DeadLetter]
-    session: int = 0
-    """The connection it came on: a packet id means nothing on another one."""
+class _Batch:
+    """What the network thread hands the writer: messages of one connection, in order."""
+
+    session: int
+    """The connection they came on: a packet id means nothing on another one."""
+    messages: int = 0
+    readings: list[Reading] = field(default_factory=list)
+    dead: list[DeadLetter] = field(default_factory=list)
     decisions: list[DecisionMessage] = field(default_factory=list)
-    """A decision of the case system (`streetwatch/{site}/cases/{case_id}/decision`)."""
+    """Decisions of the case system (`streetwatch/{site}/cases/{case_id}/decision`)."""
+    acks: list[int] = field(default_factory=list)
+    """Packet ids of its QoS 1 messages, to acknowledge after the commit."""
 
 
 class _Dead(Exception):
@@ -74,42 +89,9 @@ class _Dead(Exception):
         self.letter = letter
 
 
-class _BufferedSocket:
-    """Reads the socket 64 KiB at a time and hands paho the few bytes it asks for.
-
-    paho reads each packet with three or more `recv` calls (command byte, length bytes, body);
-    at 15,000 messages/s those syscalls are a large share of the consumer's CPU. `pending()`
-    tells paho's loop that buffered bytes are waiting, as it already does for TLS sockets.
-    """
-
-    __slots__ = ("_data", "_pos", "_sock")
-
-    def __init__(self, sock) -> None:
-        self._sock = sock
-        self._data = b""
-        self._pos = 0
-
-    def recv(self, size: int) -> bytes:
-        if self._pos >= len(self._data):
-            self._data = self._sock.recv(65536)
-            self._pos = 0
-            if not self._data:
-                return b""
-        out = self._data[self._pos : self._pos + size]
-        self._pos += len(out)
-        return out
-
-    def pending(self) -> int:
-        inner = self._sock.pending() if hasattr(self._sock, "pending") else 0
-        return len(self._data) - self._pos + inner
-
-    def __getattr__(self, name: str):
-        return getattr(self._sock, name)
-
-
-class _Client(mqtt.Client):
-    def _create_socket(self):
-        return _BufferedSocket(super()._create_socket())
+_DECISION = object()
+"""Marks a topic of the case system's decisions in the topic cache."""
+_TOPIC_CACHE = 4096
 
 
 class _DeadLetterLog:
@@ -166,8 +148,18 @@ class MqttIngestor:
         self.last_error: str | None = None
         self._refused = threading.Event()
         self._subscribing: dict[int, list[str]] = {}
-        self._pending: list[_Pending] = []
+        self._queue: list[_Batch] = []
+        self._queued = 0
+        """Messages in `_queue`."""
         self._cond = threading.Condition()
+        self._batch: _Batch | None = None
+        """The network thread's current read pass, handed over at its end."""
+        self._reading = False
+        self._received_ts: datetime | None = None
+        self._contexts: dict[bytes, tuple[DecodeContext, int]] = {}
+        """Per read pass: a topic's decode context and its payload limit."""
+        self._topics: dict[bytes, object] = {}
+        """Topic bytes -> its Route, _DECISION, or None (not a device topic: dead-lettered)."""
         self._stopping = False
         self._session = 0
         self._writer: threading.Thread | None = None
@@ -175,9 +167,9 @@ class MqttIngestor:
         self._decoder_state = DecoderState()
         self._client = self._make_client()
 
-    def _make_client(self) -> mqtt.Client:
+    def _make_client(self) -> IngestClient:
         broker = self.config.broker
-        client = _Client(
+        client = IngestClient(
             mqtt.CallbackAPIVersion.VERSION2,
             client_id=self.client_id,
             protocol=mqtt.MQTTv5,
@@ -189,6 +181,9 @@ class MqttIngestor:
         client.on_connect_fail = self._on_connect_fail
         client.on_subscribe = self._on_subscribe
         client.on_message = self._on_message
+        client.on_raw_publish = self._on_raw_publish
+        client.on_read_start = self._read_start
+        client.on_read_end = self._read_end
         return client
 
     # ---- life cycle -------------------------------------------------------------------
@@ -327,40 +322,91 @@ class MqttIngestor:
         self.stats.inc("connect_failures")
         log.warning("reconnect to %s failed; retrying with backoff", self.config.broker.url)
 
-    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
-        self.stats.received += 1
-        decision = self._decision_of(message, datetime.now(UTC))
-        if decision is not None:
-            readings, dead, decisions = [], decision[1], decision[0]
-        else:
-            decisions = []
-            try:
-                readings, dead = self._readings_of(message, datetime.now(UTC))
-                if not readings and not dead:
-                    self.stats.inc("messages_without_fix")  # e.g. NMEA from a receiver in a tunnel
-            except _Dead as exc:
-                readings, dead = [], [exc.letter]
-        pending = _Pending(message.mid, message.qos, readings, dead, self._session, decisions)
+    def _read_start(self) -> None:
+        self._reading = True
+        self._received_ts = datetime.now(UTC)
+        self._contexts.clear()
+
+    def _read_end(self) -> None:
+        self._reading = False
+        self._received_ts = None
+        batch, self._batch = self._batch, None
+        if batch is None or not batch.messages:
+            return
         with self._cond:
-            self._pending.append(pending)
-            if len(self._pending) >= self.limits.batch_size:
+            self._queue.append(batch)
+            self._queued += batch.messages
+            if self._queued >= self.limits.batch_size:
                 self._cond.notify()
 
-    def _decision_of(
-        self, message: mqtt.MQTTMessage, received_ts: datetime
-    ) -> tuple[list[DecisionMessage], list[DeadLetter]] | None:
-        """A decision message of the case system, or its dead letter; None for other topics."""
+    def _on_message(self, client, userdata, message: mqtt.MQTTMessage) -> None:
+        """paho's path: a message with properties (or QoS 2)."""
+        self._receive(message._topic, message.mid, message.qos, message.payload, message.properties)
+
+    def _on_raw_publish(self, topic: bytes, mid: int, qos: int, payload: bytes) -> None:
+        self._receive(topic, mid, qos, payload, None)
+
+    def _receive(
+        self, topic: bytes, mid: int, qos: int, payload: bytes, properties: Properties | None
+    ) -> None:
+        self.stats.received += 1
+        batch = self._batch
+        if batch is None or batch.session != self._session:
+            if batch is not None:
+                self._read_end()  # a reconnect inside a pass: hand the old connection's over
+            batch = self._batch = _Batch(self._session)
+        received_ts = self._received_ts or datetime.now(UTC)
+        route = self._topics.get(topic, self)
+        if route is self:
+            route = self._route_of(topic)
+        if route is _DECISION:
+            decisions, dead = self._decision_of(topic.decode(), payload, properties, received_ts)
+            batch.decisions += decisions
+            batch.dead += dead
+        else:
+            try:
+                readings, dead = self._readings_of(topic, route, payload, properties, received_ts)
+                if readings:
+                    batch.readings += readings
+                if dead:
+                    batch.dead += dead
+                elif not readings:
+                    self.stats.inc("messages_without_fix")  # e.g. NMEA from a tunnel
+            except _Dead as exc:
+                batch.dead.append(exc.letter)
+        batch.messages += 1
+        if qos:
+            batch.acks.append(mid)
+        if not self._reading:
+            self._read_end()
+
+    def _route_of(self, topic: bytes) -> object:
+        """What a topic is (cached): a device's Route, _DECISION, or None."""
         try:
-            topic = message.topic
+            text = topic.decode()
         except UnicodeDecodeError:
-            return None  # _readings_of dead-letters it
-        case_id = case_of_topic(self.config.site.id, topic)
-        if case_id is None:
             return None
-        props = message.properties
+        if case_of_topic(self.config.site.id, text) is not None:
+            route: object = _DECISION
+        else:
+            try:
+                route = self.registry.route(text)
+            except UnknownTopic:
+                return None  # not cached: a flood of made-up topics must not grow the cache
+        if len(self._topics) >= _TOPIC_CACHE:
+            self._topics.clear()
+        self._topics[topic] = route
+        return route
+
+    def _decision_of(
+        self, topic: str, payload: bytes, properties: Properties | None, received_ts: datetime
+    ) -> tuple[list[DecisionMessage], list[DeadLetter]]:
+        """A decision message of the case system, or its dead letter."""
+        case_id = case_of_topic(self.config.site.id, topic)
+        assert case_id is not None
+        props = properties
         user = tuple(getattr(props, "UserProperty", ()) or ()) if props is not None else ()
         correlation = getattr(props, "CorrelationData", None) if props is not None else None
-        payload = message.payload
         try:
             if len(payload) > self.limits.max_payload_bytes:
                 raise BadDecision(Reason.OVERSIZED.value, f"{len(payload)} bytes")
@@ -369,25 +415,25 @@ class MqttIngestor:
             return [], [self._dead(topic, payload, exc.reason, exc.detail, received_ts)]
 
     def _readings_of(
-        self, message: mqtt.MQTTMessage, received_ts: datetime
+        self,
+        raw_topic: bytes,
+        route: object,
+        payload: bytes,
+        properties: Properties | None,
+        received_ts: datetime,
     ) -> tuple[list[Reading], list[DeadLetter]]:
         """Decode one message: its readings and the dead letters of its bad array elements. A
         message that cannot be decoded at all raises with its dead letter."""
-        payload = message.payload
         try:
-            topic = message.topic
+            topic = raw_topic.decode()
         except UnicodeDecodeError:
             raise _Dead(
                 self._dead(
-                    repr(message._topic),
-                    payload,
-                    Reason.BAD_ENCODING,
-                    "topic is not UTF-8",
-                    received_ts,
+                    repr(raw_topic), payload, Reason.BAD_ENCODING, "topic is not UTF-8", received_ts
                 )
             ) from None
         try:
-            return self._decode(topic, payload, message.properties, received_ts), []
+            return self._decode(raw_topic, topic, route, payload, properties, received_ts), []
         except PartialDecode as exc:
             letters = [
                 self._dead(
@@ -409,26 +455,39 @@ class MqttIngestor:
             raise _Dead(letter) from None
 
     def _decode(
-        self, topic: str, payload: bytes, properties: Properties | None, received_ts: datetime
+        self,
+        raw_topic: bytes,
+        topic: str,
+        route: Any,
+        payload: bytes,
+        properties: Properties | None,
+        received_ts: datetime,
     ) -> list[Reading]:
         if len(payload) > self.limits.max_snapshot_bytes:
             raise DecodeError(Reason.OVERSIZED, f"{len(payload)} bytes is over every limit")
-        route = self.registry.route(topic)
-        limit = (
-            self.limits.max_snapshot_bytes
-            if route.stream is Stream.SNAPSHOT
-            else self.limits.max_payload_bytes
-        )
+        if route is None:
+            self.registry.route(topic)  # raises UnknownTopic with the reason
+        cached = self._contexts.get(raw_topic) if properties is None else None
+        if cached is None:
+            limit = (
+                self.limits.max_snapshot_bytes
+                if route.stream is Stream.SNAPSHOT
+                else self.limits.max_payload_bytes
+            )
+            user_properties = ()
+            if properties is not None and hasattr(properties, "UserProperty"):
+                user_properties = tuple(properties.UserProperty)
+            ctx = route.context(topic, received_ts, user_properties, self.limits)
+            if ctx.fmt == "nmea":
+                ctx = replace(ctx, state=self._decoder_state)
+            if properties is None and self._reading:
+                self._contexts[raw_topic] = (ctx, limit)
+        else:
+            ctx, limit = cached
         if len(payload) > limit:
             raise DecodeError(
                 Reason.OVERSIZED, f"{len(payload)} bytes is over the {limit}-byte limit"
             )
-        user_properties = ()
-        if properties is not None and hasattr(properties, "UserProperty"):
-            user_properties = tuple(properties.UserProperty)
-        ctx = route.context(topic, received_ts, user_properties, self.limits)
-        if ctx.fmt == "nmea":
-            ctx = replace(ctx, state=self._decoder_state)
         return decode(ctx, payload)
 
     def _dead(
@@ -460,22 +519,26 @@ class MqttIngestor:
         while True:
             with self._cond:
                 deadline = time.monotonic() + interval
-                while len(self._pending) < self.limits.batch_size and not self._stopping:
+                while self._queued < self.limits.batch_size and not self._stopping:
                     remaining = deadline - time.monotonic()
                     if remaining <= 0:
                         break
                     self._cond.wait(remaining)
-                batch, self._pending = self._pending, []
+                batches, self._queue, self._queued = self._queue, [], 0
                 stopping = self._stopping
-            if batch:
-                self._commit(batch)
-            if stopping and not batch:
+            if batches:
+                self._commit(batches)
+            if stopping and not batches:
                 return
 
-    def _commit(self, batch: list[_Pending]) -> None:
-        readings = [r for p in batch for r in p.readings]
-        dead = [letter for p in batch for letter in p.dead]
-        decisions = [d for p in batch for d in p.decisions]
+    def _commit(self, batches: list[_Batch]) -> None:
+        if len(batches) == 1:
+            readings, dead, decisions = batches[0].readings, batches[0].dead, batches[0].decisions
+        else:
+            readings = [r for b in batches for r in b.readings]
+            dead = [letter for b in batches for letter in b.dead]
+            decisions = [d for b in batches for d in b.decisions]
+        messages = sum(b.messages for b in batches)
         while True:
             try:
                 if self.disk is not None:
@@ -488,25 +551,25 @@ class MqttIngestor:
                         "journal write failed, the storage disk is full (%s); holding %d"
                         " messages unacknowledged",
                         exc,
-                        len(batch),
+                        messages,
                     )
                 else:
                     log.exception(
-                        "journal write failed; holding %d messages unacknowledged", len(batch)
+                        "journal write failed; holding %d messages unacknowledged", messages
                     )
                 self.stats.inc("journal_errors")
                 time.sleep(1.0)
-        for pending in batch:
-            if pending.qos > 0 and pending.session != self._session:
-                # Received before a reconnect: the broker redelivers it (journaled once, by
-                # key); acking its packet id now could ack another message of a broker that
+        for batch in batches:
+            if batch.session != self._session:
+                # Received before a reconnect: the broker redelivers them (journaled once, by
+                # key); acking their packet ids now could ack other messages of a broker that
                 # restored an older session after a crash.
-                self.stats.inc("acks_after_reconnect_skipped")
-            elif pending.qos > 0:
-                self._client.ack(pending.mid, pending.qos)
+                self.stats.inc("acks_after_reconnect_skipped", len(batch.acks))
+            elif batch.acks:
+                self._client.ack_many(batch.acks)
         for reason, count in result.dead_reasons.items():
             self.stats.dead_letter(reason, count)
-        self.stats.inc("messages_committed", len(batch))
+        self.stats.inc("messages_committed", messages)
         self.stats.inc("readings_journaled", result.inserted)
         self.stats.inc("readings_merged", result.merged)
         self.stats.inc("duplicates", result.duplicates)

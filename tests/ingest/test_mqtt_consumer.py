@@ -355,13 +355,13 @@ def test_array_with_one_bad_element_keeps_the_good_ones_and_dead_letters_the_ele
     payload = json.dumps(doc, separators=(",", ":"))
     journal = ingestor.journal
     at_ack: list[tuple[int, dict[str, int]]] = []
-    ack = ingestor._client.ack
+    ack_many = ingestor._client.ack_many
 
-    def checked_ack(mid: int, qos: int) -> None:
-        at_ack.append((journal.count(), journal.dead_letter_counts()))
-        ack(mid, qos)
+    def checked_ack(mids: list[int]) -> None:
+        at_ack.extend([(journal.count(), journal.dead_letter_counts())] * len(mids))
+        ack_many(mids)
 
-    monkeypatch.setattr(ingestor._client, "ack", checked_ack)
+    monkeypatch.setattr(ingestor._client, "ack_many", checked_ack)
     for _ in range(2):
         mosquitto_pub(mosquitto, TOPIC.format("gps-1", "gps"), payload)
     wait_until(lambda: ingestor.stats.get("messages_committed") == 2, what="2 commits")
