@@ -27,7 +27,8 @@ def known_subjects(config: SiteConfig) -> list[str] | None:
 
 
 def known_zones(config: SiteConfig) -> dict[str, str | None]:
-    """Zone id -> kind: every device's zones, and every geomagnetic sensor's bay."""
+    """Zone id -> kind: every device's zones, every geomagnetic sensor's bay, and every
+    sweeper's road segment (the zone of its coverage observations)."""
     zones: dict[str, str | None] = {}
     for device in config.devices:
         for zone in device.zones:
@@ -35,6 +36,8 @@ def known_zones(config: SiteConfig) -> dict[str, str | None]:
         if device.bay:
             kind = getattr(device, "bay_kind", None)
             zones.setdefault(device.bay, None if kind is None else str(kind.value))
+        for segment in device.sweeping.segments if device.sweeping else ():
+            zones.setdefault(segment.id, None)
     return zones
 
 
@@ -135,6 +138,9 @@ def reach_checks(rule: Rule, config: SiteConfig) -> list[tuple[Loc, str]]:
         (d.id, d.bay, None if d.bay_kind is None else d.bay_kind.value)
         for d in config.devices
         if d.bay
+    ]
+    places += [
+        (d.id, seg.id, None) for d in config.devices if d.sweeping for seg in d.sweeping.segments
     ]
     zone_ids = {zone for _, zone, _ in places}
     device_ids = {d.id for d in config.devices}

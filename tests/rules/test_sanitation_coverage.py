@@ -107,3 +107,22 @@ def test_a_late_pass_clears_the_case_and_the_day_ending_clears_another(site) -> 
     assert len(again) == 3 and not {v.violation_id for v in again} & {
         v.violation_id for v in opened
     }
+
+
+def test_a_rule_may_name_segments_as_zones(site, tmp_path) -> None:
+    from ingest.yamlsource import ConfigError
+
+    folder = tmp_path / "rules"
+    folder.mkdir()
+    text = (
+        "rules:\n"
+        "  - {id: main-street, name: Main street first, category: 市容环卫/道路清扫,\n"
+        "     condition: {kind: coverage, zone: [xietu-n], device: [gps-sweeper-03]}}\n"
+    )
+    (folder / "r.yaml").write_text(text, encoding="utf-8")
+    [loaded] = load_rules(folder, site[0]).rules
+    assert loaded.rule.condition.zone == ["xietu-n"]
+    (folder / "r.yaml").write_text(text.replace("xietu-n", "xietu-s"), encoding="utf-8")
+    with pytest.raises(ConfigError) as caught:
+        load_rules(folder, site[0])
+    assert "xietu-s" in str(caught.value)
