@@ -285,8 +285,15 @@ class Http:
         if "json" in kw:
             body = json.dumps(kw["json"]).encode()
             headers["Content-Type"] = "application/json"
-        self.conn.request(method, target, body=body, headers=headers)
-        response = self.conn.getresponse()
+        try:
+            self.conn.request(method, target, body=body, headers=headers)
+            response = self.conn.getresponse()
+        except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+            # uvicorn closes a connection idle for 5 s (the SQLite-alone phase can take that
+            # long under load); a browser reconnects and sends again, so does this client
+            self.conn.close()
+            self.conn.request(method, target, body=body, headers=headers)
+            response = self.conn.getresponse()
         return Reply(response.status, response.read(), target)
 
     def get(self, path: str, params: dict | None = None) -> Reply:
