@@ -196,7 +196,7 @@ class CameraPipeline:
             self.stats.left_ms += (time.perf_counter() - started) * 1000
         observations = self._advance(frame, tracked, len(detections), full, left)
         self.live = live_view(
-            self.device,
+            self.ground.view_device(self.device, frame.size) if self.ground else self.device,
             frame,
             [*self.tracks.values(), *self.placed.values()],
             self.zones.visits,

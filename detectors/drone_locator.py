@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+import numpy as np
 import shapely
 
 from detectors.geofence import LocalProjection
@@ -30,6 +31,7 @@ from detectors.groundproj import (
     Pose,
     Sigmas,
     locate_many,
+    to_pixels,
 )
 from detectors.observation import GeoPoint
 from detectors.telemetry_track import TelemetryTrack
@@ -82,6 +84,8 @@ class DroneLocator:
         self.placements: dict[int, Placement] = {}
         self.projection = LocalProjection(0.0, 0.0)
         self._intrinsics: dict[tuple[int, int], Intrinsics] = {}
+        self._pose: Pose | None = None
+        """The pose of the last frame with one (for drawing the zones on the live view)."""
 
     def telemetry(self, ts: datetime, telemetry: DroneTelemetry) -> None:
         """A telemetry sample (from the analysis thread)."""
@@ -115,6 +119,7 @@ class DroneLocator:
                 pose.pitch_deg,
                 pose.roll_deg,
             )
+            self._pose = pose
             fixes = locate_many(
                 list(footprints.values()), self._k(size), pose, self.sigmas, self.limits
             )
@@ -129,6 +134,23 @@ class DroneLocator:
         for track_id in [t for t, p in self.placements.items() if ts - p.ts > FORGET_AFTER]:
             del self.placements[track_id]
         return placed
+
+    def view_device(self, device: Device, size: tuple[int, int]) -> Device:
+        """`device` with its zones drawn into the image (pixel polygons) from the last pose,
+        for the live view; zones partly behind the camera, or all without a pose, are left
+        out."""
+        pose = self._pose
+        if pose is None:
+            return device.model_copy(update={"zones": []})
+        local = LocalProjection(pose.lon, pose.lat)
+        k = self._k(size)
+        drawn = []
+        for zone in device.zones:
+            pixels = to_pixels(np.array([local.xy(lon, lat) for lon, lat in zone.polygon]), k, pose)
+            if np.isfinite(pixels).all():
+                polygon = [(float(u), float(v)) for u, v in np.clip(pixels, -1e5, 1e5)]
+                drawn.append(zone.model_copy(update={"polygon": polygon}))
+        return device.model_copy(update={"zones": drawn})
 
     def location(self, track_id: int) -> GeoPoint | None:
         placement = self.placements.get(track_id)

@@ -100,21 +100,40 @@ class GroundFix:
     minor_m: float
 
 
-def ray_enu(u: float, v: float, k: Intrinsics, heading_deg: float, pitch_deg: float,
-            roll_deg: float = 0.0) -> np.ndarray:  # fmt: skip
-    """Unit ray (east, north, up) through pixel (u, v): x right, y down in the image."""
+def camera_axes(heading_deg: float, pitch_deg: float, roll_deg: float = 0.0) -> np.ndarray:
+    """Rows: the image's right, the image's down and the optical axis, in (east, north, up)."""
     h, p, r = (math.radians(a) for a in (heading_deg, pitch_deg, roll_deg))
     forward = np.array([math.sin(h), math.cos(h), 0.0])
     right = np.array([math.cos(h), -math.sin(h), 0.0])
     up = np.array([0.0, 0.0, 1.0])
     axis = math.cos(p) * forward + math.sin(p) * up
     down = math.sin(p) * forward - math.cos(p) * up
-    right, down = (
-        math.cos(r) * right + math.sin(r) * down,
-        -math.sin(r) * right + math.cos(r) * down,
+    return np.array(
+        [
+            math.cos(r) * right + math.sin(r) * down,
+            -math.sin(r) * right + math.cos(r) * down,
+            axis,
+        ]
     )
+
+
+def ray_enu(u: float, v: float, k: Intrinsics, heading_deg: float, pitch_deg: float,
+            roll_deg: float = 0.0) -> np.ndarray:  # fmt: skip
+    """Unit ray (east, north, up) through pixel (u, v): x right, y down in the image."""
+    right, down, axis = camera_axes(heading_deg, pitch_deg, roll_deg)
     ray = (u - k.cx) / k.fx * right + (v - k.cy) / k.fy * down + axis
     return ray / np.linalg.norm(ray)
+
+
+def to_pixels(east_north: np.ndarray, k: Intrinsics, pose: Pose) -> np.ndarray:
+    """Ground points (east, north of the drone, metres) → pixels (u, v); NaN for points
+    behind the camera. The inverse of the projection, for drawing geographic zones."""
+    points = np.asarray(east_north, dtype=np.float64).reshape(-1, 2)
+    world = np.column_stack([points, np.full(len(points), -pose.alt_m)])
+    cam = world @ camera_axes(pose.heading_deg, pose.pitch_deg, pose.roll_deg).T
+    with np.errstate(divide="ignore", invalid="ignore"):
+        z = np.where(cam[:, 2] > 1e-6, cam[:, 2], np.nan)
+        return np.column_stack([k.cx + k.fx * cam[:, 0] / z, k.cy + k.fy * cam[:, 1] / z])
 
 
 def ground_offset(

@@ -119,3 +119,20 @@ def test_ground_altitude_and_a_fixed_mount() -> None:
     expected = 40.0 * math.tan(math.radians(55.0))
     assert attributes["ground"]["ground_range_m"] == pytest.approx(expected, abs=0.1)
     assert attributes["ground"]["bearing_deg"] == pytest.approx(90.0, abs=0.1)
+
+
+def test_the_live_view_draws_the_zones_where_they_lie_in_the_image() -> None:
+    device = drone()
+    locator = DroneLocator(device)
+    locator.zones(device.zones, exit_s=1.0)
+    assert locator.view_device(device, (800, 600)).zones == []  # no pose yet
+    locator.telemetry(T0, DroneTelemetry(LAT, LON, 50.0, 0.0, -45.0))
+    locator.place({1: (400.0, 300.0)}, T0, (800, 600))
+    view = locator.view_device(device, (800, 600))
+    # the zone 50 m ahead surrounds the frame centre; the one 50 m east lies at the right
+    # edge (in front of the camera: drawn)
+    ahead, east = view.zones
+    xs, ys = zip(*ahead.polygon, strict=True)
+    assert min(xs) < 400 < max(xs) and min(ys) < 300 < max(ys)
+    assert min(x for x, _ in east.polygon) > max(xs) and max(x for x, _ in east.polygon) > 800
+    assert device.zones[0].polygon[0][0] > 121  # the device itself keeps its geography

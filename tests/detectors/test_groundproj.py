@@ -17,6 +17,7 @@ from detectors.groundproj import (
     ground_offset,
     locate,
     locate_many,
+    to_pixels,
 )
 
 K = Intrinsics.from_fov(90.0, 800, 600)
@@ -154,3 +155,15 @@ def test_many_at_once_match_one_at_a_time() -> None:
             assert (fix.east_m, fix.north_m) == pytest.approx((east, north), abs=1e-6)
             assert fix.depression_deg == pytest.approx(depression)
     assert locate_many([], K, Pose(LAT, LON, 50.0, 0.0, -90.0)) == []
+
+
+def test_ground_points_project_back_to_their_pixels() -> None:
+    pose = Pose(LAT, LON, 35.0, 123.0, -28.0, 2.0)
+    pixels = [(100.0, 550.0), (400.0, 300.0), (790.0, 200.0)]
+    fixes = locate_many(pixels, K, pose)
+    ground = np.array([(f.east_m, f.north_m) for f in fixes if not isinstance(f, NotPlaced)])
+    assert to_pixels(ground, K, pose) == pytest.approx(np.array(pixels), abs=1e-6)
+    behind = to_pixels(
+        np.array([[0.0, 0.0], [-50 * math.sin(2.15), -50 * math.cos(2.15)]]), K, pose
+    )
+    assert np.isfinite(behind[0]).all() and np.isnan(behind[1]).all()
