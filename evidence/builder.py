@@ -199,7 +199,7 @@ class EvidenceBuilder:
             facts["sensor_readings"] = len(readings)
         coverage = coverage_evidence(v, self.config, self.journal)
         if coverage is not None:
-            put("media/coverage.png", coverage.png, "coverage_plot")
+            put("media/coverage/coverage.png", coverage.png, "coverage_plot")
             put("data/coverage.json", _json(coverage.figures), "coverage")
         return files, facts
 

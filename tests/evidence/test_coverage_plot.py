@@ -79,8 +79,8 @@ def test_the_package_draws_the_day_and_carries_the_figures(sweeper_case, tmp_pat
     report, manifest = verify_package(package, Verifier.from_pem(tmp_path / "k.pem.pub"))
     assert report.ok, report.findings
     roles = {f["role"]: f["path"] for f in manifest["files"]}
-    assert roles["coverage_plot"] == "media/coverage.png"
-    png = (package / "media/coverage.png").read_bytes()
+    assert roles["coverage_plot"] == "media/coverage/coverage.png"
+    png = (package / "media/coverage/coverage.png").read_bytes()
     assert png.startswith(b"\x89PNG\r\n\x1a\n") and len(png) > 20_000
     figures = json.loads((package / "data/coverage.json").read_text())
     by_id = {s["id"]: (s["passes"], s["required"], s["covered"]) for s in figures["segments"]}
@@ -94,7 +94,7 @@ def test_the_package_draws_the_day_and_carries_the_figures(sweeper_case, tmp_pat
     assert figures["track"]["points"] >= 600  # every fix of the day so far, not just the series
     assert figures["track"]["first"].startswith("2026-12-04T09:00")
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    shutil.copyfile(package / "media/coverage.png", ARTIFACTS / "coverage.png")
+    shutil.copyfile(package / "media/coverage/coverage.png", ARTIFACTS / "coverage.png")
 
 
 def test_other_cases_get_no_coverage_plot(sweeper_case) -> None:

@@ -86,8 +86,8 @@ def test_a_segment_left_out_by_its_deadline_is_one_case_with_the_coverage_plot(
     manifest = json.loads(manifest_path.read_text())
     assert manifest["subject"] == {"kind": "segment", "id": "seg-b"}
     files = {f["path"]: f["role"] for f in manifest["files"]}
-    assert files["media/coverage.png"] == "coverage_plot"
-    png = (manifest_path.parent / "media/coverage.png").read_bytes()
+    assert files["media/coverage/coverage.png"] == "coverage_plot"
+    png = (manifest_path.parent / "media/coverage/coverage.png").read_bytes()
     assert png.startswith(b"\x89PNG")
     figures = json.loads((manifest_path.parent / "data/coverage.json").read_text())
     assert [(s["id"], s["passes"], s["covered"]) for s in figures["segments"]] == [
