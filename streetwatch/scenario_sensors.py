@@ -1,5 +1,6 @@
-"""Environment and facility sensors (`kind: sensor`): a JSON message of every declared metric,
-every SENSOR_PERIOD_S, shaped so the demo's rules have something to find.
+"""Environment and facility sensors (`kind: sensor`): every SENSOR_PERIOD_S a JSON message per
+declared metric (a message may carry any of them; one each keeps one reading per message, as
+the run tests count), shaped so the demo's rules have something to find.
 
 Times are fractions of the run, so a short demo and a long replay tell the same story:
 - the first bin fills up, crosses 90 % at a quarter of the run, hovers at 86-96 % (inside the
@@ -91,8 +92,8 @@ def sensor_messages(ctx: _Context, sensors: list[Device]) -> list[SimMessage]:
             if t >= dies_at:
                 break
             u = t / ctx.duration_s
-            payload: dict[str, object] = {"ts": ctx.clock.iso(t)}
             for name in device.metrics:
-                payload[name] = _clamped(device, name, _value(device, name, u, rng, first_bin))
-            messages.append(SimMessage(t, topic, _json(payload)))
+                value = _clamped(device, name, _value(device, name, u, rng, first_bin))
+                payload = {"ts": ctx.clock.iso(t), name: value}
+                messages.append(SimMessage(t, topic, _json(payload)))
     return messages

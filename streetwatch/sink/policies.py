@@ -32,6 +32,7 @@ HYPERTABLES: dict[str, tuple[str, str]] = {
     "drone_telemetry": ("device_id", "ts DESC, key"),
     "snapshots": ("device_id", "ts DESC, key"),
     "observations": ("device_id", "ts DESC, key"),
+    "metrics": ("device_id, metric", "ts DESC, key"),
     "case_events": ("", "ts DESC, case_id, event"),
 }
 

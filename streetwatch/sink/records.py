@@ -95,6 +95,12 @@ TABLES: dict[str, list[Column]] = {
         Column("lat", "float8"),
         Column("data", "jsonb"),
     ],
+    "metrics": [
+        *_READING_HEAD,
+        Column("metric", "text"),
+        Column("value", "float8"),
+        Column("unit", "text"),
+    ],
     "case_events": [
         _time("ts"),
         Column("case_id", "text"),
@@ -113,6 +119,7 @@ READING_TABLE = {
     "geomag_state": "geomag_states",
     "telemetry": "drone_telemetry",
     "snapshot": "snapshots",
+    "metric": "metrics",
 }
 
 MAX_STEP_GAP_S = 300.0
@@ -322,6 +329,11 @@ class ReadingConverter:
                 _opt(d, "heading", -360.0, 360.0),
                 _opt(d, "gimbal_pitch", -360.0, 360.0),
             )
+        if table == "metrics":
+            name, unit = d.get("name"), d.get("unit", "")
+            if not isinstance(name, str) or not name or not isinstance(unit, str):
+                raise Reject("wrong_type", f"metric name/unit are not text ({name!r}, {unit!r})")
+            return table, (*head, name, _num(d, "value", -1e15, 1e15), unit)
         return table, (
             *head,
             int(_num(d, "width", 1, 1_000_000)),

@@ -37,6 +37,7 @@ AGGREGATES = (
     Aggregate("occupancy_hourly", "geomag_states", timedelta(hours=1), timedelta(days=7)),
     Aggregate("violations_daily", "case_events", timedelta(days=1), timedelta(days=35)),
     Aggregate("vehicle_distance_daily", "gps_fixes", timedelta(days=1), timedelta(days=35)),
+    Aggregate("metrics_hourly", "metrics", timedelta(hours=1), timedelta(days=7)),
 )
 MARGIN = timedelta(hours=2)
 """Rows this close inside a window may fall out of it before the policy next runs (every 30

@@ -34,10 +34,10 @@ def test_migrate_then_status(pg_dsn: str, tmp_path: Path) -> None:
     first = runner.invoke(cli, ["sink", "migrate", "-c", str(config), "--json"], env=env)
     assert first.exit_code == 0, first.output
     assert json.loads(first.stdout) == {
-        "mode": "plain", "timescaledb": None, "version": 5, "applied": [1, 2, 3, 4, 5],
+        "mode": "plain", "timescaledb": None, "version": 6, "applied": [1, 2, 3, 4, 5, 6],
     }  # fmt: skip
     again = runner.invoke(cli, ["sink", "migrate", "-c", str(config)], env=env)
-    assert again.stdout.strip() == "schema at version 5 (plain mode); applied: none (up to date)"
+    assert again.stdout.strip() == "schema at version 6 (plain mode); applied: none (up to date)"
 
     journal_with(tmp_path / "var" / "journal.sqlite", [gps(i) for i in range(12)]).close()
     status = runner.invoke(cli, ["sink", "status", "-c", str(config), "--json"], env=env)

@@ -16,6 +16,7 @@ TABLES = [
     "geomag_fields",
     "geomag_states",
     "gps_fixes",
+    "metrics",
     "observations",
     "schema_migrations",
     "sink_cursors",
@@ -26,6 +27,7 @@ TABLES = [
 VIEWS = [
     "case_disposal",
     "case_figures_daily",
+    "metrics_hourly",
     "occupancy_hourly",
     "vehicle_distance_daily",
     "violations_daily",
@@ -45,14 +47,14 @@ def test_from_empty_then_reapplied(pg_dsn: str, caplog: pytest.LogCaptureFixture
     with psycopg.connect(pg_dsn, autocommit=True) as conn:
         first = apply_migrations(conn)
         assert first.mode is Mode.PLAIN  # Debian's registry has no timescaledb package
-        assert first.applied == [1, 2, 3, 4, 5]
-        assert first.current == 5
+        assert first.applied == [1, 2, 3, 4, 5, 6]
+        assert first.current == 6
         assert _tables(conn, "r") == TABLES
         assert _tables(conn, "v") == VIEWS
         brin = conn.execute(
             "SELECT count(*) FROM pg_indexes WHERE indexdef LIKE '%USING brin (ts)%'"
         ).fetchone()
-        assert brin == (7,)
+        assert brin == (8,)
         recorded = conn.execute(
             "SELECT version, name, mode FROM schema_migrations ORDER BY version"
         ).fetchall()
@@ -62,12 +64,13 @@ def test_from_empty_then_reapplied(pg_dsn: str, caplog: pytest.LogCaptureFixture
             (3, "aggregates", "plain"),
             (4, "refresh_pending", "plain"),
             (5, "case_figures", "plain"),
+            (6, "metrics", "plain"),
         ]
 
         again = apply_migrations(conn)
         assert again.applied == []
-        assert again.current == 5
-        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (5,)
+        assert again.current == 6
+        assert conn.execute("SELECT count(*) FROM schema_migrations").fetchone() == (6,)
         assert conn.info.transaction_status == psycopg.pq.TransactionStatus.IDLE
 
 
@@ -88,7 +91,7 @@ def test_concurrent_boxes_take_turns(pg_dsn: str) -> None:
     for t in threads:
         t.join()
     assert errors == []
-    assert sorted(results) == [[], [], [], [1, 2, 3, 4, 5]]
+    assert sorted(results) == [[], [], [], [1, 2, 3, 4, 5, 6]]
 
 
 def test_failed_migration_leaves_schema_untouched(pg_dsn: str, tmp_path: Path) -> None:
@@ -113,6 +116,10 @@ def test_each_mode_gets_its_variant() -> None:
     cagg = (MIGRATIONS / timescale[3]).read_text()
     assert cagg.count("timescaledb.continuous") == 3
     assert cagg.count("add_continuous_aggregate_policy") == 3
+    metrics = (MIGRATIONS / timescale[6]).read_text()
+    assert "create_hypertable('metrics'" in metrics
+    assert "metrics_hourly" in metrics and "timescaledb.continuous" in metrics
+    assert plain[6] == "0006_metrics.plain.sql"
 
 
 def test_misnamed_or_incomplete_migrations_are_refused(tmp_path: Path) -> None:

@@ -196,6 +196,7 @@ def test_rows_just_inside_the_window_are_refreshed_too() -> None:
     assert name == "occupancy_hourly"
     assert start <= inside < end and end - start == timedelta(hours=1)
     assert {a.name for a in AGGREGATES} == {
+        "metrics_hourly",
         "occupancy_hourly",
         "violations_daily",
         "vehicle_distance_daily",
