@@ -48,9 +48,10 @@ from streetwatch.simulate import publish_scenario, scenario_start
 from streetwatch.users import UserStore
 
 DEMO_RULES = Path(__file__).resolve().parent / "demo_rules"
-SWEEP_DEADLINE_S = 5.0
-"""The sweeper's deadlines, this long after the demo starts: simulated time (which starts
-`duration - duration/speed` behind the clock) reaches them near the end of the first round."""
+SWEEP_DEADLINE_S = 60.0
+"""The sweeper's deadlines, this long after the demo starts: after the box starts watching (the
+cameras' first frames), and reached by simulated time (which starts `duration - duration/speed`
+behind the clock) near the end of the first round, while the sweeper still reports."""
 
 
 def demo_rules(root: Path) -> Path:
