@@ -237,7 +237,8 @@ def _summary(config) -> int:
     failures = 0
     for case in cases:
         violation = store.violation(case.case_id)
-        where = violation.zone_id or violation.subject_id
+        sensor = any(o.kind.value == "metric" for o in violation.observations)
+        where = violation.zone_id or (violation.devices[0] if sensor else violation.subject_id)
         verdict = "not built"
         party = party_label(Path(case.package)) if case.package else "-"
         if case.package:
