@@ -130,8 +130,10 @@ class MqttIngestor:
         on_batch: BatchListener | None = None,
         client_id: str | None = None,
         disk: DiskGuard | None = None,
+        decisions: bool = True,
     ) -> None:
-        """`disk`: refuse journal writes (messages stay unacknowledged) while it is full."""
+        """`disk`: refuse journal writes (messages stay unacknowledged) while it is full.
+        `decisions`: also hear the case system's decisions (one ingest worker of several)."""
         self.config = config
         self.journal = journal
         self.disk = disk
@@ -140,6 +142,7 @@ class MqttIngestor:
         self.registry = DeviceRegistry(config)
         self.limits = config.ingest
         self.client_id = client_id or config.broker.client_id
+        self.decisions = decisions
         self.connected = threading.Event()
         self.subscribed = threading.Event()
         """The broker acknowledged this connection's subscriptions (SUBACK): from now on what is
@@ -259,10 +262,9 @@ class MqttIngestor:
         self._refused.clear()
         self.last_error = None
         self.stats.inc("connects")
-        filters = [
-            *self.registry.subscriptions(self.config.broker.shared_group),
-            decision_filter(self.config.site.id),  # the case system's decisions about cases
-        ]
+        filters = self.registry.subscriptions(self.config.broker.shared_group)
+        if self.decisions:
+            filters.append(decision_filter(self.config.site.id))  # the case system's decisions
         self.subscribed.clear()
         if filters:
             _, mid = client.subscribe([(f, SubscribeOptions(qos=1)) for f in filters])

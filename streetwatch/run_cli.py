@@ -106,6 +106,14 @@ def _fail(problems: list[str]) -> click.ClickException:
     help="WHIP endpoint for cameras with `stream: webrtc` (token in $STREETWATCH_WHIP_TOKEN).",
 )
 @click.option(
+    "--ingest-workers",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="MQTT ingestion in this many processes, each on a share of the devices with a journal "
+    "of its own, read into the main journal (beyond one core).",
+)
+@click.option(
     "--http-host",
     default="127.0.0.1",
     show_default=True,
@@ -123,6 +131,7 @@ def run(
     http_port: int | None,
     whip_port: int,
     http_host: str,
+    ingest_workers: int,
 ) -> None:
     """Run ingestion, detection, rules, evidence, case feed and sink until SIGINT/SIGTERM."""
     from evidence.keys import KeyFileError
@@ -152,6 +161,7 @@ def run(
         loop_video=loop_video,
         whip_host=http_host,
         whip_port=whip_port,
+        ingest_workers=ingest_workers,
     )
     try:
         pipeline = Pipeline(config, options, rules)

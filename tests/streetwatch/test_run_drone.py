@@ -81,7 +81,8 @@ def test_a_drone_places_a_parked_car_in_a_geographic_zone(
     var = tmp_path / "var"
     log_path = tmp_path / "run.log"
     log = log_path.open("wb")
-    command = ["run", "-c", str(drone_site), "-r", str(tmp_path / "rules")]
+    # the video loops: however late the run's start lets the telemetry begin, a car dwells
+    command = ["run", "-c", str(drone_site), "-r", str(tmp_path / "rules"), "--loop-video"]
     proc = subprocess.Popen(
         [sys.executable, "-m", "streetwatch", *command, "--broker", mosquitto.url],
         cwd=REPO,
@@ -89,6 +90,7 @@ def test_a_drone_places_a_parked_car_in_a_geographic_zone(
         stderr=log,
     )
     stop = threading.Event()
+    telemetry: threading.Thread | None = None
     try:
 
         def started() -> bool:
@@ -97,7 +99,7 @@ def test_a_drone_places_a_parked_car_in_a_geographic_zone(
 
         wait_until(started, 90, "streetwatch run to start")
         telemetry = publish_footage_telemetry(
-            load_config(drone_site), mosquitto.url, 30.0, stop, client_id="test-footage"
+            load_config(drone_site), mosquitto.url, 90.0, stop, client_id="test-footage"
         )
         assert telemetry is not None
         wait_until(lambda: bool(cases(var)), 60, "a case from the drone")
@@ -106,6 +108,8 @@ def test_a_drone_places_a_parked_car_in_a_geographic_zone(
         proc.send_signal(signal.SIGTERM)
         out, _ = proc.communicate(timeout=90)
         log.close()
+        if telemetry is not None:
+            telemetry.join(60)
     assert proc.returncode == 0, log_path.read_text()[-3000:]
     assert json.loads(out.decode().strip().splitlines()[-1])["pipeline"]["observations"] > 0
     db = sqlite3.connect(var / "journal.sqlite")
