@@ -67,6 +67,8 @@ class PipelineOptions:
     whip_host: str = "127.0.0.1"
     whip_port: int = 8189
     """Where drones and body cameras with `stream: webrtc` POST their WHIP offers."""
+    ingest_workers: int = 1
+    """MQTT ingestion in this many processes (streetwatch/ingest_workers.py); 1: in this one."""
 
 
 class Pipeline(DecisionsStage):
@@ -83,7 +85,12 @@ class Pipeline(DecisionsStage):
         self.rules = rules if rules is not None else load_rules(options.rules_dir, config)
         self.journal = Journal(config.storage.journal)
         self.disk = DiskGuard(config.storage.root, config.storage.min_free_mb * 2**20)
-        self.ingestor = MqttIngestor(config, self.journal, disk=self.disk)
+        if options.ingest_workers > 1:
+            from streetwatch.ingest_workers import IngestWorkers
+
+            self.ingestor: Any = IngestWorkers(config, options.ingest_workers, self.journal)
+        else:
+            self.ingestor = MqttIngestor(config, self.journal, disk=self.disk)
         self.sensors = SensorDetectors(config)
         self.sensor_state = Path(config.storage.root) / "sensors.state.json"
         self.engine = Engine(self.rules, config, external_clock=True)
