@@ -45,6 +45,7 @@ SUBJECT = "segment"
 class _Road:
     """A segment compiled into the vehicle's local metres."""
 
+    id: str
     config: SweepSegment
     lonlat: tuple[tuple[float, float], ...]
     line: LineString
@@ -52,10 +53,8 @@ class _Road:
     buffer_m: float
     forward_only: bool
     middle: GeoPoint
-
-    @property
-    def id(self) -> str:
-        return self.config.id
+    bounds: tuple[float, float, float, float]
+    """The line's envelope grown by the buffer: most fixes are ruled out by it alone."""
 
 
 @dataclass(slots=True)
@@ -126,6 +125,7 @@ class CoverageDetector:
             middle = line.interpolate(0.5, normalized=True)
             self.roads.append(
                 _Road(
+                    segment.id,
                     segment,
                     tuple(lines[segment.id]),
                     line,
@@ -133,6 +133,7 @@ class CoverageDetector:
                     sweeping.buffer_of(segment),
                     sweeping.direction_of(segment) == "forward",
                     GeoPoint(*self.projection.lonlat(middle.x, middle.y)),
+                    _grown(line.bounds, sweeping.buffer_of(segment)),
                 )
             )
         self.low_kmh, self.high_kmh = sweeping.speed_kmh
@@ -146,6 +147,8 @@ class CoverageDetector:
         self._trips: dict[str, _Traversal] = {}
         self._last: tuple[float, float, float] | None = None
         """(epoch s, x, y) of the previous fix."""
+        self._quiet_until = -math.inf
+        """Before this (epoch s) nothing is due: no deadline, no local midnight."""
 
     # ---- input ----------------------------------------------------------------------------
 
@@ -165,9 +168,11 @@ class CoverageDetector:
             speed_kmh = math.hypot(x - last[1], y - last[2]) / (t - last[0]) * KMH_PER_MS
         self._last = (t, x, y)
         working = speed_kmh is not None and self.low_kmh <= speed_kmh <= self.high_kmh
-        point = Point(x, y)
-        for road in self.roads:
-            out += self._follow(road, point, t, ts, working)
+        near = [r for r in self.roads if r.id in self._trips or _within(r.bounds, x, y)]
+        if near:
+            point = Point(x, y)
+            for road in near:
+                out += self._follow(road, point, t, ts, working)
         return out
 
     def tick(self, now: datetime) -> list[Observation]:
@@ -183,7 +188,8 @@ class CoverageDetector:
         self, road: _Road, point: Point, t: float, ts: datetime, working: bool
     ) -> list[Observation]:
         trip = self._trips.get(road.id)
-        if road.line.distance(point) > road.buffer_m:
+        x, y = point.x, point.y
+        if not _within(road.bounds, x, y) or road.line.distance(point) > road.buffer_m:
             if trip is not None:
                 trip.outside += 1
                 if trip.outside >= LEAVE_FIXES:
@@ -234,6 +240,9 @@ class CoverageDetector:
         return datetime(day.year, day.month, day.day, d.hour, d.minute, d.second, tzinfo=self.tz)
 
     def _advance(self, now: datetime) -> list[Observation]:
+        t = now.timestamp()
+        if t < self._quiet_until and self._since is not None:
+            return []  # the same local day, and no deadline due yet: the common case
         out: list[Observation] = []
         if self._since is None:
             self._since = now
@@ -243,11 +252,13 @@ class CoverageDetector:
         elif today > self._day:
             out += self._end_day(self._day_start(today))
             self._day = today
+        next_due = (self._day_start(self._day) + timedelta(days=1)).timestamp()
         for road in self.roads:
             if road.id in self._judged:
                 continue
             deadline = self.deadline_of(road, self._day)
             if now < deadline:
+                next_due = min(next_due, deadline.timestamp())
                 continue
             self._judged.add(road.id)
             if self._since > deadline:
@@ -259,6 +270,7 @@ class CoverageDetector:
             self._open.add(road.id)
             self.stats["coverage_segments_uncovered"] += 1
             out.append(self._observation(road, "uncovered", deadline, now))
+        self._quiet_until = next_due if today >= self._day else -math.inf
         return out
 
     def _end_day(self, next_start: datetime) -> list[Observation]:
@@ -353,6 +365,15 @@ class CoverageDetector:
         self._judged = {k for k in data.get("judged") or () if k in ids}
         self._trips = {k: _Traversal(**v) for k, v in (data.get("trips") or {}).items() if k in ids}
         self._last = None if last is None else (float(last[0]), float(last[1]), float(last[2]))
+        self._quiet_until = -math.inf
+
+
+def _grown(bounds: tuple[float, ...], by: float) -> tuple[float, float, float, float]:
+    return (bounds[0] - by, bounds[1] - by, bounds[2] + by, bounds[3] + by)
+
+
+def _within(bounds: tuple[float, float, float, float], x: float, y: float) -> bool:
+    return bounds[0] <= x <= bounds[2] and bounds[1] <= y <= bounds[3]
 
 
 def day_window(ts: datetime, tz: tzinfo) -> tuple[datetime, datetime]:
