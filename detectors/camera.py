@@ -41,6 +41,7 @@ from detectors.yolo import Detections, YoloDetector
 from detectors.zones import PixelZones, Visit, footprint
 from ingest.config import VIDEO_PUSH, CameraDetect, Device, SiteConfig, Zone
 from ingest.frames import EncodedFrame, Frame
+from ingest.video.packetring import PacketClip, PacketRing
 from ingest.video.ring import FrameRing
 from ingest.video.sources import FileFrames, VideoSource
 
@@ -98,6 +99,8 @@ class CameraPipeline:
             Homography.from_pairs(device.homography) if device.homography is not None else None
         )
         self.ring = FrameRing(self.settings.preroll_s, self.settings.jpeg_quality)
+        self.packets = PacketRing(self.settings.preroll_s)
+        """The pre-roll as the camera's own H.264/H.265 packets (the JPEG ring stays empty)."""
         self.stats = CameraStats()
         self.ground = DroneLocator(device, self.stats.ground) if device.fov else None
         """A drone's: places footprints on the ground; its zones are geographic."""
@@ -514,6 +517,9 @@ class CameraPipeline:
     def frames_between(self, t0: datetime, t1: datetime) -> list[EncodedFrame]:
         return self.ring.between(t0, t1)
 
+    def clip_between(self, t0: datetime, t1: datetime) -> PacketClip | None:
+        return self.packets.between(t0, t1)
+
     # ---- threaded ----------------------------------------------------------------------------
 
     def start(self) -> None:
@@ -523,7 +529,12 @@ class CameraPipeline:
         stream = self.device.stream
         if stream and stream not in VIDEO_PUSH:
             self._source = VideoSource(
-                self.device.id, stream, loop=self.loop, on_frame=self._buffer, fps=self.settings.fps
+                self.device.id,
+                stream,
+                loop=self.loop,
+                on_frame=self._buffer,
+                on_packet=self.packets.add,
+                fps=self.settings.fps,
             )
             self.stats.source = self._source.stats
             self._source.start()

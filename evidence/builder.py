@@ -163,6 +163,43 @@ class EvidenceBuilder:
         spec = v.evidence
         t0 = v.window_start - timedelta(seconds=spec.pre_s)
         t1 = v.window_end + timedelta(seconds=spec.post_s)
+        # Camera media (decoding, muxing, JPEG: native code, the GIL let go) on a thread of its
+        # own while the sensor history is read and drawn here.
+        media = _Background(self._cameras_media, v, cameras, t0, t1, staging, put, files, facts)
+        try:
+            sensor_ids = [d.id for d in devices if d is not None and d.kind not in _CAMERA_KINDS]
+            if sensor_ids and self.journal is not None:
+                since = v.window_start - timedelta(seconds=spec.sensor_series_s)
+                readings = self.journal.readings_between(sensor_ids, since, t1)
+                series, track = _series(readings, v, self.tz)
+                if series["series"]:
+                    put("data/sensor_series.json", _json(series), "sensor_series")
+                if track["features"]:
+                    put("data/gps_track.geojson", _json(track), "gps_track")
+                for rel, data, role in metric_files(
+                    readings, v.observations, self.tz, v.window_end
+                ):
+                    put(rel, data, role)
+                facts["sensor_readings"] = len(readings)
+            coverage = coverage_evidence(v, self.config, self.journal)
+            if coverage is not None:
+                put("media/coverage/coverage.png", coverage.png, "coverage_plot")
+                put("data/coverage.json", _json(coverage.figures), "coverage")
+        finally:
+            media.result()
+        return files, facts
+
+    def _cameras_media(
+        self,
+        v: Violation,
+        cameras: list[Device],
+        t0: datetime,
+        t1: datetime,
+        staging: Path,
+        put: Callable[[str, bytes, str], None],
+        files: list[dict[str, Any]],
+        facts: dict[str, Any],
+    ) -> None:
         for camera in cameras:
             if self.frames is None:
                 facts["problems"].append(f"{camera.id}: no frame provider")
@@ -185,23 +222,6 @@ class EvidenceBuilder:
                 finding = self._camera_plate(v, camera, frames, put)
                 facts["cameras"][camera.id]["plate"] = finding.info(self.tz)
                 facts["plates"].append(finding)
-        sensor_ids = [d.id for d in devices if d is not None and d.kind not in _CAMERA_KINDS]
-        if sensor_ids and self.journal is not None:
-            since = v.window_start - timedelta(seconds=spec.sensor_series_s)
-            readings = self.journal.readings_between(sensor_ids, since, t1)
-            series, track = _series(readings, v, self.tz)
-            if series["series"]:
-                put("data/sensor_series.json", _json(series), "sensor_series")
-            if track["features"]:
-                put("data/gps_track.geojson", _json(track), "gps_track")
-            for rel, data, role in metric_files(readings, v.observations, self.tz, v.window_end):
-                put(rel, data, role)
-            facts["sensor_readings"] = len(readings)
-        coverage = coverage_evidence(v, self.config, self.journal)
-        if coverage is not None:
-            put("media/coverage/coverage.png", coverage.png, "coverage_plot")
-            put("data/coverage.json", _json(coverage.figures), "coverage")
-        return files, facts
 
     def _camera_media(
         self,
@@ -394,6 +414,26 @@ class EvidenceBuilder:
 
 
 _CAMERA_KINDS = (DeviceKind.CAMERA, DeviceKind.DRONE)
+
+
+class _Background:
+    """`fn(*args)` on a thread of its own; `result()` waits for it and raises what it raised."""
+
+    def __init__(self, fn: Callable[..., None], *args: Any) -> None:
+        self._error: BaseException | None = None
+        self._thread = threading.Thread(target=self._run, args=(fn, args), daemon=True)
+        self._thread.start()
+
+    def _run(self, fn: Callable[..., None], args: tuple) -> None:
+        try:
+            fn(*args)
+        except BaseException as exc:  # handed to the caller by result()
+            self._error = exc
+
+    def result(self) -> None:
+        self._thread.join()
+        if self._error is not None:
+            raise self._error
 
 
 def _json(data: Any) -> bytes:

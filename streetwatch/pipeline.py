@@ -39,6 +39,7 @@ from ingest.journal import Journal
 from ingest.mqtt_consumer import MqttIngestor
 from ingest.readings import DroneTelemetry, Reading, Snapshot
 from ingest.secrets import SecretError, read_secret
+from ingest.video.packetring import PacketClip
 from ingest.yamlsource import ConfigError
 from rules import Engine, RecordingWriter, RuleSet, RuleWatcher, load_rules
 from rules.clearance import Clearance
@@ -91,6 +92,7 @@ class Pipeline(DecisionsStage):
             self.ingestor: Any = IngestWorkers(config, options.ingest_workers, self.journal)
         else:
             self.ingestor = MqttIngestor(config, self.journal, disk=self.disk)
+        self.jt808 = self._jt808()
         self.sensors = SensorDetectors(config)
         self.sensor_state = Path(config.storage.root) / "sensors.state.json"
         self.engine = Engine(self.rules, config, external_clock=True)
@@ -161,6 +163,15 @@ class Pipeline(DecisionsStage):
             port=self.options.whip_port,
         )
 
+    def _jt808(self) -> Any:
+        """The JT/T 808 listener, when devices.yaml has a `jt808` section."""
+        if self.config.jt808 is None:
+            return None
+        from ingest.jt808 import Jt808Listener, load_auth_key
+
+        key = load_auth_key(self.config.storage.root)
+        return Jt808Listener(self.config, self.journal, auth_key=key, disk=self.disk)
+
     def _sink(self) -> Any:
         if self.config.timeseries is None:
             return None
@@ -175,6 +186,8 @@ class Pipeline(DecisionsStage):
             log.info("sensor detectors resumed from %s", self.sensor_state)
         self._resume_cooldowns()
         self.ingestor.start(wait_s=wait_s)
+        if self.jt808 is not None:
+            self.jt808.start()
         self.watcher.start()
         for camera in self.cameras.values():
             camera.start()
@@ -213,6 +226,8 @@ class Pipeline(DecisionsStage):
         for camera in self.cameras.values():
             camera.stop()
         self.ingestor.stop()
+        if self.jt808 is not None:
+            self.jt808.stop()
         self._stop.set()
         for thread in self._threads:
             thread.join(timeout_s)
@@ -235,6 +250,10 @@ class Pipeline(DecisionsStage):
     def frames_between(self, device_id: str, t0: datetime, t1: datetime) -> list[EncodedFrame]:
         camera = self.cameras.get(device_id)
         return [] if camera is None else camera.frames_between(t0, t1)
+
+    def clip_between(self, device_id: str, t0: datetime, t1: datetime) -> PacketClip | None:
+        camera = self.cameras.get(device_id)
+        return None if camera is None else camera.clip_between(t0, t1)
 
     # ---- analysis: readings and camera observations → rules → cases ------------------------
 
@@ -468,6 +487,8 @@ class Pipeline(DecisionsStage):
         reload_stuck = self.watcher.stuck()
         if reload_stuck is not None:
             detail["rules_reload"] = reload_stuck
+        if self.jt808 is not None:
+            threads["sw-jt808"] = self.jt808.alive
         healthy = broker and all(threads.values()) and not storage["full"]
         return healthy and reload_stuck is None, detail
 
@@ -490,6 +511,8 @@ class Pipeline(DecisionsStage):
         }
         if self.whip is not None:
             stages["whip"] = dict(self.whip.stats)
+        if self.jt808 is not None:
+            stages["jt808"] = dict(self.jt808.stats.snapshot())
         if self.sink is not None:
             stages["sink"] = {
                 k: v for k, v in self.sink.stats.snapshot().items() if isinstance(v, int | float)
