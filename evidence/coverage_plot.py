@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from typing import Any
 
+from matplotlib import font_manager
 from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from mpl_toolkits.axes_grid1.anchored_artists import AnchoredSizeBar
@@ -31,9 +32,14 @@ from rules.violation import Violation
 COVERED = "#2e7d32"
 SHORT = "#d32f2f"
 TRACK = "#546e7a"
-FONT = ["DejaVu Sans", "Noto Sans CJK SC", "WenQuanYi Zen Hei"]
-"""Latin first, then a CJK font for Chinese names (Debian: fonts-noto-cjk); a missing one draws
-boxes for those characters, nothing worse."""
+_INSTALLED = {f.name for f in font_manager.fontManager.ttflist}
+FONT = [
+    name
+    for name in ("DejaVu Sans", "Noto Sans CJK SC", "WenQuanYi Zen Hei")
+    if name in _INSTALLED or name == "DejaVu Sans"
+]
+"""Latin first, then a CJK font for Chinese names where one is installed (Debian:
+fonts-noto-cjk); without one those characters are drawn as boxes, nothing worse."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,7 +203,6 @@ def _plot(figures: dict[str, Any], track: list[tuple[datetime, float, float]]) -
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", "Glyph .* missing from font", UserWarning)
-        warnings.filterwarnings("ignore", "findfont: Font family", UserWarning)
         fig.savefig(buffer, format="png", bbox_inches="tight", metadata={"Software": None})
     return buffer.getvalue()
 
