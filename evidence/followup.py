@@ -40,6 +40,7 @@ from evidence.package import (
     case_id_of,
     package_dir,
 )
+from ingest.readings import Metric
 from rules.clearance import Clearance
 from rules.violation import Violation
 
@@ -270,8 +271,11 @@ class FollowUps:
                 put("data/sensor_series.json", _json(series), "sensor_series")
             if track["features"]:
                 put("data/gps_track.geojson", _json(track), "gps_track")
-            for rel, data, role in metric_files(readings, shown, self.builder.tz, cleared):
-                put(rel, data, role)
+            if any(isinstance(r.payload, Metric) for r in readings):
+                # the whole episode, from its start to the clearance, not just its end
+                episode = journal.readings_between(sensors, v.window_start, cleared + post)
+                for rel, data, role in metric_files(episode, shown, self.builder.tz, cleared):
+                    put(rel, data, role)
             facts["sensor_readings"] = len(readings)
         return files, facts
 

@@ -112,6 +112,8 @@ def plot_png(entry: dict[str, Any], tz: tzinfo, title: str = "") -> bytes:
         start = datetime.fromisoformat(episode["start"]).astimezone(tz)
         end = datetime.fromisoformat(episode["end"]).astimezone(tz)
         what = "silent" if "silent_for" in spec else "episode"
+        if episode.get("cleared"):
+            what += f", cleared {end:%H:%M}"
         ax.axvspan(start, max(end, start), color="#ffb3b3", alpha=0.45, label=what)
     ax.set_ylabel(label)
     ax.set_xlabel(f"local time ({_tz_name(tz, times)})")
