@@ -6,9 +6,13 @@ from __future__ import annotations
 
 import json
 import subprocess
+import threading
 import time
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
+from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
@@ -20,6 +24,7 @@ from ingest.frames import EncodedFrame
 from ingest.video.packetring import PacketClip, PacketRing
 from ingest.video.sources import VideoSource
 from tests import rtspkit
+from tests.browserkit import browser, chrome_paths, wait_js  # noqa: F401 (fixtures)
 from tests.evidence.evidence_support import REPO, make_violation, site_config
 
 H264 = REPO / "var" / "footage" / "vtest-h264.mp4"
@@ -91,20 +96,44 @@ def probe(ffprobe: str, clip: Path) -> tuple[dict, list[dict]]:
     return {**found["streams"][0], **found["format"]}, found["frames"]
 
 
+@dataclass
+class Packaged:
+    package: Path
+    t0: datetime
+    t1: datetime
+    ring_seconds: float
+
+
+@pytest.fixture(scope="module")
+def rtsp_package(rtsp_footage: Path, tmp_path_factory: pytest.TempPathFactory) -> Packaged:
+    """A violation 2..4 s into the RTSP camera's stream (pre-roll 1.5 s, post-roll 1 s),
+    packaged once the post-roll is in while the camera streams on."""
+    tmp_path = tmp_path_factory.mktemp("rtsp-package")
+    with rtspkit.RtspCamera(rtsp_footage) as server:
+        cam = Camera(server.url)
+        cam.source.start()
+        try:
+            cam.wait("the first packet", lambda: cam.ring.latest() is not None)
+            began = cam.ring.latest().ts
+            violation = make_violation(
+                began - timedelta(seconds=3), dwell_s=2.0, pre_s=1.5, post_s=1.0
+            )
+            t0 = violation.window_start - timedelta(seconds=1.5)
+            t1 = violation.window_end + timedelta(seconds=1.0)
+            cam.wait("the post-roll", lambda: cam.ring.latest().ts >= t1)
+            package = builder_for(tmp_path, cam).build(violation)
+            cam.wait(
+                "8 s more of stream", lambda: cam.ring.latest().ts >= t1 + timedelta(seconds=8)
+            )
+            return Packaged(package, t0, t1, cam.seconds())
+        finally:
+            cam.source.stop()
+
+
 def test_rtsp_h264_camera_violation_to_package_by_stream_copy(
-    tmp_path: Path, camera, ffprobe: str
+    rtsp_package: Packaged, ffprobe: str
 ) -> None:
-    _server, cam = camera
-    cam.wait("the first packet", lambda: cam.ring.latest() is not None)
-    began = cam.ring.latest().ts
-    # window 2..4 s after the first packet, pre-roll 1.5 s, post-roll 1 s
-    violation = make_violation(began - timedelta(seconds=3), dwell_s=2.0, pre_s=1.5, post_s=1.0)
-    t0 = violation.window_start - timedelta(seconds=1.5)
-    t1 = violation.window_end + timedelta(seconds=1.0)
-    cam.wait("the post-roll", lambda: cam.ring.latest().ts >= t1)
-
-    package = builder_for(tmp_path, cam).build(violation)
-
+    package, t0, t1 = rtsp_package.package, rtsp_package.t0, rtsp_package.t1
     report = verify_chain(package.parent.parent)
     assert report.ok and report.packages == 1, report.findings
     manifest = json.loads((package / "manifest.json").read_bytes())
@@ -127,7 +156,33 @@ def test_rtsp_h264_camera_violation_to_package_by_stream_copy(
     for name in snapshots:
         assert (package / f"media/cam-1/{name}.raw.jpg").read_bytes()[:2] == b"\xff\xd8"
     # the ring stays bounded while the camera streams on: its window plus one GOP
-    assert cam.seconds() <= 8.0 + GOP_S + 0.2
+    assert 8.0 <= rtsp_package.ring_seconds <= 8.0 + GOP_S + 0.2
+
+
+def test_stream_copied_clip_plays_in_the_browser(
+    rtsp_package: Packaged, request: pytest.FixtureRequest
+) -> None:
+    """The console's browser (Debian's Chromium) plays the clip cut from the RTSP packets."""
+    driver = request.getfixturevalue("browser")
+    folder = rtsp_package.package / "media/cam-1"
+    (folder.parent.parent.parent / "play.html").write_text(
+        '<video class="clip" src="PKG/media/cam-1/clip.mp4" muted></video>'.replace(
+            "PKG", rtsp_package.package.name
+        )
+    )
+    handler = partial(SimpleHTTPRequestHandler, directory=str(folder.parent.parent.parent))
+    with ThreadingHTTPServer(("127.0.0.1", 0), handler) as server:
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        try:
+            driver.get(f"http://127.0.0.1:{server.server_address[1]}/play.html")
+            video = "document.querySelector('video.clip')"
+            wait_js(driver, f"{video}.readyState >= 2", 30, "the clip to load")
+            assert driver.execute_script(f"return {video}.videoWidth;") == 768
+            driver.execute_script(f"{video}.play();")
+            wait_js(driver, f"{video}.currentTime > 0.5", 30, "the clip to play")
+            assert driver.execute_script(f"return {video}.error;") is None
+        finally:
+            server.shutdown()
 
 
 def test_camera_cut_mid_clip_still_yields_a_verifiable_package(
