@@ -16,7 +16,8 @@ clock at publish -> journal commit) is measured there.
 
     .venv/bin/python bench/ingest.py [--messages 100000] [--rounds 2] [--paced-rate 5000]
 
-Last lines: `lost: N`, `ratio_to_bare_client: N` (live flood), then `readings_per_s: N /s`.
+Last lines: `lost: N`, `limit_bare_client_per_s: N /s` and `ratio_to_bare_client: N` (live
+flood), then `readings_per_s: N /s`.
 """
 
 from __future__ import annotations
@@ -374,6 +375,7 @@ def main() -> None:
     print(f"latency_p99: {pct(paced_latencies, 0.99):.1f} ms")
     print(f"duplicates: {duplicates}")
     print(f"lost: {sent - stored}")
+    print(f"limit_bare_client_per_s: {best['bare live']:.0f} /s")
     print(f"ratio_to_bare_client: {best['pipeline live'] / best['bare live']:.2f}")
     print(f"readings_per_s: {best['pipeline live']:.0f} /s")
 

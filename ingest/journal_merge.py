@@ -78,8 +78,8 @@ class WorkerJournals:
             try:
                 counts = self._merge(db, path.name, limit)
             except sqlite3.OperationalError as exc:
-                if "no such table" in str(exc):
-                    continue  # the worker is creating its journal
+                if "no such" in str(exc):  # table or column
+                    continue  # the worker is creating (or migrating) its journal
                 raise
             total.readings += counts.readings
             total.dead_letters += counts.dead_letters

@@ -88,7 +88,15 @@ class IngestWorkers:
     """N ingest worker processes and the reader of their journals, with the MqttIngestor's
     face towards the pipeline: start, stop, connected, stats."""
 
-    def __init__(self, config: SiteConfig, count: int, journal: Journal) -> None:
+    def __init__(
+        self,
+        config: SiteConfig,
+        count: int,
+        journal: Journal,
+        journal_paths: list[Path] | None = None,
+    ) -> None:
+        """`journal_paths`: where each worker journals (default: one file each under the
+        storage root's ingest-workers/; bench/ingest_workers.py also tries one shared file)."""
         self.config = config
         self.count = count
         self.dir = Path(config.storage.root) / WORKER_DIR
@@ -163,7 +171,7 @@ class IngestWorkers:
     def _spawn(self, index: int) -> None:
         command = [sys.executable, "-m", "streetwatch.ingest_workers", "--site"]
         command += [str(self.site_file), "--index", str(index), "--count", str(self.count)]
-        command += ["--parent", str(os.getpid())]
+        command += ["--parent", str(os.getpid()), "--journal", str(self.paths[index])]
         command += ["--log-level", logging.getLevelName(logging.getLogger().level)]
         with self._lock:
             self._procs[index] = subprocess.Popen(command)
@@ -250,6 +258,7 @@ def worker_main(argv: list[str] | None = None) -> None:
     parser.add_argument("--count", type=int, required=True)
     parser.add_argument("--parent", type=int, required=True)
     parser.add_argument("--log-level", default="INFO")
+    parser.add_argument("--journal", type=Path)
     args = parser.parse_args(argv)
     setup_logging(args.log_level)
     _die_with_parent(args.parent)
@@ -258,8 +267,7 @@ def worker_main(argv: list[str] | None = None) -> None:
         signal.signal(sig, lambda *_: stop.set())
     site = SiteConfig.model_validate(json.loads(args.site.read_text()))
     config = worker_config(site, args.index, args.count)
-    assert config.storage.journal is not None
-    journal = Journal(config.storage.journal)
+    journal = Journal(args.journal or config.storage.journal)
     disk = DiskGuard(config.storage.root, config.storage.min_free_mb * 2**20)
     ingestor = MqttIngestor(config, journal, disk=disk, decisions=args.index == 0)
     status = args.site.parent / f"status-{args.index}.json"
