@@ -250,7 +250,7 @@ class CoverageDetector:
         if self._day is None:
             self._day = today
         elif today > self._day:
-            out += self._end_day(self._day_start(today))
+            out += self._end_day(max(self._day_start(today), now))
             self._day = today
         next_due = (self._day_start(self._day) + timedelta(days=1)).timestamp()
         for road in self.roads:
@@ -273,10 +273,12 @@ class CoverageDetector:
         self._quiet_until = next_due if today >= self._day else -math.inf
         return out
 
-    def _end_day(self, next_start: datetime) -> list[Observation]:
+    def _end_day(self, noticed: datetime) -> list[Observation]:
+        """`noticed`: when the box learnt the day had ended (its last_seen: a report stamped
+        back at midnight would be late behind what the device has sent since)."""
         assert self._day is not None
         out = [
-            self._observation(road, "missed", self.deadline_of(road, self._day), next_start)
+            self._observation(road, "missed", self.deadline_of(road, self._day), noticed)
             for road in self.roads
             if road.id in self._open
         ]

@@ -186,7 +186,7 @@ def test_the_local_day_resets_passes_and_ends_an_uncovered_day_as_missed() -> No
     [missed] = det.tick(midnight + timedelta(seconds=1))
     assert (missed.subject_id, missed.state) == ("B", "missed")
     assert missed.first_seen == datetime(2026, 12, 4, 10, tzinfo=TZ)
-    assert missed.last_seen == midnight
+    assert missed.last_seen == midnight + timedelta(seconds=1)  # when the box noticed
     assert passes(det) == {"A": 0, "B": 0} and det.stats["coverage_days"] == 1
     late, _ = drive(det, [(-30, 0), (230, 0)], datetime(2026, 12, 5, 6, tzinfo=TZ), 10)
     assert late[0].first_seen == midnight and passes(det)["A"] == 1

@@ -126,3 +126,26 @@ def test_a_rule_may_name_segments_as_zones(site, tmp_path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_rules(folder, site[0])
     assert "xietu-s" in str(caught.value)
+
+
+def test_the_day_ending_is_not_late_behind_the_fix_that_shows_it(site) -> None:
+    """Live runs judge lateness per device: `missed`, noticed by a fix 40 s after midnight,
+    follows that fix's own observations and must not be dropped as late."""
+    from detectors.observation import Observation, ObservationKind
+
+    engine = Engine(site[1], site[0], external_clock=True)
+    det = sweeper(site)
+    det.tick(DAY + timedelta(hours=6))
+    opened = run(engine, det.tick(DAY + timedelta(hours=8, minutes=31)))
+    assert len(opened) == 3  # it never left the depot
+    after = DAY + timedelta(days=1, seconds=40)
+    health = Observation(
+        ObservationKind.DEVICE_HEALTH, "gps-sweeper-03", "device", "gps-sweeper-03", after, after,
+        state="ok",
+    )  # fmt: skip
+    engine.process(health)
+    missed = [o for o in det.process(after, 121.4300, 31.1900, 0.0) if o.state == "missed"]
+    assert len(missed) == 3
+    run(engine, missed)
+    assert engine.stats["late_dropped"] == 0
+    assert sorted(c.zone_id for c in cleared(engine)) == ["tianping-e", "wanping-w", "xietu-n"]
