@@ -132,7 +132,8 @@ def publish_footage_telemetry(
         try:
             publish_scenario(messages, url=url, speed=1.0, stop=stop, **publish_options)  # type: ignore[arg-type]
         except BrokerUnreachable as exc:
-            log.error("drone telemetry for the footage not published: %s", exc)
+            # the scenario beside it goes to the same broker and says so, once
+            log.debug("drone telemetry for the footage not published: %s", exc)
 
     thread = threading.Thread(target=run, name="footage-telemetry", daemon=True)
     thread.start()
