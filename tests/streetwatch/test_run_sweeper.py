@@ -43,6 +43,7 @@ def sweeper_site(tmp_path: Path, deadline_after_s: float) -> tuple[Path, datetim
          "line": [[121.4340, 31.1948], [121.4362, 31.1948]]},
     ]  # fmt: skip
     doc["devices"] = [sweeper]
+    doc.pop("jt808", None)  # no vehicle terminals here: no TCP listener on a fixed port
     path = tmp_path / "devices.yaml"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
     return path, start
