@@ -82,6 +82,7 @@ class DroneLocator:
         self.sigmas = Sigmas(**fov.sigma.model_dump())
         self.limits = Limits(fov.min_depression_deg, fov.max_range_m)
         self.placements: dict[int, Placement] = {}
+        self.delay = timedelta(seconds=fov.frame_delay_s)
         self.projection = LocalProjection(0.0, 0.0)
         self._intrinsics: dict[tuple[int, int], Intrinsics] = {}
         self._pose: Pose | None = None
@@ -106,7 +107,7 @@ class DroneLocator:
         placed: dict[int, tuple[float, float]] = {}
         if footprints:
             try:
-                pose = self.track.pose_at(ts)
+                pose = self.track.pose_at(ts - self.delay)
             except NotPlaced:
                 self.stats["refused_frames"] += 1
                 self.stats["not_placed"] += len(footprints)

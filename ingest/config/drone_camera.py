@@ -53,6 +53,9 @@ class DroneCamera(Strict):
     max_staleness_s: Finite = Field(1.0, gt=0, le=60)
     """A frame more than this far from the nearest telemetry (or between two samples further
     apart than twice this) is not placed: the drone may have turned meanwhile."""
+    frame_delay_s: Finite = Field(0.0, ge=0, le=10)
+    """How far a frame's timestamp lags the moment it was taken (a live stream stamped on
+    arrival: its latency); the pose is taken from the telemetry that much earlier."""
     min_depression_deg: Finite = Field(5.0, ge=0.5, le=60)
     """Rays flatter than this below the horizon are not placed: their ground point runs away
     with the smallest pitch error."""

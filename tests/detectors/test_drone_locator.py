@@ -136,3 +136,15 @@ def test_the_live_view_draws_the_zones_where_they_lie_in_the_image() -> None:
     assert min(xs) < 400 < max(xs) and min(ys) < 300 < max(ys)
     assert min(x for x, _ in east.polygon) > max(xs) and max(x for x, _ in east.polygon) > 800
     assert device.zones[0].polygon[0][0] > 121  # the device itself keeps its geography
+
+
+def test_a_live_streams_latency_takes_the_pose_from_earlier() -> None:
+    device = drone(frame_delay_s=0.4, max_staleness_s=0.1)
+    locator = DroneLocator(device)
+    locator.zones(device.zones, exit_s=1.0)
+    locator.telemetry(T0, DroneTelemetry(LAT, LON, 50.0, 0.0, -45.0))
+    locator.telemetry(T0 + timedelta(seconds=0.2), DroneTelemetry(LAT, LON, 50.0, 90.0, -45.0))
+    # the frame stamped 0.4 s after the first sample was taken with it: facing north
+    locator.place({1: (400.0, 300.0)}, T0 + timedelta(seconds=0.4), (800, 600))
+    assert locator.attributes(1)["drone"]["heading_deg"] == 0.0
+    assert locator.attributes(1)["ground"]["at"] == (T0 + timedelta(seconds=0.4)).isoformat()
