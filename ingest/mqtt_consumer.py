@@ -1,7 +1,8 @@
 """MQTT v5 ingestion: QoS 1, persistent session, and the ack only after the journal commit.
 
 Flow: paho's network thread (IngestClient, ingest/mqtt_client.py) reads every packet already
-received in one pass and decodes each message into readings (or a dead letter); at the end of
+received in one pass and decodes each message into readings (or a dead letter:
+ingest/mqtt_decode.py); at the end of
 the pass it hands the whole burst to a writer thread in one step. The writer commits what is
 queued to the journal, one transaction per batch, and only then sends the batch's PUBACKs, in
 one write (paho's manual ack). (Decoding in the writer thread instead was measured at half the
@@ -25,9 +26,7 @@ import ssl
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime
-from typing import Any
+from dataclasses import dataclass, field
 
 import paho.mqtt.client as mqtt
 from paho.mqtt.packettypes import PacketTypes
@@ -36,28 +35,14 @@ from paho.mqtt.reasoncodes import ReasonCode
 from paho.mqtt.subscribeoptions import SubscribeOptions
 
 from ingest.config import SiteConfig
-from ingest.decisions import (
-    BadDecision,
-    DecisionMessage,
-    case_of_topic,
-    decision_filter,
-    parse_decision,
-)
-from ingest.decoders import decode
-from ingest.decoders.base import (
-    DecodeContext,
-    DecodeError,
-    DecoderState,
-    PartialDecode,
-    Reason,
-    reading_key,
-)
+from ingest.decisions import DecisionMessage, decision_filter
 from ingest.diskspace import DiskGuard
 from ingest.journal import DeadLetter, Journal
 from ingest.mqtt_client import IngestClient
+from ingest.mqtt_decode import MessageDecoder
 from ingest.mqtt_session import apply_broker_settings
-from ingest.readings import Reading, Stream
-from ingest.registry import DeviceRegistry, UnknownTopic
+from ingest.readings import Reading
+from ingest.registry import DeviceRegistry
 from ingest.stats import IngestStats
 
 log = logging.getLogger("streetwatch.ingest")
@@ -84,40 +69,6 @@ class _Batch:
     """Packet ids of its QoS 1 messages, to acknowledge after the commit."""
 
 
-class _Dead(Exception):
-    def __init__(self, letter: DeadLetter) -> None:
-        self.letter = letter
-
-
-_DECISION = object()
-"""Marks a topic of the case system's decisions in the topic cache."""
-_TOPIC_CACHE = 4096
-
-
-class _DeadLetterLog:
-    """Log each dead letter with its reason, at most `per_minute` lines per reason."""
-
-    def __init__(self, per_minute: int = 20) -> None:
-        self.per_minute = per_minute
-        self._window: dict[str, tuple[float, int]] = {}
-
-    def __call__(self, letter: DeadLetter) -> None:
-        now = time.monotonic()
-        start, count = self._window.get(letter.reason, (now, 0))
-        if now - start > 60:
-            if count > self.per_minute:
-                log.warning(
-                    "%d more dead letters (%s) in the last minute",
-                    count - self.per_minute,
-                    letter.reason,
-                )
-            start, count = now, 0
-        count += 1
-        self._window[letter.reason] = (start, count)
-        if count <= self.per_minute:
-            log.warning("dead letter on %s: %s: %s", letter.topic, letter.reason, letter.detail)
-
-
 class MqttIngestor:
     """Subscribes to the site's topics and journals every message before acknowledging it."""
 
@@ -141,6 +92,7 @@ class MqttIngestor:
         self.on_batch = on_batch
         self.registry = DeviceRegistry(config)
         self.limits = config.ingest
+        self.decoder = MessageDecoder(config)
         self.client_id = client_id or config.broker.client_id
         self.decisions = decisions
         self.connected = threading.Event()
@@ -158,16 +110,9 @@ class MqttIngestor:
         self._batch: _Batch | None = None
         """The network thread's current read pass, handed over at its end."""
         self._reading = False
-        self._received_ts: datetime | None = None
-        self._contexts: dict[bytes, tuple[DecodeContext, int]] = {}
-        """Per read pass: a topic's decode context and its payload limit."""
-        self._topics: dict[bytes, object] = {}
-        """Topic bytes -> its Route, _DECISION, or None (not a device topic: dead-lettered)."""
         self._stopping = False
         self._session = 0
         self._writer: threading.Thread | None = None
-        self._log_dead = _DeadLetterLog()
-        self._decoder_state = DecoderState()
         self._client = self._make_client()
 
     def _make_client(self) -> IngestClient:
@@ -326,12 +271,15 @@ class MqttIngestor:
 
     def _read_start(self) -> None:
         self._reading = True
-        self._received_ts = datetime.now(UTC)
-        self._contexts.clear()
+        self.decoder.start_pass()
 
     def _read_end(self) -> None:
         self._reading = False
-        self._received_ts = None
+        self.decoder.end_pass()
+        self._hand_over()
+
+    def _hand_over(self) -> None:
+        """Queue the current pass's messages for the writer (one lock for all of them)."""
         batch, self._batch = self._batch, None
         if batch is None or not batch.messages:
             return
@@ -354,165 +302,22 @@ class MqttIngestor:
         self.stats.received += 1
         batch = self._batch
         if batch is None or batch.session != self._session:
-            if batch is not None:
-                self._read_end()  # a reconnect inside a pass: hand the old connection's over
+            self._hand_over()  # a reconnect inside a pass: the old connection's go first
             batch = self._batch = _Batch(self._session)
-        received_ts = self._received_ts or datetime.now(UTC)
-        route = self._topics.get(topic, self)
-        if route is self:
-            route = self._route_of(topic)
-        if route is _DECISION:
-            decisions, dead = self._decision_of(topic.decode(), payload, properties, received_ts)
-            batch.decisions += decisions
+        readings, dead, decisions = self.decoder.message(topic, payload, properties)
+        if readings:
+            batch.readings += readings
+        if dead:
             batch.dead += dead
-        else:
-            try:
-                readings, dead = self._readings_of(topic, route, payload, properties, received_ts)
-                if readings:
-                    batch.readings += readings
-                if dead:
-                    batch.dead += dead
-                elif not readings:
-                    self.stats.inc("messages_without_fix")  # e.g. NMEA from a tunnel
-            except _Dead as exc:
-                batch.dead.append(exc.letter)
+        if decisions:
+            batch.decisions += decisions
+        elif not readings and not dead:
+            self.stats.inc("messages_without_fix")  # e.g. NMEA from a receiver in a tunnel
         batch.messages += 1
         if qos:
             batch.acks.append(mid)
         if not self._reading:
-            self._read_end()
-
-    def _route_of(self, topic: bytes) -> object:
-        """What a topic is (cached): a device's Route, _DECISION, or None."""
-        try:
-            text = topic.decode()
-        except UnicodeDecodeError:
-            return None
-        if case_of_topic(self.config.site.id, text) is not None:
-            route: object = _DECISION
-        else:
-            try:
-                route = self.registry.route(text)
-            except UnknownTopic:
-                return None  # not cached: a flood of made-up topics must not grow the cache
-        if len(self._topics) >= _TOPIC_CACHE:
-            self._topics.clear()
-        self._topics[topic] = route
-        return route
-
-    def _decision_of(
-        self, topic: str, payload: bytes, properties: Properties | None, received_ts: datetime
-    ) -> tuple[list[DecisionMessage], list[DeadLetter]]:
-        """A decision message of the case system, or its dead letter."""
-        case_id = case_of_topic(self.config.site.id, topic)
-        assert case_id is not None
-        props = properties
-        user = tuple(getattr(props, "UserProperty", ()) or ()) if props is not None else ()
-        correlation = getattr(props, "CorrelationData", None) if props is not None else None
-        try:
-            if len(payload) > self.limits.max_payload_bytes:
-                raise BadDecision(Reason.OVERSIZED.value, f"{len(payload)} bytes")
-            return [parse_decision(case_id, topic, payload, received_ts, user, correlation)], []
-        except BadDecision as exc:
-            return [], [self._dead(topic, payload, exc.reason, exc.detail, received_ts)]
-
-    def _readings_of(
-        self,
-        raw_topic: bytes,
-        route: object,
-        payload: bytes,
-        properties: Properties | None,
-        received_ts: datetime,
-    ) -> tuple[list[Reading], list[DeadLetter]]:
-        """Decode one message: its readings and the dead letters of its bad array elements. A
-        message that cannot be decoded at all raises with its dead letter."""
-        try:
-            topic = raw_topic.decode()
-        except UnicodeDecodeError:
-            raise _Dead(
-                self._dead(
-                    repr(raw_topic), payload, Reason.BAD_ENCODING, "topic is not UTF-8", received_ts
-                )
-            ) from None
-        try:
-            return self._decode(raw_topic, topic, route, payload, properties, received_ts), []
-        except PartialDecode as exc:
-            letters = [
-                self._dead(
-                    topic,
-                    element.element,
-                    element.reason,
-                    element.detail,
-                    received_ts,
-                    key=reading_key(topic, payload, element.index),
-                )
-                for element in exc.rejected
-            ]
-            return exc.readings, letters
-        except (DecodeError, UnknownTopic) as exc:
-            raise _Dead(self._dead(topic, payload, exc.reason, exc.detail, received_ts)) from None
-        except Exception as exc:  # a decoder bug must not stop ingestion
-            log.exception("decoder failed on %s", topic)
-            letter = self._dead(topic, payload, "internal_error", repr(exc)[:500], received_ts)
-            raise _Dead(letter) from None
-
-    def _decode(
-        self,
-        raw_topic: bytes,
-        topic: str,
-        route: Any,
-        payload: bytes,
-        properties: Properties | None,
-        received_ts: datetime,
-    ) -> list[Reading]:
-        if len(payload) > self.limits.max_snapshot_bytes:
-            raise DecodeError(Reason.OVERSIZED, f"{len(payload)} bytes is over every limit")
-        if route is None:
-            self.registry.route(topic)  # raises UnknownTopic with the reason
-        cached = self._contexts.get(raw_topic) if properties is None else None
-        if cached is None:
-            limit = (
-                self.limits.max_snapshot_bytes
-                if route.stream is Stream.SNAPSHOT
-                else self.limits.max_payload_bytes
-            )
-            user_properties = ()
-            if properties is not None and hasattr(properties, "UserProperty"):
-                user_properties = tuple(properties.UserProperty)
-            ctx = route.context(topic, received_ts, user_properties, self.limits)
-            if ctx.fmt == "nmea":
-                ctx = replace(ctx, state=self._decoder_state)
-            if properties is None and self._reading:
-                self._contexts[raw_topic] = (ctx, limit)
-        else:
-            ctx, limit = cached
-        if len(payload) > limit:
-            raise DecodeError(
-                Reason.OVERSIZED, f"{len(payload)} bytes is over the {limit}-byte limit"
-            )
-        return decode(ctx, payload)
-
-    def _dead(
-        self,
-        topic: str,
-        payload: bytes,
-        reason: str,
-        detail: str,
-        received_ts: datetime,
-        key: str | None = None,
-    ) -> DeadLetter:
-        """A dead letter to journal (counted by reason once the journal has stored it)."""
-        letter = DeadLetter.of(
-            topic,
-            payload,
-            str(reason),
-            detail,
-            received_ts,
-            self.limits.dead_letter_payload_bytes,
-            key,
-        )
-        self._log_dead(letter)
-        return letter
+            self._hand_over()
 
     # ---- writer thread ----------------------------------------------------------------
 
