@@ -1,4 +1,7 @@
-"""Clip encoding (H.264 MP4 through PyAV) and annotated snapshots (OpenCV drawing)."""
+"""Clip encoding (H.264 MP4 through PyAV) and annotated snapshots (OpenCV drawing).
+
+`write_clip` encodes the JPEG ring of sources that deliver raw frames; a camera's own H.264/H.265
+packets are cut by stream copy instead (`evidence.clips`)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,6 @@
-"""A bounded, time-windowed ring of JPEG-encoded frames (the evidence pre-roll)."""
+"""A bounded, time-windowed ring of JPEG-encoded frames: the evidence pre-roll of sources that
+deliver raw frames (WebRTC, MQTT snapshots, codecs other than H.264/H.265); cameras sending
+H.264/H.265 keep their own packets instead (`ingest.video.packetring`)."""
 
 from __future__ import annotations
 
