@@ -118,8 +118,12 @@ class _State:
 class Thresholds:
     """The engine's threshold state: samples in (`feed`), time passing (`tick`), episodes out."""
 
-    def __init__(self, config: SiteConfig) -> None:
+    def __init__(self, config: SiteConfig, *, count_unheard: bool = True) -> None:
         self.config = config
+        self.count_unheard = count_unheard
+        """Whether a sensor never heard is silent since the start (live runs: a dead sensor
+        after a restart); a replay sets it False, since a recording need not hold every
+        device of the site."""
         self._specs: dict[str, Threshold] = {}
         self._by_metric: dict[str, list[Threshold]] = {}
         self._silent: list[Threshold] = []
@@ -181,7 +185,8 @@ class Thresholds:
 
     def tick(self, now: float) -> list[Observation]:
         """Time passing: devices silent for a `silent_for` start a silence episode. A sensor
-        never heard since the box started counts from the start."""
+        never heard since the box started counts from the start (unless `count_unheard` is
+        off)."""
         if not self._silent:
             return []
         if self._started is None:
@@ -192,6 +197,8 @@ class Thresholds:
                 if device.kind is not DeviceKind.SENSOR:
                     continue
                 if spec.metric is not None and spec.metric not in (device.metrics or {}):
+                    continue
+                if not self.count_unheard and (spec.signature, device.id) not in self._states:
                     continue
                 state = self._state(spec, device.id)
                 if state.last_t == float("-inf"):

@@ -254,3 +254,13 @@ def test_bad_thresholds_name_the_problem(
         engine(tmp_path, rule("bad", condition=condition))
     text = "\n".join(caught.value.problems)
     assert words in text and "rules.yaml:" in text, text
+
+
+def test_a_replay_counts_only_the_sensors_its_recording_holds(tmp_path: Path) -> None:
+    silent = rule("sensor-silent", condition={"kind": "metric", "threshold": {"silent_for": "5m"}})
+    eng = engine(tmp_path, silent, external_clock=True)
+    eng.thresholds.count_unheard = False
+    eng.advance(at(0))
+    feed(eng, "bin-1", "fill_pct", minutes([10] * 3))
+    opened = eng.advance(at(20 * 60))
+    assert [v.devices for v in opened] == [("bin-1",)]  # heard, then silent; the rest unheard
