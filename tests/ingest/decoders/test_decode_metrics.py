@@ -25,9 +25,7 @@ BIN = Device.model_validate(
         },
     }
 )
-CTX = DecodeContext(
-    "bin-12", Stream.METRICS, "json", "wgs84", TOPIC, RECEIVED, metrics=BIN.metrics
-)
+CTX = DecodeContext("bin-12", Stream.METRICS, "json", "wgs84", TOPIC, RECEIVED, metrics=BIN.metrics)
 
 
 def encode(**fields: Any) -> bytes:
