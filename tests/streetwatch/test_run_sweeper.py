@@ -19,7 +19,7 @@ from tests.conftest import REPO, market_site_text
 from tests.runkit import RunProcess, cases_of, metric, publish, verify, wait_until
 
 DURATION_S = 600.0
-SPEED = 60.0
+SPEED = 150.0
 
 
 def sweeper_site(tmp_path: Path, deadline_after_s: float) -> tuple[Path, datetime]:
