@@ -411,7 +411,9 @@ def main() -> None:
         flush=True,
     )
     best_rate = 0.0
-    cameras, kept, tried = max(1, estimate), 0, set()
+    # no pipeline carries more cameras than the raw call alone: start the search at or below it
+    start = min(estimate, int(raw_rate / STREAM_FPS))
+    cameras, kept, tried = max(1, start), 0, set()
     while cameras not in tried and time.monotonic() - begun < BUDGET_S - args.capacity_s - 20:
         tried.add(cameras)
         rate = capacity(cameras, args.capacity_s, config, args.redetect_s)
