@@ -111,6 +111,11 @@ class GpsDetector:
         if self.device.route is not None:
             self._corridor = Corridor(self.device.route, projection)
 
+    @property
+    def off_route(self) -> bool:
+        """Outside the route corridor now (an `off` situation is open)."""
+        return self._off is not None
+
     # ---- state across restarts ------------------------------------------------------------
 
     def snapshot(self) -> dict[str, Any]:

@@ -33,6 +33,9 @@ class ObservationKind(StrEnum):
     COVERAGE = "coverage"
     """A sweeper's road segment today: `partial`, `covered`, `uncovered` (its deadline passed
     short of the passes it needs) or `missed` (the day ended so); attributes hold the passes."""
+    VEHICLE_SIGNAL = "vehicle_signal"
+    """A vehicle terminal's alarm flag or named input (JT/T 808: overspeed, dump_raised): state
+    the signal's name while it is on, `clear` when it goes off (detectors/vehicle_signals.py)."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -23,7 +23,8 @@ from detectors.geomag import GeomagDetector, OnBoardBay
 from detectors.gps import GpsDetector
 from detectors.gps_filters import Candidate
 from detectors.metrics import metric_observation
-from detectors.observation import Observation
+from detectors.observation import GeoPoint, Observation
+from detectors.vehicle_signals import SignalTracker
 from ingest.config import DeviceKind, SiteConfig
 from ingest.readings import DroneTelemetry, GeomagField, GeomagState, GpsFix, Metric, Reading
 
@@ -46,6 +47,8 @@ class SensorDetectors:
             if d.kind is DeviceKind.GPS and d.sweeping is not None
         }
         """Sanitation vehicles' segment coverage, fed the fixes the GPS filters accept."""
+        self._signals: dict[str, SignalTracker] = {}
+        """Vehicle terminals' alarm flags and named inputs (JT/T 808)."""
 
     def process(self, reading: Reading) -> list[Observation]:
         """The observations one reading causes (often none). Never raises on odd input."""
@@ -79,6 +82,10 @@ class SensorDetectors:
                 time_flag=reading.time_flag,
             )
             out = vehicle.process(fix, payload.speed_kmh)
+            if payload.attributes:
+                out += self._signals_of(device.id).process(
+                    ts, payload.attributes, GeoPoint(payload.lon, payload.lat), vehicle.off_route
+                )
             coverage = self._coverage.get(device.id)
             if coverage is not None and vehicle.last_fix is fix:
                 out += coverage.process(ts, fix.lon, fix.lat, payload.speed_kmh)
@@ -197,6 +204,12 @@ class SensorDetectors:
         """Current state of a geomagnetic device's bay (`occupied`/`vacant`), None before data."""
         bay = self._on_board.get(device_id) or self._geomag.get(device_id)
         return None if bay is None or not bay.known else bay.state.value
+
+    def _signals_of(self, device_id: str) -> SignalTracker:
+        tracker = self._signals.get(device_id)
+        if tracker is None:
+            tracker = self._signals[device_id] = SignalTracker(device_id, self.stats)
+        return tracker
 
     def _vehicle(self, device_id: str, subject: str) -> GpsDetector:
         detector = self._gps.get(device_id)

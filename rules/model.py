@@ -10,6 +10,7 @@ from pydantic import Field, field_validator, model_validator
 
 from detectors.observation import ObservationKind
 from ingest.config import SafeId, Strict, ZoneKind
+from ingest.jt808.location import ALARM_NAMES
 from rules.fields import Duration, Names, unknown
 from rules.schedule import CompiledSchedule, Schedule
 from rules.thresholds import Threshold
@@ -54,6 +55,7 @@ DEFAULT_STATES: dict[ObservationKind, tuple[str, ...] | None] = {
     ObservationKind.DEVICE_HEALTH: None,
     ObservationKind.COVERAGE: ("uncovered",),
     ObservationKind.METRIC: ("over",),
+    ObservationKind.VEHICLE_SIGNAL: tuple(sorted(ALARM_NAMES)),
 }
 """What a clause matches when it names no `state`; another state of the same subject closes it."""
 
@@ -69,6 +71,7 @@ KNOWN_STATES: dict[ObservationKind, tuple[str, ...]] = {
 DEFAULT_LOST_AFTER: dict[ObservationKind, float | None] = {
     ObservationKind.PRESENCE: 30.0,
     ObservationKind.SPEEDING: 30.0,
+    ObservationKind.VEHICLE_SIGNAL: 60.0,
 }
 """Kinds whose detectors keep re-reporting a live subject: silence this long means gone.
 The others are state-driven (occupied until vacant, off route until back)."""

@@ -43,6 +43,7 @@ from streetwatch.pipeline import CATALOG, Pipeline, PipelineOptions
 from streetwatch.run_cli import start_console, status_line
 from streetwatch.scenario import build_scenario
 from streetwatch.scenario_drone import publish_footage_telemetry
+from streetwatch.scenario_jt808 import Player, jt808_reports
 from streetwatch.scenario_sweeper import with_deadlines_at
 from streetwatch.simulate import publish_scenario, scenario_start
 from streetwatch.users import UserStore
@@ -130,6 +131,9 @@ def main(argv: list[str] | None = None) -> int:
             "console": config.console.model_copy(update={"users_file": root / "users.yaml"}),
         }
     )
+    if config.jt808 is not None:  # the JT/T 808 trucks' listener on loopback, on a free port
+        jt808 = config.jt808.model_copy(update={"host": "127.0.0.1", "port": free_port()})
+        config = config.model_copy(update={"jt808": jt808})
     feed = config.evidence.feed.model_copy(update={"mqtt": EvidenceMqttFeed()})
     config = config.model_copy(
         update={"evidence": config.evidence.model_copy(update={"feed": feed})}
@@ -183,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
                 start=scenario_start(args.duration, args.speed),
                 faults=True,
             )
+            messages, trucks = jt808_reports(config, messages)
+            player = Player(config, trucks, speed=args.speed, stop=stop).start() if trucks else None
             report = publish_scenario(
                 messages,
                 url=broker.url,
@@ -192,6 +198,9 @@ def main(argv: list[str] | None = None) -> int:
             )
             rounds += 1
             print(f"simulate: sent {report.sent}, acknowledged {report.acked}")
+            if player is not None:
+                player.join()
+                print(f"simulate: {player.summary()}")
             if not args.keep_running:
                 break
         _settle(pipeline, stop)

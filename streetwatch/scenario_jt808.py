@@ -275,6 +275,7 @@ def _corridor(device: Device, projection) -> Corridor:
 class PlayReport:
     sent: int = 0
     acked: int = 0
+    refused: int = 0
     reconnects: int = 0
     errors: list[str] = field(default_factory=list)
 
@@ -288,9 +289,11 @@ def play(
     speed: float,
     stop: threading.Event,
     started: float | None = None,
+    give_up_s: float = 60.0,
 ) -> PlayReport:
     """Send each device's reports at their scenario times (one thread per terminal); a report
-    not acknowledged is sent again after a reconnect, as a terminal does."""
+    not acknowledged is sent again after a reconnect, as a terminal does. A terminal that gets
+    no acknowledgement for `give_up_s` stops (its error is in the report)."""
     started = time.monotonic() if started is None else started
     out = PlayReport()
     lock = threading.Lock()
@@ -302,21 +305,32 @@ def play(
         assert device.phone is not None
         terminal = Terminal(host, port, device.phone)
         pending = list(mine)
+        progress = time.monotonic()
         while pending and not stop.is_set():
+            if time.monotonic() - progress > give_up_s:
+                with lock:
+                    out.errors.insert(0, f"{device.id}: gave up after {give_up_s:g} s")
+                break
             try:
                 if terminal.sock is None:
                     terminal.connect()
                     terminal.login()
                 report = pending[0]
                 wait = started + report.at_s / speed - time.monotonic()
-                if wait > 0 and stop.wait(wait):
-                    break
+                if wait > 0:
+                    if stop.wait(wait):
+                        break
+                    progress = time.monotonic()
                 with lock:
                     out.sent += 1
-                if terminal.report(report.location) == 0:
-                    pending.pop(0)
-                    with lock:
+                result = terminal.report(report.location)
+                pending.pop(0)  # answered: a refusal (result 2) is not sent again
+                progress = time.monotonic()
+                with lock:
+                    if result == 0:
                         out.acked += 1
+                    else:
+                        out.refused += 1
             except (OSError, TimeoutError, ValueError) as exc:
                 terminal.close()
                 with lock:
@@ -340,3 +354,51 @@ def play(
 def connect_host(host: str) -> str:
     """Where a local client reaches a listener bound to `host`."""
     return "127.0.0.1" if host in ("0.0.0.0", "::", "") else host
+
+
+class Player:
+    """`play` in a background thread, beside the MQTT publisher (simulate, the demo)."""
+
+    def __init__(
+        self,
+        config: SiteConfig,
+        reports: list[Report],
+        *,
+        speed: float,
+        stop: threading.Event,
+        address: tuple[str, int] | None = None,
+    ) -> None:
+        if address is None:
+            settings = config.jt808
+            if settings is None:
+                raise ValueError("JT/T 808 devices but no `jt808:` section to send to")
+            address = (connect_host(settings.host), settings.port)
+        self.address = address
+        self.result = PlayReport()
+        self._thread = threading.Thread(
+            target=self._run, args=(config, reports, speed, stop), name="jt808-sim", daemon=True
+        )
+        self.total = len(reports)
+
+    def _run(
+        self, config: SiteConfig, reports: list[Report], speed: float, stop: threading.Event
+    ) -> None:
+        host, port = self.address
+        self.result = play(config, reports, host=host, port=port, speed=speed, stop=stop)
+
+    def start(self) -> Player:
+        self._thread.start()
+        return self
+
+    def join(self, timeout_s: float | None = None) -> PlayReport:
+        self._thread.join(timeout_s)
+        return self.result
+
+    def summary(self) -> str:
+        r = self.result
+        host, port = self.address
+        return (
+            f"jt808: sent {r.sent} location reports to {host}:{port}, {r.acked}/{self.total}"
+            f" acknowledged, {r.reconnects} reconnects"
+            + (f" (first error: {r.errors[0]})" if r.errors else "")
+        )

@@ -24,6 +24,7 @@ from ingest.yamlsource import ConfigError
 from streetwatch.cliconfig import CONFIG_OPTION, load_or_fail
 from streetwatch.scenario import SimMessage, build_scenario
 from streetwatch.scenario_drone import publish_footage_telemetry
+from streetwatch.scenario_jt808 import Player, jt808_reports
 
 CONNECT_TIMEOUT_S = 10.0
 MAX_INFLIGHT = 1000
@@ -329,6 +330,7 @@ def simulate(
     config = load_or_fail(config_path)
     start = scenario_start(duration, speed)
     messages = build_scenario(config, duration_s=duration, seed=seed, start=start, faults=faults)
+    messages, trucks = jt808_reports(config, messages)
     n_faults = sum(1 for m in messages if m.fault)
     if dry_run:
         for m in messages:
@@ -338,6 +340,8 @@ def simulate(
             f"{len(config.devices)} devices over {duration:g} s, seed {seed} (dry run)",
             err=True,
         )
+        if trucks:
+            click.echo(f"simulate: {len(trucks)} JT/T 808 location reports (dry run)", err=True)
         return
     url = broker_url or config.broker.connect_url
     try:
@@ -349,6 +353,7 @@ def simulate(
         raise click.ClickException(str(exc)) from None
     stop = threading.Event()
     undo = _on_sigint(stop)
+    player = Player(config, trucks, speed=speed, stop=stop).start() if trucks else None
     try:
         footage = publish_footage_telemetry(
             config,
@@ -374,9 +379,14 @@ def simulate(
         if footage is not None:
             footage.join()
     except BrokerUnreachable as exc:
+        stop.set()
         raise click.ClickException(f"{url}: {exc}") from None
     finally:
+        if player is not None:
+            player.join()
         undo()
+    if player is not None:
+        click.echo(f"simulate: {player.summary()}")
     click.echo(
         f"simulate: sent {report.sent}/{len(messages)} messages ({n_faults} faults) to {url} "
         f"in {report.elapsed_s:.1f} s: {report.acked} acked, {report.failed} failed"

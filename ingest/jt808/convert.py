@@ -12,26 +12,26 @@ import hashlib
 from datetime import datetime
 from typing import Any
 
-from ingest.config import Device, SiteConfig
+from ingest.config import Crs, Device, SiteConfig
 from ingest.coords import to_wgs84
 from ingest.jt808.framing import FrameError
-from ingest.jt808.location import LOADS, Location, item_value
+from ingest.jt808.location import LOADS, Location
 from ingest.readings import GpsFix, Reading, Stream
 from ingest.timeparse import time_flag
 
-_SCALED: dict[int, tuple[str, int, float]] = {
+_ITEMS: dict[int, tuple[str, int, float | None]] = {
     0x01: ("mileage_km", 4, 0.1),
     0x02: ("fuel_l", 2, 0.1),
     0x03: ("recorder_speed_kmh", 2, 0.1),
+    0x04: ("alarm_event_id", 2, None),
+    0x25: ("vehicle_signal", 4, None),
+    0x2A: ("io", 2, None),
+    0x2B: ("analog", 4, None),
+    0x30: ("signal", 1, None),
+    0x31: ("sats", 1, None),
 }
-_PLAIN: dict[int, tuple[str, int]] = {
-    0x04: ("alarm_event_id", 2),
-    0x25: ("vehicle_signal", 4),
-    0x2A: ("io", 2),
-    0x2B: ("analog", 4),
-    0x30: ("signal", 1),
-    0x31: ("sats", 1),
-}
+"""Additional items decoded (id: name, length, scale); others are kept raw under `items`."""
+_GPS = Stream.GPS
 _INPUT_WORD = {"status": None, "io": 0x2A, "signal": 0x25}
 
 
@@ -40,74 +40,86 @@ def location_key(device_id: str, body: bytes) -> str:
 
 
 def attributes(loc: Location, device: Device) -> dict[str, Any]:
+    status = loc.status
     attrs: dict[str, Any] = {
         "protocol": "jt808",
         "alarm": loc.alarms,
         "status": loc.flags,
-        "load": LOADS[(loc.status >> 8) & 0x3],
+        "load": LOADS[(status >> 8) & 0x3],
         "altitude_m": loc.altitude_m,
     }
-    raw: dict[str, str] = {}
+    raw: dict[str, str] | None = None
     for item, value in loc.items.items():
-        if item in _SCALED and len(value) == _SCALED[item][1]:
-            name, _, scale = _SCALED[item]
-            attrs[name] = round(item_value(value) * scale, 1)
-        elif item in _PLAIN and len(value) == _PLAIN[item][1]:
-            attrs[_PLAIN[item][0]] = item_value(value)
+        known = _ITEMS.get(item)
+        if known is not None and len(value) == known[1]:
+            name, _, scale = known
+            number = int.from_bytes(value, "big")
+            attrs[name] = number if scale is None else round(number * scale, 1)
         else:
+            if raw is None:
+                raw = attrs["items"] = {}
             raw[f"0x{item:02x}"] = value.hex()
-    if raw:
-        attrs["items"] = raw
-    if device.inputs:
-        attrs["inputs"] = active_inputs(loc, device.inputs)
+    inputs = device.inputs
+    if inputs:
+        attrs["inputs"] = active_inputs(loc, inputs)
     return attrs
 
 
 def active_inputs(loc: Location, inputs: dict[str, str]) -> list[str]:
     """The device's named inputs (`dump_raised: io:0`) that are on in this report."""
     on = []
-    for name, where in inputs.items():
-        source, _, bit = where.partition(":")
-        item = _INPUT_WORD[source]
+    for name, item, bit in _compiled(inputs):
         if item is None:
             word = loc.status
-        elif item in loc.items:
-            word = item_value(loc.items[item])
         else:
-            continue
-        if word >> int(bit) & 1:
+            value = loc.items.get(item)
+            if value is None:
+                continue
+            word = int.from_bytes(value, "big")
+        if word >> bit & 1:
             on.append(name)
     return on
+
+
+_COMPILED: dict[int, tuple[dict[str, str], list[tuple[str, int | None, int]]]] = {}
+
+
+def _compiled(inputs: dict[str, str]) -> list[tuple[str, int | None, int]]:
+    """`{name: "io:0"}` → [(name, item id or None for the status word, bit)], once per map."""
+    cached = _COMPILED.get(id(inputs))
+    if cached is not None and cached[0] is inputs:
+        return cached[1]
+    out = []
+    for name, where in inputs.items():
+        source, _, bit = where.partition(":")
+        out.append((name, _INPUT_WORD[source], int(bit)))
+    _COMPILED[id(inputs)] = (inputs, out)
+    return out
 
 
 def to_reading(
     loc: Location, body: bytes, device: Device, config: SiteConfig, received: datetime
 ) -> Reading:
     lat, lon = loc.lat, loc.lon
-    if device.crs.value != "wgs84":
+    if device.crs is not Crs.WGS84:
         try:
             lat, lon = to_wgs84(lat, lon, device.crs.value)
         except ValueError as exc:
             raise FrameError("out_of_range", f"device {device.id}: {exc}") from None
     attrs = attributes(loc, device)
     sats = attrs.get("sats")
+    # positional: lat, lon, speed_kmh, heading, hdop, sats, valid, source, attributes
     fix = GpsFix(
-        lat=lat,
-        lon=lon,
-        speed_kmh=loc.speed_kmh,
-        heading=float(loc.heading),
-        sats=sats if isinstance(sats, int) else None,
-        valid=loc.positioned,
-        source="jt808",
-        attributes=attrs,
+        lat, lon, loc.speed_kmh, float(loc.heading), None, sats, loc.positioned, "jt808", attrs
     )
     ingest = config.ingest
+    device_id = device.id
     return Reading(
-        key=location_key(device.id, body),
-        device_id=device.id,
-        stream=Stream.GPS,
-        device_ts=loc.time,
-        received_ts=received,
-        time_flag=time_flag(loc.time, received, ingest.max_clock_future_s, ingest.max_clock_past_s),
-        payload=fix,
+        location_key(device_id, body),
+        device_id,
+        _GPS,
+        loc.time,
+        received,
+        time_flag(loc.time, received, ingest.max_clock_future_s, ingest.max_clock_past_s),
+        fix,
     )

@@ -94,35 +94,46 @@ class Location:
 
     @property
     def alarms(self) -> list[str]:
-        return [name for bit, name in ALARM_BITS.items() if self.alarm >> bit & 1]
+        return list(_names(ALARM_BITS, self.alarm))
 
     @property
     def flags(self) -> list[str]:
-        return [name for bit, name in STATUS_BITS.items() if self.status >> bit & 1]
+        return list(_names(STATUS_BITS, self.status))
 
     @property
     def positioned(self) -> bool:
         return bool(self.status & 0x2)
 
 
+_NAMES_CACHE: dict[tuple[int, int], tuple[str, ...]] = {}
+
+
+def _names(bits: dict[int, str], value: int) -> tuple[str, ...]:
+    """The names of the bits set in `value` (cached: a fleet sends few distinct words)."""
+    key = (id(bits), value)
+    names = _NAMES_CACHE.get(key)
+    if names is None:
+        names = tuple(name for bit, name in bits.items() if value >> bit & 1)
+        if len(_NAMES_CACHE) > 4096:
+            _NAMES_CACHE.clear()
+        _NAMES_CACHE[key] = names
+    return names
+
+
+_BCD = [(b >> 4) * 10 + (b & 0xF) if b >> 4 < 10 and b & 0xF < 10 else -1 for b in range(256)]
+_EIGHT_HOURS = timedelta(hours=8)
+
+
 def bcd_time(raw: bytes) -> datetime:
     """BCD YYMMDDhhmmss in GMT+8 → UTC."""
-    text = raw.hex()
-    if not text.isdigit():
-        raise FrameError("bad_time", f"time {text!r} is not BCD")
+    yy, mo, dd, hh, mi, ss = (_BCD[b] for b in raw)
+    if min(yy, mo, dd, hh, mi, ss) < 0:
+        raise FrameError("bad_time", f"time {raw.hex()!r} is not BCD")
     try:
-        local = datetime(
-            2000 + int(text[0:2]),
-            int(text[2:4]),
-            int(text[4:6]),
-            int(text[6:8]),
-            int(text[8:10]),
-            int(text[10:12]),
-            tzinfo=GMT8,
-        )
+        local = datetime(2000 + yy, mo, dd, hh, mi, ss, tzinfo=UTC)
     except ValueError as exc:
-        raise FrameError("bad_time", f"time {text!r} (YYMMDDhhmmss, GMT+8): {exc}") from None
-    return local.astimezone(UTC)
+        raise FrameError("bad_time", f"time {raw.hex()!r} (YYMMDDhhmmss, GMT+8): {exc}") from None
+    return local - _EIGHT_HOURS
 
 
 def to_bcd_time(ts: datetime) -> bytes:

@@ -20,6 +20,7 @@ from paho.mqtt.subscribeoptions import SubscribeOptions
 from ingest.config import load_config
 from streetwatch.localbroker import Mosquitto, free_port
 from streetwatch.scenario import build_scenario
+from streetwatch.scenario_jt808 import jt808_reports
 from streetwatch.simulate import (
     BrokerUnreachable,
     publish_scenario,
@@ -178,14 +179,12 @@ def test_cli_dry_run_lists_the_scenario() -> None:
     )
     assert result.exit_code == 0, result.output
     lines = [line.split(" ") for line in result.stdout.splitlines()]
-    expected = build_scenario(
-        load_config(REPO / "devices.yaml"),
-        duration_s=20,
-        seed=1,
-        start=datetime.now(UTC),
-        faults=True,
-    )
+    site = load_config(REPO / "devices.yaml")
+    expected, trucks = jt808_reports(
+        site, build_scenario(site, duration_s=20, seed=1, start=datetime.now(UTC), faults=True)
+    )  # the JT/T 808 truck's fixes go over TCP, not MQTT
     assert Counter(topic for _, topic, _ in lines) == Counter(m.topic for m in expected)
+    assert f"{len(trucks)} JT/T 808 location reports" in result.stderr
     times = [float(at_s) for at_s, _, _ in lines]
     assert times == sorted(times) and times[0] >= 0 and times[-1] < 20
     assert sum(int(size) for _, _, size in lines) > 100_000

@@ -346,7 +346,7 @@ def test_geographic_zones_go_to_the_running_gps_detector(tmp_path: Path) -> None
         client, csrf = session(f"http://{host}:{port}", "otto")
         body = client.get("/api/v1/geozones").json()
         devices = {d["device_id"]: d for d in body["devices"]}
-        assert set(devices) == {"drone-01", "gps-patrol-01", "gps-muck-07"}
+        assert set(devices) == {"drone-01", "gps-patrol-01", "gps-muck-07", "gps-muck-08"}
         assert [z["id"] for z in devices["gps-muck-07"]["zones"]] == ["school-zone"]
         bays = {p["label"] for p in body["points"] if p["what"] == "bay"}
         assert bays == {"fire-lane-1", "fire-lane-2", "fire-lane-3"}
