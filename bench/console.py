@@ -145,6 +145,8 @@ def site(folder: Path) -> Path:
             device["stream"] = str(REPO / device["stream"])
     doc["storage"] = {"root": str(folder / "var")}
     doc["console"] = {"users_file": str(folder / "users.yaml")}
+    if doc.get("jt808"):  # the demo's fixed TCP port may be taken (a demo, a test)
+        doc["jt808"] = {**doc["jt808"], "host": "127.0.0.1", "port": free_port()}
     path = folder / "devices.yaml"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False), encoding="utf-8")
     return path
