@@ -34,6 +34,8 @@ def write_copy_clip(clip: PacketClip, path) -> dict[str, float | int | str | boo
     ):
         stream = out.add_stream_from_template(template.streams.video[0])
         stream.time_base = CLIP_TIME_BASE
+        if header.codec == "hevc":
+            stream.codec_context.codec_tag = "hvc1"  # what browsers that play H.265 look for
         for p in clip.packets:
             pts = round((p.ts - first.ts).total_seconds() / CLIP_TIME_BASE)
             dts = pts - round((p.pts - p.dts) * p.header.time_base / CLIP_TIME_BASE)
