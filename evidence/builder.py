@@ -189,6 +189,19 @@ class EvidenceBuilder:
             media.result()
         return files, facts
 
+    def camera_frames(
+        self, camera_id: str, t0: datetime, t1: datetime, moments: Sequence[datetime]
+    ) -> list[EncodedFrame]:
+        """JPEG frames of a camera between t0 and t1: the ring's, or for a camera that records
+        its own packets, stills decoded at `moments` (empty when nothing was recorded)."""
+        if self.frames is None:
+            return []
+        packets = getattr(self.frames, "clip_between", None)
+        clip: PacketClip | None = packets(camera_id, t0, t1) if packets else None
+        if clip is not None:
+            return stills(clip, moments)
+        return sorted(self.frames.frames_between(camera_id, t0, t1), key=lambda f: f.ts)
+
     def _cameras_media(
         self,
         v: Violation,

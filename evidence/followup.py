@@ -218,9 +218,8 @@ class FollowUps:
         if clearance is not None:
             put("data/clearance.json", _json(clearance.to_dict()), "clearance")
         for camera in self._cameras(v):
-            frames = []
-            if self.builder.frames is not None:
-                frames = self.builder.frames.frames_between(camera.id, cleared, cleared + post)
+            end = cleared + post
+            frames = self.builder.camera_frames(camera.id, cleared, end, [end])
             # the latest frame of the post-roll: the view once the subject has gone
             found = _nearest_decodable(frames, cleared + post) if frames else None
             if found is None:

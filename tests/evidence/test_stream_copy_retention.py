@@ -1,6 +1,6 @@
 """Packages whose clips were cut by stream copy from the H.264 footage's own packets keep the
 disk quota and the chain working: oldest closed cases go first, open ones stay, the rest
-verify and every remaining clip still starts on a keyframe."""
+verify and every remaining clip still starts on a keyframe. Their follow-up packages too."""
 
 from __future__ import annotations
 
@@ -17,10 +17,11 @@ from evidence.keys import Signer
 from evidence.package import package_dirs
 from evidence.retention import Retention
 from evidence.service import EvidenceService
-from evidence.verify import verify_chain
+from evidence.verify import verify_chain, verify_package
 from ingest.frames import EncodedFrame
 from ingest.video.packetring import EncodedPacket, PacketClip, PacketRing, StreamHeader
 from tests.evidence.evidence_support import REPO, make_violation, site_config
+from tests.evidence.test_followup import _clearance
 
 START = datetime(2026, 11, 23, 8, 0, tzinfo=UTC)
 H264 = REPO / "var" / "footage" / "vtest-h264.mp4"
@@ -99,3 +100,28 @@ def test_quota_prunes_stream_copy_packages_and_the_chain_stays_whole(
     assert chain.ok and chain.packages == 2 and chain.pruned == 1, chain.findings
     for package in left:
         assert first_frame_is_key(ffprobe, package / "media/cam-1/clip.mp4")
+
+
+def test_after_package_of_a_packet_camera_has_its_still(tmp_path: Path, packets: Packets) -> None:
+    """The follow-up ("after") package's view once the subject left: decoded from the packets
+    at the end of the post-roll and JPEG-encoded once."""
+    store = CaseStore(tmp_path / "cases.sqlite")
+    signer = Signer.load_or_create(tmp_path / "key.pem")
+    builder = EvidenceBuilder(site_config(tmp_path), signer, packets, None)
+    service = EvidenceService(builder, store)
+    v = make_violation(START)
+    case = service.handle(v)
+    clearance = _clearance(v, 5.0)  # START + 18 s, the post-roll to 20 s: within the 30 s
+    assert service.clear(clearance) is not None
+
+    result = service.follow_up(case.case_id)
+
+    assert result is not None and result.created
+    report, manifest = verify_package(result.path)
+    assert report.ok and manifest is not None, report.findings
+    assert manifest["problems"] == []
+    shot = manifest["media"]["cam-1"]["snapshots"]["after"]
+    assert datetime.fromisoformat(shot["at"]["utc"]) == clearance.cleared_at + timedelta(
+        seconds=v.evidence.post_s
+    )
+    assert (result.path / "media/cam-1/after.raw.jpg").read_bytes()[:2] == b"\xff\xd8"
