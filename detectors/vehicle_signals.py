@@ -42,9 +42,8 @@ class SignalTracker:
         if not attributes:
             return []
         inputs = list(attributes.get("inputs") or ())
-        active = set(attributes.get("alarm") or ()) | set(inputs)
-        if off_route:
-            active |= {f"{name}_off_route" for name in inputs}
+        off = [f"{name}_off_route" for name in inputs] if off_route else []
+        active = dict.fromkeys([*(attributes.get("alarm") or ()), *inputs, *off])
         out = []
         for signal in active:
             times = self._on.get(signal)

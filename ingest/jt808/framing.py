@@ -2,8 +2,8 @@
 and the last byte before the closing 0x7E is the XOR of every byte before it (the check code).
 
 `FrameSplitter` cuts a TCP byte stream into frames however it was split across reads. Bytes
-before a frame's opening 0x7E are junk (counted); two 0x7E in a row are an empty frame between
-two delimiters (some terminals share one delimiter between frames), skipped.
+before the first 0x7E are junk (counted). A frame's closing 0x7E may also open the next (some
+terminals share one delimiter between frames); two 0x7E in a row delimit nothing, skipped.
 """
 
 from __future__ import annotations
@@ -100,8 +100,8 @@ class FrameSplitter:
 
     @property
     def partial(self) -> bool:
-        """A frame has begun and not ended."""
-        return self._open
+        """A frame has begun (bytes after its delimiter) and not ended."""
+        return self._open and bool(self._buf)
 
     def feed(self, data: bytes) -> list[bytes | Oversized]:
         buf = self._buf
@@ -130,7 +130,6 @@ class FrameSplitter:
                 pos = end + 1  # 0x7E 0x7E: the second opens the next frame
                 continue
             out.append(bytes(buf[pos:end]))
-            pos = end + 1
-            self._open = False
+            pos = end + 1  # still open: the closing delimiter may open the next frame
         del buf[:pos]
         return out
