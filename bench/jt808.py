@@ -75,7 +75,11 @@ def bodies(terminal: int, batches: int, per_batch: int) -> list[list[bytes]]:
     return out
 
 
-async def _terminal(port: int, phone: str, frames: list[bytes], started: asyncio.Event) -> None:
+async def _terminal(
+    port: int, phone: str, frames: list[bytes], started: asyncio.Event, window: int
+) -> None:
+    """Log in, then upload: up to `window` batches unacknowledged at a time (a terminal
+    emptying its blind-area store does not wait for each answer)."""
     from ingest.jt808.framing import FrameSplitter, unwrap
     from ingest.jt808.message import parse
     from streetwatch.scenario_jt808 import Terminal
@@ -98,22 +102,28 @@ async def _terminal(port: int, phone: str, frames: list[bytes], started: asyncio
     writer.write(term.frame(0x0102, bytes((len(code),)) + code + b"\0" * 35))
     assert (await reply())[4] == 0
     await started.wait()
-    for frame in frames:
+    sent = 0
+    for frame in frames[:window]:
         writer.write(frame)
+        sent += 1
+    for _ in frames:
         assert (await reply())[4] == 0
+        if sent < len(frames):
+            writer.write(frames[sent])
+            sent += 1
     writer.close()
 
 
-def client(port: int, terminals: int, batches: int, per_batch: int, queue) -> None:
+def client(port: int, terminals: int, batches: int, per_batch: int, window: int, queue) -> None:
     try:
-        elapsed = _client(port, terminals, batches, per_batch)
+        elapsed = _client(port, terminals, batches, per_batch, window)
         queue.put((elapsed, time.process_time()))
     except BaseException as exc:
         queue.put(exc)
         raise
 
 
-def _client(port: int, terminals: int, batches: int, per_batch: int) -> float:
+def _client(port: int, terminals: int, batches: int, per_batch: int, window: int) -> float:
     from ingest.jt808.location import join_batch
     from streetwatch.scenario_jt808 import Terminal
 
@@ -126,7 +136,7 @@ def _client(port: int, terminals: int, batches: int, per_batch: int) -> float:
 
     async def main() -> float:
         started = asyncio.Event()
-        tasks = [asyncio.create_task(_terminal(port, p, f, started)) for p, f in work]
+        tasks = [asyncio.create_task(_terminal(port, p, f, started, window)) for p, f in work]
         await asyncio.sleep(0.5)  # every terminal logged in
         t0 = time.perf_counter()
         started.set()
@@ -150,7 +160,7 @@ def gateway(args: argparse.Namespace) -> tuple[float, int]:
         queue = ctx.Queue()
         proc = ctx.Process(
             target=client,
-            args=(listener.port, args.terminals, args.batches, args.per_batch, queue),
+            args=(listener.port, args.terminals, args.batches, args.per_batch, args.window, queue),
         )
         cpu0 = time.process_time()
         proc.start()
@@ -207,6 +217,7 @@ def main() -> None:
     parser.add_argument("--terminals", type=int, default=50)
     parser.add_argument("--batches", type=int, default=100)
     parser.add_argument("--per-batch", type=int, default=20, help="20 fit one 1023-byte body")
+    parser.add_argument("--window", type=int, default=4, help="batches in flight per terminal")
     parser.add_argument("--rounds", type=int, default=2)
     args = parser.parse_args()
     print(

@@ -79,8 +79,10 @@ ALARM_NAMES = frozenset(ALARM_BITS.values())
 STATUS_NAMES = frozenset(STATUS_BITS.values())
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Location:
+    """One location report (not frozen: built per report on the hot path, never changed)."""
+
     alarm: int
     status: int
     lat: float
@@ -126,8 +128,8 @@ _EIGHT_HOURS = timedelta(hours=8)
 
 def bcd_time(raw: bytes) -> datetime:
     """BCD YYMMDDhhmmss in GMT+8 → UTC."""
-    yy, mo, dd, hh, mi, ss = (_BCD[b] for b in raw)
-    if min(yy, mo, dd, hh, mi, ss) < 0:
+    yy, mo, dd, hh, mi, ss = map(_BCD.__getitem__, raw)
+    if yy < 0 or mo < 0 or dd < 0 or hh < 0 or mi < 0 or ss < 0:
         raise FrameError("bad_time", f"time {raw.hex()!r} is not BCD")
     try:
         local = datetime(2000 + yy, mo, dd, hh, mi, ss, tzinfo=UTC)

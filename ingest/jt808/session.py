@@ -9,7 +9,7 @@ import logging
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
-from ingest.config import Device
+from ingest.config import Device, SiteConfig
 from ingest.journal import DeadLetter
 from ingest.jt808.convert import to_reading
 from ingest.jt808.framing import FrameError, unwrap
@@ -162,32 +162,56 @@ class Session:
             self.answer(header, FAILED)
 
     def _locations(self, header: Header, body: bytes, raw: bytes, device: Device) -> None:
+        """Hand the reports to the journal writer, which decodes them (keeping this loop free
+        for the sockets), commits them, and only then has them answered."""
         received = datetime.now(UTC)
-        readings: list[Reading] = []
-        dead: list[DeadLetter] = []
         topic = self.topic(header)
-        limit = self.config.ingest.dead_letter_payload_bytes
-        try:
-            bodies = [body] if header.msg_id == LOCATION else split_batch(body)[1]
-        except FrameError as exc:
-            dead.append(DeadLetter.of(topic, raw, exc.reason, exc.detail, received, limit))
-            bodies = []
-        for index, item in enumerate(bodies):
-            try:
-                loc = decode_location(item)
-                readings.append(to_reading(loc, item, device, self.config, received))
-            except FrameError as exc:
-                key = f"{topic}/{item.hex()[:64]}/{index}"
-                detail = exc.detail if len(bodies) == 1 else f"item {index}: {exc.detail}"
-                dead.append(DeadLetter.of(topic, item, exc.reason, detail, received, limit, key))
-        self.stats.inc("reports", len(bodies))
-        result = OK if readings or not dead else MESSAGE_ERROR
+        config = self.config
+        stats = self.stats
 
-        def done(_: object) -> None:
+        def prepare() -> tuple[list[Reading], list[DeadLetter]]:
+            readings, dead, count = decode_reports(
+                header, body, raw, device, config, received, topic
+            )
+            stats.inc("reports", count)
+            return readings, dead
+
+        def done(job: Job) -> None:
+            result = OK if job.readings or not job.dead else MESSAGE_ERROR
             self._loop.call_soon_threadsafe(self._acked, header, result)
 
-        self.listener.journal_writer.submit(Job(readings, dead, done))
+        self.listener.journal_writer.submit(Job([], [], done, prepare))
 
     def _acked(self, header: Header, result: int) -> None:
         self.answer(header, result)
         self.stats.inc("acks")
+
+
+def decode_reports(
+    header: Header,
+    body: bytes,
+    raw: bytes,
+    device: Device,
+    config: SiteConfig,
+    received: datetime,
+    topic: str,
+) -> tuple[list[Reading], list[DeadLetter], int]:
+    """A 0x0200 or 0x0704 body → its readings and the dead letters of what cannot be read (a
+    bad batch item alone, keyed so a resent batch stores it once), and how many reports."""
+    readings: list[Reading] = []
+    dead: list[DeadLetter] = []
+    limit = config.ingest.dead_letter_payload_bytes
+    try:
+        bodies = [body] if header.msg_id == LOCATION else split_batch(body)[1]
+    except FrameError as exc:
+        dead.append(DeadLetter.of(topic, raw, exc.reason, exc.detail, received, limit))
+        return readings, dead, 0
+    for index, item in enumerate(bodies):
+        try:
+            loc = decode_location(item)
+            readings.append(to_reading(loc, item, device, config, received))
+        except FrameError as exc:
+            key = f"{topic}/{item.hex()[:64]}/{index}"
+            detail = exc.detail if len(bodies) == 1 else f"item {index}: {exc.detail}"
+            dead.append(DeadLetter.of(topic, item, exc.reason, detail, received, limit, key))
+    return readings, dead, len(bodies)
