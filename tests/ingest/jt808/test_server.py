@@ -186,3 +186,13 @@ def _replies(sock: socket.socket, n: int) -> list:
 def test_wrap_round_trip() -> None:
     message = bytes(range(0x70, 0x80)) * 3
     assert unwrap(wrap(message)[1:-1]) == message
+
+
+def test_a_connection_that_never_authenticates_is_closed(tmp_path: Path) -> None:
+    with listening(tmp_path, auth_timeout_s=0.3) as (listener, journal):
+        with Terminal("127.0.0.1", listener.port, TRUCK_PHONE) as truck:
+            assert truck.heartbeat() == 0  # talking, but not authenticating
+            with pytest.raises(ConnectionError):
+                truck.receive(10)
+        wait_until(lambda: journal.dead_letter_counts().get("auth_timeout") == 1)
+        assert listener.stats.get("closed.auth_timeout") == 1
