@@ -26,7 +26,6 @@ class Whole:
     header: Header
     """The last part's header (the one the completing reply answers)."""
     body: bytes
-    serials: list[int]
 
 
 class Reassembler:
@@ -57,8 +56,7 @@ class Reassembler:
             del self._groups[key]
             self._held -= group.size
             body = b"".join(group.parts[i] for i in range(1, header.packages + 1))
-            first = key[3]
-            return Whole(header, body, [(first + i) & 0xFFFF for i in range(header.packages)])
+            return Whole(header, body)
         if header.index == header.packages:
             return [i for i in range(1, header.packages + 1) if i not in group.parts]
         return None
