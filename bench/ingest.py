@@ -14,7 +14,7 @@ ratio of the pipeline to the bare client.
 Paced: the publisher sends at a fixed rate below capacity; end-to-end latency (publisher's
 clock at publish -> journal commit) is measured there.
 
-    .venv/bin/python bench/ingest.py [--messages 100000] [--rounds 2] [--paced-rate 5000]
+    .venv/bin/python bench/ingest.py [--messages 60000] [--rounds 2] [--paced-rate 5000]
 
 Last lines: `lost: N`, `limit_bare_client_per_s: N /s` and `ratio_to_bare_client: N` (live
 flood), then `readings_per_s: N /s`.
@@ -41,7 +41,6 @@ sys.path.insert(0, str(REPO))
 TOPIC = "streetwatch/bench-site/gps-1/gps"
 WINDOW = 1000
 RECEIVE_MAXIMUM = 5000
-BARE_ID = "bench-bare"
 
 
 def publish(port: int, count: int, rate: float, first_seq: int) -> None:
@@ -78,7 +77,7 @@ def publish(port: int, count: int, rate: float, first_seq: int) -> None:
     client.loop_stop()
 
 
-def bare(port: int, count: int, subscribe_only: bool, tuned: bool) -> None:
+def bare(port: int, count: int, subscribe_only: bool, tuned: bool, client_id: str) -> None:
     """The bare client: paho v5, persistent session, QoS 1 (paho's automatic PUBACK), an
     on_message that only counts. Prints `ready` once subscribed, then its figures as JSON.
 
@@ -110,7 +109,7 @@ def bare(port: int, count: int, subscribe_only: bool, tuned: bool) -> None:
     if tuned:
         acks: list[int] = []
         client = IngestClient(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=BARE_ID, protocol=mqtt.MQTTv5,
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5,
             manual_ack=True,
         )  # fmt: skip
 
@@ -126,7 +125,7 @@ def bare(port: int, count: int, subscribe_only: bool, tuned: bool) -> None:
         client.on_read_end = on_read_end
     else:
         client = mqtt.Client(
-            mqtt.CallbackAPIVersion.VERSION2, client_id=BARE_ID, protocol=mqtt.MQTTv5
+            mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, protocol=mqtt.MQTTv5
         )
     client.on_message = on_message
     client.on_connect = lambda c, *_: c.subscribe(TOPIC, qos=1)
@@ -158,12 +157,16 @@ def sustained(commits: list[tuple[float, int]]) -> float:
             t_lo, n_lo = t, cumulative
         if t_hi is None and cumulative >= total * 0.9:
             t_hi, n_hi = t, cumulative
-    return (n_hi - n_lo) / (t_hi - t_lo) if t_lo and t_hi and t_hi > t_lo else 0.0
+    if t_lo and t_hi and t_hi > t_lo:
+        return (n_hi - n_lo) / (t_hi - t_lo)
+    ordered = sorted(commits)  # a few big commits: from the end of the first to the last
+    span = ordered[-1][0] - ordered[0][0] if len(ordered) > 1 else 0.0
+    return (total - ordered[0][1]) / span if span > 0 else 0.0
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--messages", type=int, default=100_000)
+    parser.add_argument("--messages", type=int, default=60_000)
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--paced-rate", type=float, default=5000)
     parser.add_argument("--paced-s", type=float, default=5)
@@ -171,6 +174,7 @@ def main() -> None:
     parser.add_argument("--bare-port", type=int, help=argparse.SUPPRESS)
     parser.add_argument("--subscribe-only", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--tuned", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--client-id", default="bench-bare", help=argparse.SUPPRESS)
     parser.add_argument("--rate", type=float, default=0, help=argparse.SUPPRESS)
     parser.add_argument("--first-seq", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -178,7 +182,7 @@ def main() -> None:
         publish(args.publish_port, args.messages, args.rate, args.first_seq)
         return
     if args.bare_port:
-        bare(args.bare_port, args.messages, args.subscribe_only, args.tuned)
+        bare(args.bare_port, args.messages, args.subscribe_only, args.tuned, args.client_id)
         return
 
     import psutil
@@ -244,8 +248,10 @@ def main() -> None:
         publisher.wait(60)
         return elapsed, used
 
-    def start_bare(tuned: bool, subscribe_only: bool = False) -> subprocess.Popen:
+    def start_bare(tuned: bool, client_id: str, subscribe_only: bool = False) -> subprocess.Popen:
+        """A bare client process; each run has a session (client id) of its own."""
         command = [sys.executable, __file__, "--bare-port", str(broker.port)]
+        command += ["--client-id", client_id]
         command += ["--messages", str(args.messages)]
         command += ["--subscribe-only"] if subscribe_only else []
         command += ["--tuned"] if tuned else []
@@ -267,7 +273,7 @@ def main() -> None:
         return text + (f", publisher {pub / elapsed * 100:.0f}%" if pub is not None else "")
 
     def bare_live(tuned: bool = False) -> tuple[float, str]:
-        child = start_bare(tuned)
+        child = start_bare(tuned, f"bench-bare-{next_seq}")
         proc = psutil.Process(child.pid)
         c0, m0 = cpu(proc), cpu(mosq)
         used = [0.0]
@@ -281,10 +287,11 @@ def main() -> None:
         return result["rate"], shares(elapsed, used[0] - c0, cpu(mosq) - m0, pub)
 
     def bare_backlog(tuned: bool = False) -> tuple[float, str]:
-        start_bare(tuned, subscribe_only=True).communicate(timeout=60)
+        client_id = f"bench-bare-{next_seq}"
+        start_bare(tuned, client_id, subscribe_only=True).communicate(timeout=60)
         run_publisher(args.messages, 0, lambda publisher: publisher.poll() is not None)
         m0, started = cpu(mosq), time.monotonic()
-        child = start_bare(tuned)
+        child = start_bare(tuned, client_id)
         proc = psutil.Process(child.pid)
         used = 0.0
         while child.poll() is None:
