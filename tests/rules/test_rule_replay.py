@@ -261,7 +261,10 @@ def test_catalog_on_scenario_opens_fire_lane_and_muck_truck_cases(scenario):
         "fire-lane-occupied",
         "muck-truck-off-route",
         "muck-truck-restricted-zone",
+        "sanitation-segment-uncovered",
     }
+    # the simulated sweeper starts on Xietu Rd at its 08:00 deadline and never sweeps Tianping Rd
+    assert {v.zone_id for v in by_rule["sanitation-segment-uncovered"]} == {"xietu-n", "tianping-e"}
     assert {v.zone_id for v in by_rule["fire-lane-occupied"]} == {
         "fire-lane-1",
         "fire-lane-2",
