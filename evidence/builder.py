@@ -33,12 +33,12 @@ from evidence.media import Overlay, annotate, decode, encode_jpeg, write_clip
 from evidence.metric_plot import metric_files
 from evidence.package import FORMAT, both_times, case_id_of, package_dir
 from evidence.plates import PlateFinding, PlateStage, encode_png, vehicle_party
+from evidence.series import read_history
 from ingest import failpoints
 from ingest.config import Device, DeviceKind, SiteConfig
 from ingest.coords import wgs84_to_bd09, wgs84_to_gcj02
 from ingest.frames import EncodedFrame
 from ingest.journal import Journal
-from ingest.readings import DroneTelemetry, GeomagField, GeomagState, GpsFix, Reading
 from ingest.video.packetring import PacketClip
 from rules.violation import Violation
 
@@ -170,17 +170,16 @@ class EvidenceBuilder:
             sensor_ids = [d.id for d in devices if d is not None and d.kind not in _CAMERA_KINDS]
             if sensor_ids and self.journal is not None:
                 since = v.window_start - timedelta(seconds=spec.sensor_series_s)
-                readings = self.journal.readings_between(sensor_ids, since, t1)
-                series, track = _series(readings, v, self.tz)
-                if series["series"]:
-                    put("data/sensor_series.json", _json(series), "sensor_series")
-                if track["features"]:
-                    put("data/gps_track.geojson", _json(track), "gps_track")
-                for rel, data, role in metric_files(
-                    readings, v.observations, self.tz, v.window_end
-                ):
+                history = read_history(self.journal, sensor_ids, since, t1, v.observations, self.tz)
+                for rel, data, role in history.files():
                     put(rel, data, role)
-                facts["sensor_readings"] = len(readings)
+                if history.metric_devices:
+                    readings = self.journal.readings_between(history.metric_devices, since, t1)
+                    for rel, data, role in metric_files(
+                        readings, v.observations, self.tz, v.window_end
+                    ):
+                        put(rel, data, role)
+                facts["sensor_readings"] = history.readings
             coverage = coverage_evidence(v, self.config, self.journal)
             if coverage is not None:
                 put("media/coverage/coverage.png", coverage.png, "coverage_plot")
@@ -480,70 +479,3 @@ def _nearest_box(obs: Sequence[Any], ts: datetime) -> tuple[float, float, float,
         return None
     best = min(obs, key=lambda o: abs((o.frame.frame_ts - ts).total_seconds()))
     return tuple(float(c) for c in best.frame.box)  # type: ignore[return-value]
-
-
-def _series(
-    readings: list[Reading], v: Violation, tz: Any
-) -> tuple[dict[str, Any], dict[str, Any]]:
-    series: dict[str, Any] = {}
-    tracks: dict[str, list[Reading]] = {}
-    for r in readings:
-        p = r.payload
-        entry = series.setdefault(r.device_id, {"field_ut": [], "occupancy": []})
-        t = r.event_ts.astimezone(UTC).isoformat()
-        if isinstance(p, GeomagField):
-            mag = (p.x**2 + p.y**2 + p.z**2) ** 0.5
-            entry["field_ut"].append({"ts": t, "x": p.x, "y": p.y, "z": p.z, "magnitude": mag})
-        elif isinstance(p, GeomagState):
-            entry["occupancy"].append({"ts": t, "occupied": p.occupied, "source": "device"})
-        elif isinstance(p, GpsFix | DroneTelemetry):
-            tracks.setdefault(r.device_id, []).append(r)
-    for o in v.observations:
-        if o.kind.value == "occupancy":
-            entry = series.setdefault(o.device_id, {"field_ut": [], "occupancy": []})
-            entry["occupancy"].append(
-                {
-                    "ts": o.last_seen.astimezone(UTC).isoformat(),
-                    "occupied": o.state == "occupied",
-                    "since": o.first_seen.astimezone(UTC).isoformat(),
-                    "source": "detector",
-                }
-            )
-    series = {k: s for k, s in series.items() if s["field_ut"] or s["occupancy"]}
-    features: list[dict[str, Any]] = []
-    for device_id, points in tracks.items():
-        coords = [[r.payload.lon, r.payload.lat] for r in points]  # type: ignore[union-attr]
-        times = [both_times(r.event_ts, tz) for r in points]
-        features.append(
-            {
-                "type": "Feature",
-                "geometry": {"type": "LineString", "coordinates": coords}
-                if len(coords) > 1
-                else {"type": "Point", "coordinates": coords[0]},
-                "properties": {
-                    "device_id": device_id,
-                    "start": times[0],
-                    "end": times[-1],
-                    "points": len(coords),
-                    "crs": "WGS-84",
-                },
-            }
-        )
-        for r, when in zip(points, times, strict=True):
-            p = r.payload
-            props = {"device_id": device_id, "ts": when, "time_flag": r.time_flag.value}
-            props.update(
-                {
-                    k: getattr(p, k)
-                    for k in ("speed_kmh", "heading", "hdop", "sats", "alt_m")
-                    if getattr(p, k, None) is not None
-                }
-            )
-            features.append(
-                {
-                    "type": "Feature",
-                    "geometry": {"type": "Point", "coordinates": [p.lon, p.lat]},  # type: ignore[union-attr]
-                    "properties": props,
-                }
-            )
-    return {"series": series}, {"type": "FeatureCollection", "features": features}

@@ -21,13 +21,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from evidence.blur import blur_bystanders
-from evidence.builder import _CAMERA_KINDS, EvidenceBuilder, _json, _nearest_decodable, _series
+from evidence.builder import _CAMERA_KINDS, EvidenceBuilder, _json, _nearest_decodable
 from evidence.cases import CLEARED, Case, CaseStore
 from evidence.fsutil import write_file
 from evidence.media import Overlay, annotate, encode_jpeg
@@ -40,7 +40,7 @@ from evidence.package import (
     case_id_of,
     package_dir,
 )
-from ingest.readings import Metric
+from evidence.series import read_history
 from rules.clearance import Clearance
 from rules.violation import Violation
 
@@ -261,21 +261,20 @@ class FollowUps:
         ]
         journal = self.builder.journal
         if sensors and journal is not None:
-            readings = journal.readings_between(sensors, v.opened_at, cleared + post)
             shown = v.observations
             if clearance is not None and clearance.observation is not None:
                 shown = (*shown, clearance.observation)
-            series, track = _series(readings, replace(v, observations=shown), self.builder.tz)
-            if series["series"]:
-                put("data/sensor_series.json", _json(series), "sensor_series")
-            if track["features"]:
-                put("data/gps_track.geojson", _json(track), "gps_track")
-            if any(isinstance(r.payload, Metric) for r in readings):
+            history = read_history(
+                journal, sensors, v.opened_at, cleared + post, shown, self.builder.tz
+            )
+            for rel, data, role in history.files():
+                put(rel, data, role)
+            if history.metric_devices:
                 # the whole episode, from its start to the clearance, not just its end
                 episode = journal.readings_between(sensors, v.window_start, cleared + post)
                 for rel, data, role in metric_files(episode, shown, self.builder.tz, cleared):
                     put(rel, data, role)
-            facts["sensor_readings"] = len(readings)
+            facts["sensor_readings"] = history.readings
         return files, facts
 
     def _manifest(
