@@ -11,7 +11,10 @@ On cameras with a shop-front or sidewalk zone two more kinds of track join them:
 (`goods`, or `stall` where stall furniture stands; detectors/leftobject.py, whatever the model
 knows) and stalls (stall furniture standing together, detectors/stalls.py). They have their own
 id spaces, are never carried or let go by the detector's misses, and end when their detector
-says so (the goods taken in, the furniture gone).
+says so (the goods taken in, the furniture gone); detectors/camera_placed.py wires them in.
+
+Beside this module: the Observations of visits (camera_observations.py), the pre-roll for
+evidence (camera_recording.py), the threads (camera_worker.py), the counters (camera_state.py).
 """
 
 from __future__ import annotations
@@ -25,25 +28,29 @@ from pathlib import Path
 
 import numpy as np
 
-from detectors.camera_state import CameraStats, TrackState, VisitLog
+from detectors.camera_observations import VisitObservations, subject_id
+from detectors.camera_placed import PlacedTracks
+from detectors.camera_recording import CameraRecording
+from detectors.camera_state import CameraStats, TrackState
+from detectors.camera_worker import CameraWorker
 from detectors.detections import box_iou
 from detectors.drone_locator import DroneLocator
 from detectors.homography import Homography
-from detectors.leftobject import ID_BASE as LEFT_ID_BASE
-from detectors.leftobject import WATCHED_KINDS, LeftObjectDetector, LeftUpdate
+from detectors.leftobject import LeftObjectDetector, LeftUpdate
 from detectors.liveview import LiveView, live_view
 from detectors.motion import MotionGate, grow_to_cover, overlaps
-from detectors.observation import FrameRef, GeoPoint, Observation, ObservationKind
-from detectors.stalls import FURNITURE, STALL_ID_BASE, StallGrouper
+from detectors.observation import FrameRef, Observation
+from detectors.stalls import StallGrouper
 from detectors.tiling import TiledDetector
 from detectors.tracking import ByteTracker, TrackedBox
 from detectors.yolo import Detections, YoloDetector
 from detectors.zones import PixelZones, Visit, footprint
-from ingest.config import VIDEO_PUSH, CameraDetect, Device, SiteConfig, Zone
+from ingest.config import CameraDetect, Device, SiteConfig, Zone
 from ingest.frames import EncodedFrame, Frame
-from ingest.video.packetring import PacketClip, PacketRing
-from ingest.video.ring import FrameRing
-from ingest.video.sources import FileFrames, VideoSource
+from ingest.video.packetring import PacketClip
+from ingest.video.sources import FileFrames
+
+__all__ = ["CameraPipeline", "subject_id"]
 
 log = logging.getLogger(__name__)
 
@@ -52,10 +59,6 @@ MATCH_IOU = 0.3
 MOVERS = frozenset({"person"})
 """Subjects whose tracks a moved region is not grown over (the grown crop made the person model
 see the ABODA bag beside its owner as part of a person: no goods)."""
-NOT_COVERING = frozenset({FURNITURE, "goods", "stall"})
-"""Tracked subjects that do not hide goods from the left-object detector (they are goods)."""
-UPRIGHT = 1.5
-"""A person's box at least this many times taller than wide stands like a person."""
 
 
 class CameraPipeline:
@@ -98,18 +101,17 @@ class CameraPipeline:
         self.homography = (
             Homography.from_pairs(device.homography) if device.homography is not None else None
         )
-        self.ring = FrameRing(self.settings.preroll_s, self.settings.jpeg_quality)
-        self.packets = PacketRing(self.settings.preroll_s)
-        """The pre-roll as the camera's own H.264/H.265 packets (the JPEG ring stays empty)."""
         self.stats = CameraStats()
+        self.recording = CameraRecording(
+            self.settings.preroll_s, self.settings.jpeg_quality, self.stats.errors
+        )
+        self.ring = self.recording.ring
+        self.packets = self.recording.packets
+        """The pre-roll as the camera's own H.264/H.265 packets (the JPEG ring stays empty)."""
         self.ground = DroneLocator(device, self.stats.ground) if device.fov else None
         """A drone's: places footprints on the ground; its zones are geographic."""
         self._stats_lock = threading.Lock()
-        self._source: VideoSource | None = None
-        self._worker: threading.Thread | None = None
-        self._stop = threading.Event()
-        self._pushed: Frame | None = None
-        self._pushed_cond = threading.Condition()
+        self._worker = CameraWorker(self)
         self._new_zones: list[Zone] | None = None
         self.live: LiveView | None = None
         """The newest analysed frame and what was found in it (the console's Live page)."""
@@ -124,19 +126,25 @@ class CameraPipeline:
         )
         self.zones = self._zone_set(self.device.zones)
         self.tracks: dict[int, TrackState] = {}
-        self.placed: dict[int, TrackState] = {}
-        """Left objects and stalls: tracks the pipeline derives rather than the detector."""
-        left = self.settings.left_object
-        watched = any(z.kind.value in WATCHED_KINDS for z in self.device.zones)
-        self.left = (
-            LeftObjectDetector(left, self.device.zones, verify=self._verify_left)
-            if left.enabled and watched
-            else None
+        self.placing = PlacedTracks(
+            self.device.id, self.settings, self.device.zones, self.detector, self.stats
         )
-        self.stall_grouper = StallGrouper() if watched else None
-        self._visits: dict[tuple[int, str], VisitLog] = {}
+        self.observer = VisitObservations(self.device, self.homography, self.ground, self._track)
         self._last_full: datetime | None = None
         self._last_analysed: datetime | None = None
+
+    @property
+    def placed(self) -> dict[int, TrackState]:
+        """Left objects and stalls: tracks the pipeline derives rather than the detector."""
+        return self.placing.placed
+
+    @property
+    def left(self) -> LeftObjectDetector | None:
+        return self.placing.left
+
+    @property
+    def stall_grouper(self) -> StallGrouper | None:
+        return self.placing.stall_grouper
 
     # ---- synchronous core -------------------------------------------------------------------
 
@@ -181,22 +189,7 @@ class CameraPipeline:
         self.stats.detections += len(detections)
         carried = self._carry(detections, regions, full)
         tracked = self.tracker.update(Detections.concat([detections, carried]))
-        left = None
-        if self.left is not None:
-            started = time.perf_counter()
-            subject_of = self.detector.subject_of
-            covers, standing = [], []
-            for b in tracked:
-                state = self.tracks.get(b.track_id)
-                x1, y1, x2, y2 = b.box
-                upright = subject_of.get(b.class_id) == "person" and y2 - y1 >= UPRIGHT * (x2 - x1)
-                came_in = state is not None and (state.moved or upright)
-                if came_in and subject_of.get(b.class_id) not in NOT_COVERING:
-                    covers.append(b.box)
-                else:
-                    standing.append(b.box)
-            left = self.left.update(image, frame.ts, covers, standing)
-            self.stats.left_ms += (time.perf_counter() - started) * 1000
+        left = self.placing.look(image, frame.ts, tracked, self.tracks)
         observations = self._advance(frame, tracked, len(detections), full, left)
         self.live = live_view(
             self.ground.view_device(self.device, frame.size) if self.ground else self.device,
@@ -228,16 +221,7 @@ class CameraPipeline:
                 observations.append(self._observe(visit, "exit", min(visit.last_inside, ts)))
         self.device = self.device.model_copy(update={"zones": zones})
         self.zones = self._zone_set(zones)
-        watched = any(z.kind.value in WATCHED_KINDS for z in zones)
-        left = self.settings.left_object
-        if self.left is None and left.enabled and watched:
-            self.left = LeftObjectDetector(left, zones, verify=self._verify_left)
-        elif self.left is not None:
-            self.left = self.left if watched else None
-            if self.left is not None:
-                self.left.set_zones(zones)
-        if self.stall_grouper is None and watched:
-            self.stall_grouper = StallGrouper()
+        self.placing.set_zones(zones)
         log.info("%s: zones now %s", self.device.id, ", ".join(z.id for z in zones) or "none")
         self._emit(observations)
 
@@ -306,7 +290,7 @@ class CameraPipeline:
                 if box.conf >= state.best.confidence:
                     state.best = ref
             seen[box.track_id] = footprint(state.box)
-        ended = self._place(frame, left, seen)
+        ended = self.placing.place(frame, left, seen, self.tracks, self.zones.visits)
         ground = self.ground.place(seen, ts, frame.size) if self.ground else None
         events = self.zones.update(seen if ground is None else ground, ts)
         for visit in events.entered:
@@ -316,8 +300,7 @@ class CameraPipeline:
         observations = [self._observe(v, "enter", ts) for v in events.entered]
         observations += [self._observe(v, "exit", v.last_inside) for v in events.left]
         for track_id in ended:
-            for visit in self.zones.end_track(track_id):
-                observations.append(self._observe(visit, "exit", visit.last_inside))
+            observations += self._end_track(track_id)
             self.placed.pop(track_id, None)
         gone = [
             t
@@ -331,136 +314,21 @@ class CameraPipeline:
         for track in gone:
             del self.tracks[track.track_id]
             self.stats.tracks_ended += 1
-            for visit in self.zones.end_track(track.track_id):
-                observations.append(self._observe(visit, "exit", visit.last_inside))
+            observations += self._end_track(track.track_id)
         interval = timedelta(seconds=self.settings.emit_interval_s)
-        for visit in list(self.zones.visits.values()):
-            log_ = self._visits.get((visit.track_id, visit.zone.id))
-            if log_ is not None and visit.last_inside - log_.last_emit >= interval:
-                observations.append(self._observe(visit, "inside", visit.last_inside))
+        observations += self.observer.inside(self.zones, interval)
         self._emit(observations)
         return observations
 
     def _observe(self, visit: Visit, state: str, last_seen: datetime) -> Observation:
-        key = (visit.track_id, visit.zone.id)
-        track = self._track(visit.track_id)
-        log_ = self._visits.get(key)
-        best = log_.best if log_ is not None else None
-        if track is not None and (best is None or track.best.confidence >= best.confidence):
-            best = track.best
-        subject = track.subject if track is not None else log_.subject if log_ else "unknown"
-        if state == "exit":
-            self._visits.pop(key, None)
-        elif best is not None:
-            self._visits[key] = VisitLog(last_seen, best, subject)
-        box = track.box if track is not None else best.box if best is not None else None
-        count = sum(
-            1
-            for v in self.zones.in_zone(visit.zone.id)
-            if (other := self._track(v.track_id)) is not None and other.subject == subject
-        )
-        return Observation(
-            kind=ObservationKind.PRESENCE,
-            device_id=self.device.id,
-            subject=subject,
-            subject_id=subject_id(visit.track_id),
-            first_seen=visit.entered,
-            last_seen=max(last_seen, visit.entered),
-            zone_id=visit.zone.id,
-            zone_kind=visit.zone.kind.value,
-            state=state,
-            count=count,
-            location=self.ground.location(visit.track_id) if self.ground else self._locate(box),
-            frame=best,
-            attributes={
-                "track_id": visit.track_id,
-                "stationary": bool(track is not None and track.carried),
-                **({"placed": True, "stationary": True} if visit.track_id >= LEFT_ID_BASE else {}),
-                **({"merchant": visit.zone.merchant} if visit.zone.merchant else {}),
-                **(self.ground.attributes(visit.track_id) if self.ground else {}),
-            },
-        )
+        return self.observer.observe(visit, state, last_seen, self.zones)
 
-    def _verify_left(self, image: np.ndarray, box: tuple[float, float, float, float]) -> bool:
-        """A second look before a still region counts as goods: the detector on the region
-        and its surroundings, enlarged. A person or vehicle found over it vetoes it; a "person"
-        wider than tall does not (models call bags people; a standing person is upright)."""
-        x1, y1, x2, y2 = box
-        pad = max(x2 - x1, y2 - y1, 48.0)
-        height, width = image.shape[:2]
-        cx1, cy1 = max(0, int(x1 - pad)), max(0, int(y1 - pad))
-        cx2, cy2 = min(width, int(x2 + pad)), min(height, int(y2 + pad))
-        crop = image[cy1:cy2, cx1:cx2]
-        found = self.detector.detect(crop)
-        for xyxy, conf, subject in zip(found.xyxy, found.conf, found.subjects, strict=True):
-            if conf < self.settings.conf or subject in NOT_COVERING:
-                continue
-            bx1, by1, bx2, by2 = (float(v) for v in xyxy)
-            upright = by2 - by1 >= UPRIGHT * (bx2 - bx1)
-            if (subject != "person" or upright) and _share(
-                box, (bx1 + cx1, by1 + cy1, bx2 + cx1, by2 + cy1)
-            ) >= 0.5:
-                return False
-        return True
+    def _end_track(self, track_id: int) -> list[Observation]:
+        """The `exit` Observations of a track's open visits, ended where it was last inside."""
+        return [self._observe(v, "exit", v.last_inside) for v in self.zones.end_track(track_id)]
 
     def _track(self, track_id: int) -> TrackState | None:
         return self.tracks.get(track_id) or self.placed.get(track_id)
-
-    def _place(
-        self, frame: Frame, left: LeftUpdate | None, seen: dict[int, tuple[float, float]]
-    ) -> list[int]:
-        """Left objects and stalls of this frame into `placed` and `seen`; returns the ids of
-        those that ended."""
-        furniture = {
-            t.track_id: t.box
-            for t in self.tracks.values()
-            if t.subject == FURNITURE
-            and t.track_id in seen
-            and any(
-                v.zone.kind.value in WATCHED_KINDS
-                for (track_id, _), v in self.zones.visits.items()
-                if track_id == t.track_id
-            )
-        }
-        ended: list[int] = []
-        if left is not None:
-            for region in left.active:
-                state = self.placed.get(region.object_id)
-                if state is None:
-                    subject = "stall" if _under_any(region.box, furniture.values()) else "goods"
-                    state = self._new_placed(frame, region.object_id, subject, region.box)
-                    state.first_seen = region.first_seen
-                    self.stats.left_objects += 1
-                state.last_seen, state.box = frame.ts, region.box
-                seen[region.object_id] = footprint(region.box)
-            ended += [r.object_id for r in left.ended]
-        if self.stall_grouper is not None:
-            stalls, gone = self.stall_grouper.update(furniture)
-            for stall in stalls:
-                state = self.placed.get(stall.stall_id)
-                if state is None:
-                    state = self._new_placed(frame, stall.stall_id, "stall", stall.box)
-                    state.first_seen = min(self.tracks[i].first_seen for i in stall.pieces)
-                    self.stats.stalls += 1
-                state.last_seen, state.box = frame.ts, stall.box
-                seen[stall.stall_id] = footprint(stall.box)
-            ended += [s.stall_id for s in gone]
-        return ended
-
-    def _new_placed(
-        self, frame: Frame, track_id: int, subject: str, box: tuple[float, float, float, float]
-    ) -> TrackState:
-        ref = FrameRef(self.device.id, frame.index, frame.ts, box, 1.0)
-        state = TrackState(track_id, subject, -1, frame.ts, frame.ts, box, 1.0, ref, carried=True)
-        self.placed[track_id] = state
-        return state
-
-    def _locate(self, box: tuple[float, float, float, float] | None) -> GeoPoint | None:
-        if self.homography is not None and box is not None:
-            lon, lat = self.homography.to_lonlat(*footprint(box))
-            return GeoPoint(float(lon), float(lat))
-        location = self.device.location
-        return GeoPoint(location.lon, location.lat) if location is not None else None
 
     def _emit(self, observations: list[Observation]) -> None:
         for observation in observations:
@@ -475,12 +343,10 @@ class CameraPipeline:
         """End every open visit (the stream ended); returns their final `exit` Observations."""
         observations = []
         for track_id in list(self.placed):
-            for visit in self.zones.end_track(track_id):
-                observations.append(self._observe(visit, "exit", visit.last_inside))
+            observations += self._end_track(track_id)
             del self.placed[track_id]
         for track_id in list(self.tracks):
-            for visit in self.zones.end_track(track_id):
-                observations.append(self._observe(visit, "exit", visit.last_inside))
+            observations += self._end_track(track_id)
             del self.tracks[track_id]
             self.stats.tracks_ended += 1
         self._emit(observations)
@@ -515,104 +381,20 @@ class CameraPipeline:
     # ---- evidence ----------------------------------------------------------------------------
 
     def frames_between(self, t0: datetime, t1: datetime) -> list[EncodedFrame]:
-        return self.ring.between(t0, t1)
+        return self.recording.frames_between(t0, t1)
 
     def clip_between(self, t0: datetime, t1: datetime) -> PacketClip | None:
-        return self.packets.between(t0, t1)
+        return self.recording.clip_between(t0, t1)
 
-    # ---- threaded ----------------------------------------------------------------------------
+    # ---- threaded (detectors/camera_worker.py) ---------------------------------------------
 
     def start(self) -> None:
-        if self._worker is not None:
-            return
-        self._stop.clear()
-        stream = self.device.stream
-        if stream and stream not in VIDEO_PUSH:
-            self._source = VideoSource(
-                self.device.id,
-                stream,
-                loop=self.loop,
-                on_frame=self._buffer,
-                on_packet=self.packets.add,
-                fps=self.settings.fps,
-            )
-            self.stats.source = self._source.stats
-            self._source.start()
-        self._worker = threading.Thread(
-            target=self._work, name=f"camera-{self.device.id}", daemon=True
-        )
         self._worker.start()
 
     def stop(self) -> None:
-        self._stop.set()
-        with self._pushed_cond:
-            self._pushed_cond.notify_all()
-        if self._source is not None:
-            self._source.stop()
-            self._source = None
-        if self._worker is not None:
-            self._worker.join(10)
-            self._worker = None
+        self._worker.stop()
 
     def submit(self, frame: Frame) -> None:
         """A pushed frame (WebRTC track, MQTT snapshot): buffered, and analysed if the worker
         is free (latest-frame semantics, like the OpenCV sources)."""
-        self._buffer(frame)
-        with self._pushed_cond:
-            self._pushed = frame
-            self._pushed_cond.notify_all()
-
-    def _buffer(self, frame: Frame) -> None:
-        try:
-            self.ring.add(frame)
-        except ValueError:
-            self.stats.errors["encode"] += 1
-
-    def _next(self, timeout: float) -> Frame | None:
-        if self._source is not None:
-            return self._source.read(timeout)
-        with self._pushed_cond:
-            if self._pushed is None:
-                self._pushed_cond.wait(timeout)
-            frame, self._pushed = self._pushed, None
-            return frame
-
-    def _work(self) -> None:
-        last: datetime | None = None
-        while not self._stop.is_set():
-            frame = self._next(0.5)
-            if frame is None:
-                if self._source is not None and self._source.ended:
-                    break
-                continue
-            try:
-                self.process(frame)
-                last = frame.ts
-            except Exception as exc:
-                self.stats.errors[type(exc).__name__] += 1
-                log.exception("%s: frame %d failed", self.device.id, frame.index)
-        if last is not None and not self._stop.is_set():
-            # the stream ended: its subjects are gone with it. A box stopping is not a subject
-            # leaving (it would clear every open case of this camera), so no exits then.
-            self.finish(last)
-
-
-def subject_id(track_id: int) -> str:
-    """`t7` for a detector's track, `o3` for a left object, `s2` for a stall."""
-    if track_id >= STALL_ID_BASE:
-        return f"s{track_id - STALL_ID_BASE}"
-    if track_id >= LEFT_ID_BASE:
-        return f"o{track_id - LEFT_ID_BASE}"
-    return f"t{track_id}"
-
-
-def _under_any(box: tuple[float, float, float, float], others) -> bool:
-    return any(overlaps(box, [other]) for other in others)
-
-
-def _share(box: tuple[float, ...], cover: tuple[float, ...]) -> float:
-    """Share of `box`'s area under `cover`."""
-    w = min(box[2], cover[2]) - max(box[0], cover[0])
-    h = min(box[3], cover[3]) - max(box[1], cover[1])
-    area = max((box[2] - box[0]) * (box[3] - box[1]), 1e-9)
-    return max(w, 0.0) * max(h, 0.0) / area
+        self._worker.submit(frame)
