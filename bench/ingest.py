@@ -10,14 +10,16 @@ Each round runs, one after the other on the same broker and with the same publis
   queues them in Mosquitto), then drained: the consumer's own speed, with no publisher sharing
   the cores. Both clients again.
 The best of the rounds is reported (noise on a shared box only slows a run down), with the
-ratio of the pipeline to the bare client.
+ratio of the pipeline to the bare client. The headline is the backlog's: in a live flood on 2
+cores the one Python publisher is the bound (a client doing nothing gets no more), so the live
+ratio says only that both keep up; it is printed as `ratio_to_bare_client_live`.
 Paced: the publisher sends at a fixed rate below capacity; end-to-end latency (publisher's
 clock at publish -> journal commit) is measured there.
 
     .venv/bin/python bench/ingest.py [--messages 60000] [--rounds 2] [--paced-rate 5000]
 
-Last lines: `lost: N`, `limit_bare_client_per_s: N /s` and `ratio_to_bare_client: N` (live
-flood), then `readings_per_s: N /s`.
+Last lines: `lost: N`, `ratio_to_bare_client_live: N`, `limit_bare_client_per_s: N /s` and
+`ratio_to_bare_client: N` (backlog), then `readings_per_s: N /s` (the pipeline's backlog drain).
 """
 
 from __future__ import annotations
@@ -382,9 +384,10 @@ def main() -> None:
     print(f"latency_p99: {pct(paced_latencies, 0.99):.1f} ms")
     print(f"duplicates: {duplicates}")
     print(f"lost: {sent - stored}")
-    print(f"limit_bare_client_per_s: {best['bare live']:.0f} /s")
-    print(f"ratio_to_bare_client: {best['pipeline live'] / best['bare live']:.2f}")
-    print(f"readings_per_s: {best['pipeline live']:.0f} /s")
+    print(f"ratio_to_bare_client_live: {best['pipeline live'] / best['bare live']:.2f}")
+    print(f"limit_bare_client_per_s: {best['bare backlog']:.0f} /s")
+    print(f"ratio_to_bare_client: {best['pipeline backlog'] / best['bare backlog']:.2f}")
+    print(f"readings_per_s: {best['pipeline backlog']:.0f} /s")
 
 
 if __name__ == "__main__":
