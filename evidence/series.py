@@ -11,9 +11,10 @@ The metric block (`evidence.metric_plot`) is read only for the devices that sent
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, tzinfo
+from math import modf
 from typing import Any
 
 import orjson
@@ -70,18 +71,20 @@ def build(
     series: dict[str, dict[str, list[dict[str, Any]]]] = {}
     tracks: dict[str, list[tuple[float, str, dict[str, Any]]]] = {}
     metrics: dict[str, None] = {}
-    utc_of: dict[float, str] = {}
+    utc = IsoClock(UTC).format
+    fields: dict[str, list[dict[str, Any]]] = {}
     for device_id, kind, e, flag, data in rows:
         if kind == "geomag_field":
             p = loads(data)
-            t = utc_of.get(e) or utc_of.setdefault(e, _utc(e))
             x, y, z = p["x"], p["y"], p["z"]
-            mag = (x**2 + y**2 + z**2) ** 0.5
-            _entry(series, device_id)["field_ut"].append(
-                {"ts": t, "x": x, "y": y, "z": z, "magnitude": mag}
+            into = fields.get(device_id)
+            if into is None:
+                into = fields[device_id] = _entry(series, device_id)["field_ut"]
+            into.append(
+                {"ts": utc(e), "x": x, "y": y, "z": z, "magnitude": (x**2 + y**2 + z**2) ** 0.5}
             )
         elif kind == "geomag_state":
-            t = utc_of.get(e) or utc_of.setdefault(e, _utc(e))
+            t = utc(e)
             _entry(series, device_id)["occupancy"].append(
                 {"ts": t, "occupied": loads(data)["occupied"], "source": "device"}
             )
@@ -102,42 +105,23 @@ def build(
     kept = {k: s for k, s in series.items() if s["field_ut"] or s["occupancy"]}
     features: list[dict[str, Any]] = []
     for device_id, points in tracks.items():
-        features.extend(_track(device_id, points, tz, utc_of))
+        features.extend(_track(device_id, points, utc, IsoClock(tz).format))
     return {"series": kept}, {"type": "FeatureCollection", "features": features}, tuple(metrics)
 
 
 def _track(
     device_id: str,
     points: list[tuple[float, str, dict[str, Any]]],
-    tz: tzinfo,
-    utc_of: dict[float, str],
+    utc: Callable[[float], str],
+    site: Callable[[float], str],
 ) -> list[dict[str, Any]]:
     """One device's line (or point) feature, then a point feature a fix."""
-    coords = [[p["lon"], p["lat"]] for _, _, p in points]
-    times = [
-        {
-            "utc": utc_of.get(e) or utc_of.setdefault(e, _utc(e)),
-            "site": datetime.fromtimestamp(e, tz).isoformat(),
-        }
-        for e, _, _ in points
-    ]
-    features: list[dict[str, Any]] = [
-        {
-            "type": "Feature",
-            "geometry": {"type": "LineString", "coordinates": coords}
-            if len(coords) > 1
-            else {"type": "Point", "coordinates": coords[0]},
-            "properties": {
-                "device_id": device_id,
-                "start": times[0],
-                "end": times[-1],
-                "points": len(coords),
-                "crs": "WGS-84",
-            },
-        }
-    ]
-    for (_, flag, p), when in zip(points, times, strict=True):
-        props = {"device_id": device_id, "ts": when, "time_flag": flag}
+    coords = []
+    features: list[dict[str, Any]] = []
+    for e, flag, p in points:
+        at = [p["lon"], p["lat"]]
+        coords.append(at)
+        props = {"device_id": device_id, "ts": {"utc": utc(e), "site": site(e)}, "time_flag": flag}
         for k in _POINT_FIELDS:
             value = p.get(k)
             if value is not None:
@@ -145,11 +129,24 @@ def _track(
         features.append(
             {
                 "type": "Feature",
-                "geometry": {"type": "Point", "coordinates": [p["lon"], p["lat"]]},
+                "geometry": {"type": "Point", "coordinates": at},
                 "properties": props,
             }
         )
-    return features
+    line = {
+        "type": "Feature",
+        "geometry": {"type": "LineString", "coordinates": coords}
+        if len(coords) > 1
+        else {"type": "Point", "coordinates": coords[0]},
+        "properties": {
+            "device_id": device_id,
+            "start": features[0]["properties"]["ts"],
+            "end": features[-1]["properties"]["ts"],
+            "points": len(coords),
+            "crs": "WGS-84",
+        },
+    }
+    return [line, *features]
 
 
 def _entry(series: dict[str, Any], device_id: str) -> dict[str, list[dict[str, Any]]]:
@@ -159,8 +156,42 @@ def _entry(series: dict[str, Any], device_id: str) -> dict[str, list[dict[str, A
     return entry
 
 
-def _utc(e: float) -> str:
-    return datetime.fromtimestamp(e, UTC).isoformat()
+class IsoClock:
+    """`datetime.fromtimestamp(e, tz).isoformat()` for epoch seconds `e`, the same string, with
+    each minute's date, hour and offset found once (a track is thousands of fixes a minute
+    apart or less). Microseconds are rounded half to even, as `fromtimestamp` rounds them. A
+    minute whose offset is not whole minutes or changes inside it, and a time before 1970,
+    take the plain path."""
+
+    def __init__(self, tz: tzinfo) -> None:
+        self.tz = tz
+        self._minutes: dict[int, tuple[str, str] | None] = {}
+
+    def format(self, e: float) -> str:
+        frac, whole = modf(e)
+        us = round(frac * 1e6)
+        sec = int(whole)
+        if us >= 1_000_000:
+            sec, us = sec + 1, us - 1_000_000
+        minute, second = divmod(sec, 60)
+        try:
+            found = self._minutes[minute]
+        except KeyError:
+            found = self._minutes[minute] = self._minute(minute) if e >= 0 else None
+        if found is None:
+            return datetime.fromtimestamp(e, self.tz).isoformat()
+        prefix, offset = found
+        if us:
+            return f"{prefix}{second:02d}.{us:06d}{offset}"
+        return f"{prefix}{second:02d}{offset}"
+
+    def _minute(self, minute: int) -> tuple[str, str] | None:
+        start = datetime.fromtimestamp(minute * 60, self.tz)
+        end = datetime.fromtimestamp(minute * 60 + 59, self.tz)
+        text = start.isoformat()  # YYYY-MM-DDTHH:MM:00+HH:MM
+        if len(text) != 25 or start.second != 0 or start.utcoffset() != end.utcoffset():
+            return None
+        return text[:17], text[19:]
 
 
 def _json(data: Any) -> bytes:
