@@ -10,8 +10,8 @@ from collections.abc import Callable
 
 from ingest.decoders.base import DecodeContext, DecodeError, Reason
 from ingest.decoders.geomag import decode_geomag_json
-from ingest.decoders.metrics import decode_metrics_json
 from ingest.decoders.gps import decode_gps_json
+from ingest.decoders.metrics import decode_metrics_json
 from ingest.decoders.nmea import decode_nmea
 from ingest.decoders.snapshot import decode_snapshot_jpeg
 from ingest.decoders.telemetry import decode_telemetry_json

@@ -141,16 +141,14 @@ def test_a_sensor_device_declares_its_metrics(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("old", "new", "words"),
     [
-        ("    metrics:\n      fill_pct: {unit: \"%\", min: 0, max: 100}\n", "", "declares its"),
+        ('    metrics:\n      fill_pct: {unit: "%", min: 0, max: 100}\n', "", "declares its"),
         ("min: 0, max: 100", "min: 100, max: 0", "min 100 must be below max 0"),
         ("fill_pct:", "Fill-Pct:", "metric name 'Fill-Pct'"),
         ("fill_pct:", "ts:", "metric name 'ts'"),
         ("kind: sensor", "kind: gps", "metrics is for sensor devices"),
     ],
 )
-def test_sensor_config_errors_name_the_line(
-    tmp_path: Path, old: str, new: str, words: str
-) -> None:
+def test_sensor_config_errors_name_the_line(tmp_path: Path, old: str, new: str, words: str) -> None:
     path = _with_sensor(tmp_path, SENSOR_DEVICE.replace(old, new, 1))
     with pytest.raises(ConfigError) as caught:
         load_config(path)
