@@ -4,6 +4,7 @@ wrote: the reference below is that path (every row a `Reading`, `Reading.event_t
 
 from __future__ import annotations
 
+import random
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ import pytest
 
 from detectors.observation import Observation, ObservationKind
 from evidence.package import both_times
-from evidence.series import read_history
+from evidence.series import IsoClock, read_history
 from ingest.journal import Journal
 from ingest.readings import (
     DroneTelemetry,
@@ -203,3 +204,20 @@ def test_nothing_to_show(journal: Journal) -> None:
     history = read_history(journal, ["mag-1", "gps-1"], later, later, [], zone)
     assert (history.readings, history.files(), history.metric_devices) == (0, [], ())
     assert read_history(journal, [], START, later, [], zone).readings == 0
+
+
+@pytest.mark.parametrize(
+    "tz", ["UTC", "Asia/Shanghai", "Europe/Berlin", "America/St_Johns", "Australia/Lord_Howe"]
+)
+def test_iso_clock_writes_what_datetime_writes(tz: str) -> None:
+    zone = UTC if tz == "UTC" else ZoneInfo(tz)
+    clock = IsoClock(zone)
+    rng = random.Random(tz)
+    values = [rng.uniform(-1e9, 4e9) for _ in range(3000)]
+    values += [float(rng.randrange(0, 2**31)) for _ in range(1000)]
+    # halves of a microsecond (rounded to even), and a fraction that rounds up to a whole second
+    values += [1.7e9 + k + f for k in range(200) for f in (0.5e-6, 1.5e-6, 0.9999996, 0.25)]
+    base = datetime(2026, 1, 1, tzinfo=UTC).timestamp()  # every half hour of a year of changes
+    values += [base + q * 1800 + d for q in range(365 * 48) for d in (0, 59.5)]
+    for e in values:
+        assert clock.format(e) == datetime.fromtimestamp(e, zone).isoformat(), e
