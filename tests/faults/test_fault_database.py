@@ -39,7 +39,14 @@ from tests.runkit import (
     wait_until,
 )
 
-READING_TABLES = ("gps_fixes", "geomag_fields", "geomag_states", "drone_telemetry", "snapshots")
+READING_TABLES = (
+    "gps_fixes",
+    "geomag_fields",
+    "geomag_states",
+    "drone_telemetry",
+    "metrics",
+    "snapshots",
+)
 DSN_ENV = "SW_FAULT_PG_DSN"
 
 
