@@ -135,8 +135,25 @@ class CaseSystem:
         self.server.server_close()
 
 
+SILENCE_RULES = ("sensor-silent.yaml",)
+SITE_RULES = "site-rules"
+
+
+def site_rules(folder: Path) -> Path:
+    """The catalog as runs on `demo_site` use it: without the silence rule. The scenarios
+    publish a simulated past; once they end, the engine's clock follows the wall clock (days
+    later) and every sensor turns "silent" at a moment no test can pin down. Silence has its own
+    end-to-end test (tests/streetwatch/test_run_sensors.py)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for rule in sorted((REPO / "rules" / "catalog").glob("*.yaml")):
+        if rule.name not in SILENCE_RULES:
+            (folder / rule.name).write_bytes(rule.read_bytes())
+    return folder
+
+
 def demo_site(tmp_path: Path, case_system: str | None = None, **overrides: object) -> Path:
-    """The shipped devices.yaml with its storage under tmp_path (cameras stay off: sensors).
+    """The shipped devices.yaml with its storage under tmp_path (cameras stay off: sensors),
+    and beside it `site-rules/` (`site_rules`), which `RunProcess` uses unless given `-r`.
     `overrides` replace top-level sections (e.g. `evidence=...`)."""
     doc = yaml.safe_load(market_site_text())
     doc["storage"] = {"root": str(tmp_path / "var")}
@@ -150,6 +167,7 @@ def demo_site(tmp_path: Path, case_system: str | None = None, **overrides: objec
     doc.update(overrides)
     path = tmp_path / "devices.yaml"
     path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
+    site_rules(tmp_path / SITE_RULES)
     return path
 
 
@@ -171,6 +189,8 @@ class RunProcess:
         self.log = log
         self._err = log.open("ab")
         command = ["run", "-c", str(config), "--no-cameras", *extra]
+        if "-r" not in extra and (config.parent / SITE_RULES).is_dir():
+            command += ["-r", str(config.parent / SITE_RULES)]
         if broker is not None:
             command += ["--broker", broker.url]
         self.proc = subprocess.Popen(

@@ -20,6 +20,7 @@ from streetwatch.simulate import PublishReport
 from tests.conftest import REPO
 from tests.runkit import (
     FAULTS,
+    SITE_RULES,
     CaseSystem,
     RunProcess,
     all_analysed,
@@ -98,8 +99,8 @@ def test_simulated_street_becomes_verified_delivered_cases(
     assert follow_ups <= cleared[0][0]  # the box saw cars leave: each an "after" package
     assert f"{len(cases) + follow_ups} package(s)" in result.stdout
 
-    catalog = str(REPO / "rules" / "catalog")
-    command = ["rules", "replay", str(recording), "-c", str(config), "-r", catalog, "--json"]
+    rules = str(config.parent / SITE_RULES)  # the catalog the run used (demo_site's)
+    command = ["rules", "replay", str(recording), "-c", str(config), "-r", rules, "--json"]
     replay = subprocess.run(
         [sys.executable, "-m", "streetwatch", *command],
         cwd=REPO,
