@@ -189,7 +189,7 @@ class RunProcess:
         self.log = log
         self._err = log.open("ab")
         command = ["run", "-c", str(config), "--no-cameras", *extra]
-        if "-r" not in extra and (config.parent / SITE_RULES).is_dir():
+        if not {"-r", "--rules"} & set(extra) and (config.parent / SITE_RULES).is_dir():
             command += ["-r", str(config.parent / SITE_RULES)]
         if broker is not None:
             command += ["--broker", broker.url]
