@@ -35,7 +35,7 @@ $(FOOTAGE):
 
 # A camera's own stream: vtest.avi (MS-MPEG4) transcoded once to H.264 as cameras send it
 # (Main profile, a keyframe every 2 s, no B-frames), for the stream-copy clips and RTSP tests.
-$(FOOTAGE_H264): $(FOOTAGE)
+$(FOOTAGE_H264): $(FOOTAGE) | system-deps
 	ffmpeg -nostdin -loglevel error -y -i $(FOOTAGE) -an -c:v libx264 -preset veryfast -crf 23 \
 	  -g 20 -keyint_min 20 -sc_threshold 0 -bf 0 -pix_fmt yuv420p -profile:v main \
 	  -movflags +faststart -f mp4 $(FOOTAGE_H264).part && mv $(FOOTAGE_H264).part $(FOOTAGE_H264)
