@@ -36,6 +36,7 @@ from rules.fields import Duration
 
 OVER = "over"
 OK = "ok"
+STATE_VERSION = 1
 
 
 def _g(value: float) -> str:
@@ -129,7 +130,12 @@ class Thresholds:
         self._silent: list[Threshold] = []
         self._states: dict[tuple[str, str], _State] = {}
         self._started: float | None = None
-        self.stats: dict[str, int] = {"samples": 0, "out_of_order": 0, "episodes": 0}
+        self.stats: dict[str, int] = {
+            "samples": 0,
+            "out_of_order": 0,
+            "episodes": 0,
+            "restore_skipped": 0,
+        }
 
     def configure(self, thresholds: Iterable[Threshold]) -> None:
         """The loaded rules' thresholds; state of thresholds that stay is kept."""
@@ -209,6 +215,50 @@ class Thresholds:
                 self.stats["episodes"] += 1
                 out.append(self._silence(spec, device, state, now))
         return out
+
+    # ---- across a restart --------------------------------------------------------------------
+
+    def snapshot(self) -> dict[str, Any]:
+        """Every (threshold, device) state, JSON-ready. Saved with the analysis checkpoint, it
+        lets an episode open before a restart keep its crossing time: the engine then finds its
+        violation again (so the case's end still clears it) and a silent sensor stays silent
+        since it was last heard."""
+        states = [
+            {
+                "threshold": signature,
+                "device": device_id,
+                "over": state.over,
+                "since": state.since,
+                "last_t": None if state.last_t == float("-inf") else state.last_t,
+                "peak": state.peak,
+                "window": [list(point) for point in state.window],
+                "last_obs": None if state.last_obs is None else state.last_obs.to_dict(),
+            }
+            for (signature, device_id), state in self._states.items()
+        ]
+        return {"version": STATE_VERSION, "states": states}
+
+    def restore(self, data: dict[str, Any]) -> None:
+        """Take back a `snapshot()`. States of thresholds no loaded rule has (or of devices gone
+        from the site) are skipped and counted as `restore_skipped`."""
+        if data.get("version") != STATE_VERSION:
+            raise ValueError(
+                f"threshold state version {data.get('version')!r}, expected {STATE_VERSION}"
+            )
+        for item in data.get("states") or ():
+            signature, device_id = str(item["threshold"]), str(item["device"])
+            if signature not in self._specs or self.config.device(device_id) is None:
+                self.stats["restore_skipped"] += 1
+                continue
+            last_obs = item.get("last_obs")
+            self._states[(signature, device_id)] = _State(
+                over=bool(item["over"]),
+                since=float(item["since"]),
+                last_t=float("-inf") if item.get("last_t") is None else float(item["last_t"]),
+                peak=None if item.get("peak") is None else float(item["peak"]),
+                window=deque((float(t), float(v)) for t, v in item.get("window") or ()),
+                last_obs=None if last_obs is None else Observation.from_dict(last_obs),
+            )
 
     # ---- helpers ----------------------------------------------------------------------------
 

@@ -44,6 +44,7 @@ from rules import Engine, RecordingWriter, RuleSet, RuleWatcher, load_rules
 from rules.violation import Violation
 from streetwatch.pipeline_decisions import DecisionsStage
 from streetwatch.pipeline_evidence import EvidenceStage
+from streetwatch.threshold_state import load_thresholds, save_thresholds
 from streetwatch.watermark import Watermark
 
 log = logging.getLogger("streetwatch.pipeline")
@@ -94,6 +95,7 @@ class Pipeline(DecisionsStage, EvidenceStage):
         self.jt808 = self._jt808()
         self.sensors = SensorDetectors(config)
         self.sensor_state = Path(config.storage.root) / "sensors.state.json"
+        self.threshold_state = Path(config.storage.root) / "thresholds.state.json"
         self.engine = Engine(self.rules, config, external_clock=True)
         self.watcher = RuleWatcher(
             options.rules_dir, config, on_rules=self._rules_changed, on_error=self._rules_bad
@@ -183,6 +185,8 @@ class Pipeline(DecisionsStage, EvidenceStage):
     def start(self, wait_s: float | None = 15.0) -> None:
         if self.sensors.load(self.sensor_state):
             log.info("sensor detectors resumed from %s", self.sensor_state)
+        if load_thresholds(self.engine.thresholds, self.threshold_state):
+            log.info("threshold episodes resumed from %s", self.threshold_state)
         self._resume_cooldowns()
         self.ingestor.start(wait_s=wait_s)
         if self.jt808 is not None:
@@ -393,6 +397,7 @@ class Pipeline(DecisionsStage, EvidenceStage):
     def _checkpoint(self, cursor: int) -> None:
         failpoints.reach("analysis.stored")
         self.sensors.save(self.sensor_state)
+        save_thresholds(self.engine.thresholds, self.threshold_state)
         if self.recorder is not None:
             self.recorder.flush()
         self.journal.set_cursor(ANALYSIS_CURSOR, cursor)

@@ -264,3 +264,62 @@ def test_a_replay_counts_only_the_sensors_its_recording_holds(tmp_path: Path) ->
     feed(eng, "bin-1", "fill_pct", minutes([10] * 3))
     opened = eng.advance(at(20 * 60))
     assert [v.devices for v in opened] == [("bin-1",)]  # heard, then silent; the rest unheard
+
+
+def _restarted(tmp_path: Path, before: Engine, *rules: dict[str, Any], **kw: Any) -> Engine:
+    """A new engine (as after a restart) that took back `before`'s saved threshold state, the
+    state through JSON as the box saves it."""
+    import json
+
+    after = engine(tmp_path / "after", *rules, **kw)
+    after.thresholds.restore(json.loads(json.dumps(before.thresholds.snapshot())))
+    return after
+
+
+def test_an_episode_open_across_a_restart_is_the_same_case_and_still_clears(
+    tmp_path: Path,
+) -> None:
+    """Full for 2 h with a restart after 40 min: no second case once the 1 h cooldown is over
+    (the episode kept its crossing time), and emptying the bin clears the case opened before."""
+    bin_full = {**BIN_FULL, "cooldown": "1h"}
+    before = engine(tmp_path / "before", bin_full)
+    [v] = feed(before, "bin-1", "fill_pct", minutes([50] * 5 + [93] * 35))
+    after = _restarted(tmp_path, before, bin_full)
+    assert after.remember_opened(v.rule_id, v.situation, v.opened_at)  # from the case store
+    assert feed(after, "bin-1", "fill_pct", minutes([94] * 80, start_min=40)) == []
+    assert feed(after, "bin-1", "fill_pct", [(120 * 60.0, 20.0)]) == []
+    [cleared] = after.clearances()
+    assert cleared.violation_id == v.violation_id and cleared.cleared_at == at(120 * 60)
+
+
+def test_a_silent_sensor_stays_silent_since_it_was_last_heard_across_a_restart(
+    tmp_path: Path,
+) -> None:
+    silent = rule(
+        "bin-silent",
+        condition={"kind": "metric", "subject": "bin", "threshold": {"silent_for": "30m"}},
+    )
+    before = engine(tmp_path / "before", silent, external_clock=True)
+    before.advance(at(0))
+    feed(before, "bin-1", "fill_pct", minutes([40] * 10))  # last heard at 9 min
+    feed(before, "bin-2", "fill_pct", minutes([40] * 20))
+    assert before.advance(at(20 * 60)) == []
+    after = _restarted(tmp_path, before, silent, external_clock=True)
+    after.advance(at(25 * 60))  # the box is back 5 minutes later
+    feed(after, "bin-2", "fill_pct", minutes([40] * 25, start_min=25))
+    [v] = after.advance(at(45 * 60))
+    assert v.devices == ("bin-1",) and v.opened_at == at(9 * 60 + 30 * 60)
+
+
+def test_saved_states_of_thresholds_no_rule_has_are_skipped(tmp_path: Path) -> None:
+    before = engine(tmp_path / "before", BIN_FULL)
+    feed(before, "bin-1", "fill_pct", minutes([95] * 3))
+    stricter = rule(
+        "bin-full",
+        condition={"kind": "metric", "threshold": {"metric": "fill_pct", "above": 95}},
+    )
+    after = _restarted(tmp_path, before, stricter)
+    assert after.thresholds.stats["restore_skipped"] == 1
+    assert after.thresholds.snapshot()["states"] == []
+    with pytest.raises(ValueError, match="threshold state version 7, expected 1"):
+        after.thresholds.restore({"version": 7, "states": []})

@@ -2,7 +2,8 @@
 for 30 minutes (event time, published in seconds) opens one case, not one per reading, though
 its level bounces inside the hysteresis band; emptying it clears the case with an "after"
 package; the package holds the series and its plot; a bin sensor never heard is a case too;
-undeclared metrics and impossible values are dead letters with their reasons."""
+undeclared metrics and impossible values are dead letters with their reasons. A box restarted
+mid-episode keeps the episode: the bin emptied after the restart clears the case opened before."""
 
 from __future__ import annotations
 
@@ -18,7 +19,16 @@ from streetwatch.localbroker import Mosquitto
 from streetwatch.pipeline import CATALOG
 from streetwatch.scenario_context import SimMessage
 from tests.conftest import market_site_text
-from tests.runkit import RunProcess, all_analysed, cases_of, publish, query, verify, wait_until
+from tests.runkit import (
+    RunProcess,
+    all_analysed,
+    cases_of,
+    publish,
+    query,
+    settled,
+    verify,
+    wait_until,
+)
 
 BIN = {"unit": "%", "min": 0, "max": 100}
 LEVELS = [50.0] * 5 + [95, 85, 92, 88, 91, 82] * 6 + [30.0] * 10
@@ -26,7 +36,7 @@ LEVELS = [50.0] * 5 + [95, 85, 92, 88, 91, 82] * 6 + [30.0] * 10
 then emptied."""
 
 
-def _site(tmp_path: Path) -> Path:
+def _site(tmp_path: Path, names: tuple[str, ...] = ("bin-full.yaml", "sensor-silent.yaml")) -> Path:
     doc = yaml.safe_load(market_site_text())
     doc["storage"] = {"root": str(tmp_path / "var")}
     doc["devices"] = [
@@ -39,13 +49,26 @@ def _site(tmp_path: Path) -> Path:
     path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
     rules = tmp_path / "rules"
     rules.mkdir()
-    for name in ("bin-full.yaml", "sensor-silent.yaml"):
+    for name in names:
         shutil.copyfile(CATALOG / name, rules / name)
     return path
 
 
+TOPIC = "streetwatch/demo-street/bin-a/metrics"
+
+
+def _levels(start: datetime, levels: list[float], first_minute: int = 0) -> list[SimMessage]:
+    """One message a minute from `first_minute`, published one simulated minute apart."""
+    out = []
+    for i, level in enumerate(levels):
+        ts = (start + timedelta(minutes=first_minute + i)).isoformat()
+        payload = json.dumps({"ts": ts, "fill_pct": level}).encode()
+        out.append(SimMessage(i * 60.0, TOPIC, payload))
+    return out
+
+
 def _messages(start: datetime) -> list[SimMessage]:
-    topic = "streetwatch/demo-street/bin-a/metrics"
+    topic = TOPIC
     out = []
     for minute, level in enumerate(LEVELS):
         ts = (start + timedelta(minutes=minute)).isoformat()
@@ -101,3 +124,36 @@ def test_a_full_bin_and_a_silent_one_become_cases_with_series_and_plot(
     assert after_series["episode"]["cleared"] is True
     result = verify(config, var / "evidence")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_a_restart_mid_episode_keeps_it_and_the_emptied_bin_clears_the_case(
+    mosquitto: Mosquitto, tmp_path: Path
+) -> None:
+    config = _site(tmp_path, ("bin-full.yaml",))
+    var = tmp_path / "var"
+    rules = ("--rules", str(tmp_path / "rules"))
+    start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
+    full = [50.0] * 5 + [93.0] * 35  # over 90 % from minute 5: the case opens at minute 35
+    run = RunProcess(config, mosquitto, tmp_path / "run-1.log", *rules)
+    assert publish(_levels(start, full), mosquitto, speed=1200).acked == len(full)
+    wait_until(lambda: all_analysed(var, len(full)) and len(cases_of(var)) == 1, 60, "the case")
+    wait_until(lambda: settled(var), 60, "the case packaged")
+    run.terminate()
+    assert json.loads((var / "thresholds.state.json").read_text())["states"][0]["over"] is True
+
+    run = RunProcess(config, mosquitto, tmp_path / "run-2.log", *rules)
+    emptied = [94.0] * 5 + [30.0] * 3  # still full after the restart, then emptied
+    assert publish(_levels(start, emptied, len(full)), mosquitto, speed=1200).acked == 8
+    (bin_case,) = [c for c, _, _ in cases_of(var)]
+    wait_until(
+        lambda: any((var / "evidence").glob(f"*/{bin_case}{AFTER_SUFFIX}/manifest.json")),
+        60,
+        "the after package of the case opened before the restart",
+    )
+    summary = run.terminate()
+    assert summary["pipeline"].get("cases_opened", 0) == 0  # found again, not opened twice
+    assert [rule for _, rule, _ in cases_of(var)] == ["bin-full"]
+    (after,) = (var / "evidence").glob(f"*/{bin_case}{AFTER_SUFFIX}")
+    (series,) = json.loads((after / "data/metric_series.json").read_text())["series"]
+    assert series["episode"]["start"] == (start + timedelta(minutes=5)).isoformat()
+    assert series["episode"]["cleared"] is True
