@@ -30,6 +30,7 @@ import orjson
 from ingest import failpoints
 from ingest.decisions import DecisionMessage
 from ingest.journal_decisions import DECISIONS_SCHEMA, DecisionsJournal
+from ingest.journal_prune import Pruned, prune_rows
 from ingest.readings import (
     NMEA_SOURCES,
     PAYLOAD_KINDS,
@@ -456,6 +457,25 @@ class Journal(DecisionsJournal):
                 return
             yield from chunk
             after_seq = chunk[-1][0]
+
+    def prune(
+        self,
+        before: float,
+        *,
+        readings_upto: int | None,
+        observations_upto: int | None,
+        limit: int = 5000,
+    ) -> Pruned:
+        """Delete the oldest rows received before `before` (epoch seconds) that nothing needs
+        any more, at most `limit` a table, in one short transaction (ingest.journal_prune)."""
+        with self._transaction() as db:
+            return prune_rows(
+                db,
+                before,
+                readings_upto=readings_upto,
+                observations_upto=observations_upto,
+                limit=limit,
+            )
 
     def event_rows(
         self, device_ids: Iterable[str], t0: datetime, t1: datetime, limit: int = 200_000

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from ingest.journal import Journal, _insert_rows
+from ingest.journal_prune import Pruned, prune_rows
 from ingest.readings import NMEA_SOURCES, GpsFix
 
 _READINGS = (
@@ -52,11 +53,49 @@ class WorkerJournals:
         self.journal = journal
         self.paths = list(paths)
         self._sources: dict[Path, sqlite3.Connection] = {}
+        self._pruners: dict[Path, sqlite3.Connection] = {}
 
     def close(self) -> None:
-        for db in self._sources.values():
+        for db in (*self._sources.values(), *self._pruners.values()):
             db.close()
         self._sources.clear()
+        self._pruners.clear()
+
+    def prune(self, before: float, limit: int = 5000) -> Pruned:
+        """Delete from the worker journals what this reader has copied (at or below its
+        cursors) and was received before `before` (epoch seconds); the workers go on writing
+        beside it (WAL, busy timeout)."""
+        total = Pruned()
+        for path in self.paths:
+            if not path.exists():
+                continue
+            db = self._pruners.get(path)
+            if db is None:
+                db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+                db.execute("PRAGMA busy_timeout=5000")
+                self._pruners[path] = db
+            name = path.name
+            db.execute("BEGIN IMMEDIATE")
+            try:
+                counts = prune_rows(
+                    db,
+                    before,
+                    readings_upto=self.journal.cursor(f"merge:{name}:r"),
+                    observations_upto=0,
+                    dead_letters_upto=self.journal.cursor(f"merge:{name}:d"),
+                    limit=limit,
+                )
+                db.execute("COMMIT")
+            except sqlite3.OperationalError as exc:
+                db.execute("ROLLBACK")
+                if "no such" in str(exc):
+                    continue  # the worker is creating its journal
+                raise
+            except BaseException:
+                db.execute("ROLLBACK")
+                raise
+            total.add(counts)
+        return total
 
     def _source(self, path: Path) -> sqlite3.Connection | None:
         db = self._sources.get(path)

@@ -39,6 +39,7 @@ log = logging.getLogger("streetwatch.ingest_workers")
 WORKER_DIR = "ingest-workers"
 STATUS_EVERY_S = 0.5
 RESTART_DELAY_S = 1.0
+PRUNE_EVERY_S = 300.0
 
 
 def worker_config(config: SiteConfig, index: int, count: int) -> SiteConfig:
@@ -113,6 +114,9 @@ class IngestWorkers:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
+        keep = config.storage.journal_keep_days
+        self._keep_s = None if keep is None else keep * 86_400.0
+        self._pruned_at = time.monotonic()
 
     def _status_path(self, index: int) -> Path:
         return self.dir / f"status-{index}.json"
@@ -186,6 +190,7 @@ class IngestWorkers:
                 self._watch()
                 counts = self.reader.merge_once()
                 self._own["merged_readings"] += counts.readings
+                self._prune()
             except Exception:
                 self._own["merge_errors"] += 1
                 log.exception("reading the ingest workers' journals failed; retrying")
@@ -193,6 +198,15 @@ class IngestWorkers:
                 continue
             if not counts:
                 self._stopping.wait(0.02)
+
+    def _prune(self) -> None:
+        """What the main journal holds already and is older than `storage.journal_keep_days`
+        leaves the worker journals, every PRUNE_EVERY_S."""
+        if self._keep_s is None or time.monotonic() - self._pruned_at < PRUNE_EVERY_S:
+            return
+        self._pruned_at = time.monotonic()
+        pruned = self.reader.prune(time.time() - self._keep_s)
+        self._own["pruned_readings"] += pruned.readings
 
     def _watch(self) -> None:
         """Start again a worker that exited (its session redelivers what it had not acked)."""

@@ -42,6 +42,7 @@ from ingest.video.packetring import PacketClip
 from ingest.yamlsource import ConfigError
 from rules import Engine, RecordingWriter, RuleSet, RuleWatcher, load_rules
 from rules.violation import Violation
+from streetwatch.journal_retention import JournalRetention
 from streetwatch.pipeline_decisions import DecisionsStage
 from streetwatch.pipeline_evidence import EvidenceStage
 from streetwatch.threshold_state import load_thresholds, save_thresholds
@@ -125,6 +126,12 @@ class Pipeline(DecisionsStage, EvidenceStage):
         self.cases, self.builder = self.evidence.store, self.evidence.builder
         self.feed = CaseFeed(config, self.cases)
         self.sink = self._sink() if options.sink else None
+        self.retention = JournalRetention(
+            self.journal,
+            config.storage.journal_keep_days,
+            pending_since=self._pending_since,
+            sink=self.sink,
+        )
         self.whip = self._whip()
         self._snapshot_index: Counter[str] = Counter()
 
@@ -299,6 +306,7 @@ class Pipeline(DecisionsStage, EvidenceStage):
                 if (stopping and quiet) or due:
                     self._checkpoint(cursor)  # a failed checkpoint is retried on the next pass
                     checkpointed = time.monotonic()
+                    self._prune(cursor)
             except Exception as exc:
                 self.counters["analysis_errors"] += 1
                 if self.disk.failed("analysis", exc):
@@ -393,6 +401,23 @@ class Pipeline(DecisionsStage, EvidenceStage):
         except SnapshotError as exc:
             self.counters["bad_snapshots"] += 1
             log.warning("snapshot not analysed: %s", exc)
+
+    def _prune(self, analysed: int) -> None:
+        """The journal's old rows, once every reader is done with them (a failure waits for the
+        next turn: the rows are still there)."""
+        try:
+            pruned = self.retention.maybe_prune(analysed)
+        except Exception as exc:
+            self.counters["journal_prune_errors"] += 1
+            if self.disk.failed("journal_prune", exc):
+                log.error("pruning the journal waits: the storage disk is full (%s)", exc)
+            else:
+                log.exception("pruning the journal failed; trying again later")
+            return
+        if pruned:
+            self.counters["journal_pruned_readings"] += pruned.readings
+            self.counters["journal_pruned_observations"] += pruned.observations
+            self.counters["journal_pruned_dead_letters"] += pruned.dead_letters
 
     def _checkpoint(self, cursor: int) -> None:
         failpoints.reach("analysis.stored")

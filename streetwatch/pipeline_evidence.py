@@ -70,6 +70,16 @@ class EvidenceStage:
             if not built:
                 self._stop.wait(0.5)
 
+    def _pending_since(self) -> list[float]:
+        """When each case still to package (or to follow up) opened: the journal keeps the
+        sensor history around them (streetwatch.journal_retention)."""
+        pending = [case.opened_at.timestamp() for case in self.cases.list([State.OPENED])]
+        for case_id in self.evidence.followups.pending():
+            case = self.cases.find(case_id)
+            if case is not None:
+                pending.append(case.opened_at.timestamp())
+        return pending
+
     def _post_roll_recorded(self, violation: Violation) -> bool:
         if not any(device in self.cameras for device in violation.devices):
             return True

@@ -58,6 +58,9 @@ class Storage(Strict):
     min_free_mb: int = Field(32, ge=0)
     """Free space to keep on the storage disk: below it, new writes wait (messages stay
     unacknowledged, cases unpackaged) with a clear error instead of failing halfway."""
+    journal_keep_days: float | None = Field(30, gt=0)
+    """Journal rows older than this go once analysed, shipped to TimescaleDB (when it is
+    configured) and needed by no package still to build; null keeps everything."""
 
     def resolved(self, base: Path) -> Storage:
         root = self.root if self.root.is_absolute() else base / self.root
@@ -66,6 +69,7 @@ class Storage(Strict):
             journal=_under(base, self.journal, root / "journal.sqlite"),
             evidence=_under(base, self.evidence, root / "evidence"),
             min_free_mb=self.min_free_mb,
+            journal_keep_days=self.journal_keep_days,
         )
 
 
