@@ -3,10 +3,11 @@
 `storage.journal_keep_days` (default 30) bounds the journal on a box that runs for years. A row
 goes only when every reader is done with it: older than that by its receipt time (observations:
 by their event time), analysed (at or below the analysis checkpoint), shipped to TimescaleDB
-when a sink is configured (at or below the sink's committed cursor; before the sink has
-connected once, nothing goes), and older by a day's margin than every case whose package, or
-"after" package, is still to be built (those read the sensor history around the case). A sink
-down for longer than the keep time therefore holds the journal back rather than losing rows.
+when a sink is configured (at or below the sink's committed cursor as it was one pass earlier;
+before the sink has connected once, nothing goes), and older by a day's margin than every case
+whose package, or "after" package, is still to be built (those read the sensor history around
+the case). A sink down for longer than the keep time holds the journal back rather than losing
+rows.
 """
 
 from __future__ import annotations
@@ -66,9 +67,14 @@ class JournalRetention:
         self.max_batches = max_batches
         self.pruned = Pruned()
         self._last = -float("inf")
+        self._shipped_before: dict[str, int] = {}
+        """The sink's cursors at the previous pass: only those count (see `bounds`)."""
 
     def bounds(self, now: float, analysed: int) -> PruneBounds | None:
-        """What may go now, or None when nothing may."""
+        """What may go now, or None when nothing may. What the sink shipped counts from the
+        pass after the one that saw it shipped: with asynchronous commit a database crash may
+        lose the last fraction of a second of commits, cursor moves included, and the sink
+        then ships those rows again, so they must still be here."""
         if self.keep_s is None:
             return None
         before = now - self.keep_s
@@ -76,7 +82,12 @@ class JournalRetention:
             before = min(before, opened - PROTECT_MARGIN_S)
         readings_upto, observations_upto = analysed, None
         if self.sink is not None:
-            shipped = {source.name: source.cursor for source in self.sink.sources}
+            now_shipped = {source.name: source.cursor for source in self.sink.sources}
+            shipped = {
+                name: min(seq, self._shipped_before.get(name, 0))
+                for name, seq in now_shipped.items()
+            }
+            self._shipped_before = now_shipped
             readings_upto = min(analysed, shipped.get("readings", 0))
             observations_upto = shipped.get("observations", 0)
         return PruneBounds(before, readings_upto, observations_upto)

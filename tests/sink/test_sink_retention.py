@@ -32,6 +32,9 @@ def test_rows_leave_the_journal_only_once_shipped(pg_dsn: str, journal_path: Pat
     now = time.time()
     assert not retention.prune(now, analysed=_top(journal))  # the sink has shipped nothing
     assert sink.drain() == 20
+    # shipped rows count from the next pass: an asynchronous commit lost in a database crash
+    # takes its cursor move with it, and the sink ships those rows again
+    assert not retention.prune(now, analysed=_top(journal))
     assert retention.prune(now, analysed=5).readings == 5  # the analysis is at seq 5
     assert retention.prune(now, analysed=_top(journal)).readings == 15
     assert journal.count() == 0
