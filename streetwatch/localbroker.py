@@ -175,9 +175,13 @@ class Mosquitto:
                     break
                 try:
                     with socket.create_connection(("127.0.0.1", self.port), timeout=0.2):
-                        return self
+                        pass
                 except OSError:
                     time.sleep(0.05)
+                    continue
+                if self._listening(log_size):
+                    return self
+                time.sleep(0.05)  # another process's broker on the port: ours fails to bind
             else:
                 break
             err = self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
@@ -209,6 +213,16 @@ class Mosquitto:
         self.stop()
         time.sleep(pause_s)
         self.start()
+
+    def _listening(self, log_size: int) -> bool:
+        """This start's broker, not another test run's on the same port, took the port: its
+        own log says so (a connection alone could have reached the other one)."""
+        opened = f"Opening ipv4 listen socket on port {self.port}."
+        return (
+            self.process is not None
+            and self.process.poll() is None
+            and (opened in self.log()[log_size:])
+        )
 
     def log(self) -> str:
         return self.log_path.read_text() if self.log_path.exists() else ""
