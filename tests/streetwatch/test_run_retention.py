@@ -5,17 +5,11 @@ built from them, and only then do they leave the journal; the packages still ver
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import yaml
-
 from evidence.package import AFTER_SUFFIX
 from streetwatch.localbroker import Mosquitto
-from streetwatch.pipeline import CATALOG
-from streetwatch.scenario_context import SimMessage
-from tests.conftest import market_site_text
 from tests.runkit import (
     RunProcess,
     cases_of,
@@ -25,45 +19,20 @@ from tests.runkit import (
     verify,
     wait_until,
 )
+from tests.streetwatch.binkit import bin_levels, bin_site
 
 KEEP_DAYS = 0.0002  # 17.28 s
 LEVELS = [50.0] * 5 + [95.0] * 35 + [30.0] * 5  # over 90 % from minute 5, emptied at minute 40
 
 
-def _site(tmp_path: Path) -> Path:
-    doc = yaml.safe_load(market_site_text())
-    doc["storage"] = {"root": str(tmp_path / "var"), "journal_keep_days": KEEP_DAYS}
-    doc["devices"] = [
-        {"id": "bin-a", "kind": "sensor", "facility": "bin",
-         "metrics": {"fill_pct": {"unit": "%", "min": 0, "max": 100}},
-         "location": {"lat": 31.1953, "lon": 121.4372}},
-    ]  # fmt: skip
-    doc.pop("merchants", None)
-    path = tmp_path / "devices.yaml"
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
-    (tmp_path / "rules").mkdir()
-    shutil.copyfile(CATALOG / "bin-full.yaml", tmp_path / "rules" / "bin-full.yaml")
-    return path
-
-
 def test_readings_leave_the_journal_after_their_cases_are_packaged(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    config = _site(tmp_path)
+    config = bin_site(tmp_path, ("bin-full.yaml",), journal_keep_days=KEEP_DAYS)
     var = tmp_path / "var"
     run = RunProcess(config, mosquitto, tmp_path / "run.log", "--rules", str(tmp_path / "rules"))
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
-    topic = "streetwatch/demo-street/bin-a/metrics"
-    messages = [
-        SimMessage(
-            minute * 60.0,
-            topic,
-            json.dumps(
-                {"ts": (start + timedelta(minutes=minute)).isoformat(), "fill_pct": v}
-            ).encode(),
-        )
-        for minute, v in enumerate(LEVELS)
-    ]
+    messages = bin_levels(start, LEVELS)
     assert publish(messages, mosquitto, speed=1200).acked == len(LEVELS)
     wait_until(
         lambda: any((var / "evidence").glob(f"*/*{AFTER_SUFFIX}/manifest.json")),

@@ -8,17 +8,12 @@ mid-episode keeps the episode: the bin emptied after the restart clears the case
 from __future__ import annotations
 
 import json
-import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import yaml
-
 from evidence.package import AFTER_SUFFIX
 from streetwatch.localbroker import Mosquitto
-from streetwatch.pipeline import CATALOG
 from streetwatch.scenario_context import SimMessage
-from tests.conftest import market_site_text
 from tests.runkit import (
     RunProcess,
     all_analysed,
@@ -29,42 +24,11 @@ from tests.runkit import (
     verify,
     wait_until,
 )
+from tests.streetwatch.binkit import TOPIC, bin_levels, bin_site
 
-BIN = {"unit": "%", "min": 0, "max": 100}
 LEVELS = [50.0] * 5 + [95, 85, 92, 88, 91, 82] * 6 + [30.0] * 10
 """One a minute: over 90 % at minute 5, then 82-95 % (inside the 80-90 band) until minute 41,
 then emptied."""
-
-
-def _site(tmp_path: Path, names: tuple[str, ...] = ("bin-full.yaml", "sensor-silent.yaml")) -> Path:
-    doc = yaml.safe_load(market_site_text())
-    doc["storage"] = {"root": str(tmp_path / "var")}
-    doc["devices"] = [
-        {"id": "bin-a", "kind": "sensor", "facility": "bin", "metrics": {"fill_pct": BIN},
-         "location": {"lat": 31.1953, "lon": 121.4372}},
-        {"id": "bin-b", "kind": "sensor", "facility": "bin", "metrics": {"fill_pct": BIN}},
-    ]  # fmt: skip
-    doc.pop("merchants", None)
-    path = tmp_path / "devices.yaml"
-    path.write_text(yaml.safe_dump(doc, allow_unicode=True, sort_keys=False))
-    rules = tmp_path / "rules"
-    rules.mkdir()
-    for name in names:
-        shutil.copyfile(CATALOG / name, rules / name)
-    return path
-
-
-TOPIC = "streetwatch/demo-street/bin-a/metrics"
-
-
-def _levels(start: datetime, levels: list[float], first_minute: int = 0) -> list[SimMessage]:
-    """One message a minute from `first_minute`, published one simulated minute apart."""
-    out = []
-    for i, level in enumerate(levels):
-        ts = (start + timedelta(minutes=first_minute + i)).isoformat()
-        payload = json.dumps({"ts": ts, "fill_pct": level}).encode()
-        out.append(SimMessage(i * 60.0, TOPIC, payload))
-    return out
 
 
 def _messages(start: datetime) -> list[SimMessage]:
@@ -84,7 +48,7 @@ def _messages(start: datetime) -> list[SimMessage]:
 def test_a_full_bin_and_a_silent_one_become_cases_with_series_and_plot(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    config = _site(tmp_path)
+    config = bin_site(tmp_path, ("bin-full.yaml", "sensor-silent.yaml"))
     var = tmp_path / "var"
     run = RunProcess(config, mosquitto, tmp_path / "run.log", "--rules", str(tmp_path / "rules"))
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
@@ -129,13 +93,13 @@ def test_a_full_bin_and_a_silent_one_become_cases_with_series_and_plot(
 def test_a_restart_mid_episode_keeps_it_and_the_emptied_bin_clears_the_case(
     mosquitto: Mosquitto, tmp_path: Path
 ) -> None:
-    config = _site(tmp_path, ("bin-full.yaml",))
+    config = bin_site(tmp_path, ("bin-full.yaml",))
     var = tmp_path / "var"
     rules = ("--rules", str(tmp_path / "rules"))
     start = datetime.now(UTC).replace(microsecond=0) - timedelta(hours=2)
     full = [50.0] * 5 + [93.0] * 35  # over 90 % from minute 5: the case opens at minute 35
     run = RunProcess(config, mosquitto, tmp_path / "run-1.log", *rules)
-    assert publish(_levels(start, full), mosquitto, speed=1200).acked == len(full)
+    assert publish(bin_levels(start, full), mosquitto, speed=1200).acked == len(full)
     wait_until(lambda: all_analysed(var, len(full)) and len(cases_of(var)) == 1, 60, "the case")
     wait_until(lambda: settled(var), 60, "the case packaged")
     run.terminate()
@@ -143,7 +107,7 @@ def test_a_restart_mid_episode_keeps_it_and_the_emptied_bin_clears_the_case(
 
     run = RunProcess(config, mosquitto, tmp_path / "run-2.log", *rules)
     emptied = [94.0] * 5 + [30.0] * 3  # still full after the restart, then emptied
-    assert publish(_levels(start, emptied, len(full)), mosquitto, speed=1200).acked == 8
+    assert publish(bin_levels(start, emptied, len(full)), mosquitto, speed=1200).acked == 8
     (bin_case,) = [c for c, _, _ in cases_of(var)]
     wait_until(
         lambda: any((var / "evidence").glob(f"*/{bin_case}{AFTER_SUFFIX}/manifest.json")),
