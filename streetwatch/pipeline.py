@@ -459,7 +459,10 @@ class Pipeline(DecisionsStage, EvidenceStage):
             "ingest": dict(self.ingestor.stats.snapshot()),
             "sensors": dict(self.sensors.stats),
             "cameras": dict(cameras),
-            "rules": dict(self.engine.stats),
+            "rules": {
+                **self.engine.stats,
+                **{f"thresholds_{k}": v for k, v in self.engine.thresholds.stats.items()},
+            },
             "pipeline": {**self.counters, "queue_depth.camera": self._camera_obs.qsize()},
             "evidence": dict(self.builder.stats),
             "feed": {**self.feed.stats, "feed_backlog": self.feed.backlog()},

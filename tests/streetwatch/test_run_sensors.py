@@ -12,12 +12,13 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from evidence.package import AFTER_SUFFIX
-from streetwatch.localbroker import Mosquitto
+from streetwatch.localbroker import Mosquitto, free_port
 from streetwatch.scenario_context import SimMessage
 from tests.runkit import (
     RunProcess,
     all_analysed,
     cases_of,
+    metric,
     publish,
     query,
     settled,
@@ -105,7 +106,8 @@ def test_a_restart_mid_episode_keeps_it_and_the_emptied_bin_clears_the_case(
     run.terminate()
     assert json.loads((var / "thresholds.state.json").read_text())["states"][0]["over"] is True
 
-    run = RunProcess(config, mosquitto, tmp_path / "run-2.log", *rules)
+    http = free_port()
+    run = RunProcess(config, mosquitto, tmp_path / "run-2.log", *rules, "--http-port", str(http))
     emptied = [94.0] * 5 + [30.0] * 3  # still full after the restart, then emptied
     assert publish(bin_levels(start, emptied, len(full)), mosquitto, speed=1200).acked == 8
     (bin_case,) = [c for c, _, _ in cases_of(var)]
@@ -113,6 +115,11 @@ def test_a_restart_mid_episode_keeps_it_and_the_emptied_bin_clears_the_case(
         lambda: any((var / "evidence").glob(f"*/{bin_case}{AFTER_SUFFIX}/manifest.json")),
         60,
         "the after package of the case opened before the restart",
+    )
+    wait_until(
+        lambda: metric(http, "streetwatch_rules_thresholds_samples_total") == len(emptied),
+        30,
+        "the samples after the restart counted on /metrics (none replayed from before it)",
     )
     summary = run.terminate()
     assert summary["pipeline"].get("cases_opened", 0) == 0  # found again, not opened twice
