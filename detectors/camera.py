@@ -28,6 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
+from detectors.camera_hold import OcclusionHold
 from detectors.camera_observations import VisitObservations, subject_id
 from detectors.camera_placed import PlacedTracks
 from detectors.camera_recording import CameraRecording
@@ -126,6 +127,10 @@ class CameraPipeline:
         )
         self.zones = self._zone_set(self.device.zones)
         self.tracks: dict[int, TrackState] = {}
+        hold_s = 0.0 if self.ground is not None else self.settings.occlusion_hold_s
+        self.hold = OcclusionHold(hold_s, self.settings.hold_subjects)
+        self._carried_ids: list[int] = []
+        """The tracks `_carry` stood in for, in the order of its detections."""
         self.placing = PlacedTracks(
             self.device.id, self.settings, self.device.zones, self.detector, self.stats
         )
@@ -233,8 +238,13 @@ class CameraPipeline:
     def _carry(self, detections: Detections, regions: list, full: bool) -> Detections:
         """Detections standing in for stationary tracks where nothing moved."""
         limit = self.settings.stationary_misses
+        held = self.hold.held  # hidden: the tracker lost them, a new track may take them back
+        self._carried_ids = []
         if full:
-            tracks = list(self.tracks.values())
+            for track_id in self.hold.found(detections.xyxy, self.tracks):
+                self.tracks[track_id].carried = True  # carried until the tracker has it again
+                self.stats.tracks_reclaimed += 1
+            tracks = [t for t in self.tracks.values() if t.track_id not in held]
             if tracks:
                 ious = box_iou(np.array([t.box for t in tracks], np.float32), detections.xyxy)
                 for track, row in zip(tracks, ious, strict=True):
@@ -242,10 +252,13 @@ class CameraPipeline:
             keep = [t for t in tracks if t.carried and 0 < t.misses < limit]
         else:
             keep = [
-                t for t in self.tracks.values() if t.misses < limit and not overlaps(t.box, regions)
+                t
+                for t in self.tracks.values()
+                if t.misses < limit and t.track_id not in held and not overlaps(t.box, regions)
             ]
         if not keep:
             return Detections.empty()
+        self._carried_ids = [t.track_id for t in keep]
         self.stats.carried += len(keep)
         return Detections(
             np.array([t.box for t in keep], np.float32),
@@ -267,11 +280,25 @@ class CameraPipeline:
         subject_of = self.detector.subject_of
         for box in tracked:
             real = box.det_index < n_real
-            state = self.tracks.get(box.track_id)
+            track_id = self.hold.identity(box.track_id)
+            state = self.tracks.get(track_id)
             ref = FrameRef(self.device.id, frame.index, ts, box.box, box.conf)
+            if state is None and real:
+                subject = subject_of.get(box.class_id, str(box.class_id))
+                held = self.hold.reclaim(box.track_id, subject, box.box, self.tracks)
+                if held is not None:
+                    track_id, state = held, self.tracks[held]
+                    self.stats.tracks_reclaimed += 1
+            elif state is None and box.det_index - n_real < len(self._carried_ids):
+                source = self._carried_ids[box.det_index - n_real]
+                if source in self.tracks:
+                    self.hold.alias(box.track_id, source)
+                    track_id, state = source, self.tracks[source]
+            elif state is not None:
+                self.hold.seen(track_id)
             if state is None:
                 state = TrackState(
-                    box.track_id,
+                    track_id,
                     subject_of.get(box.class_id, str(box.class_id)),
                     box.class_id,
                     ts,
@@ -280,16 +307,20 @@ class CameraPipeline:
                     box.conf,
                     ref,
                 )
-                self.tracks[box.track_id] = state
+                self.tracks[track_id] = state
                 self.stats.tracks_started += 1
             state.last_seen = ts
             state.carried = not real
             if real:
                 state.box, state.conf, state.misses = box.box, box.conf, 0
                 state.travel(box.box)
+                state.settle(box.box, ts)
                 if box.conf >= state.best.confidence:
                     state.best = ref
-            seen[box.track_id] = footprint(state.box)
+            seen[track_id] = footprint(state.box)
+        for track_id in self.hold.held:
+            if track_id not in seen and track_id in self.tracks:
+                seen[track_id] = footprint(self.tracks[track_id].box)  # hidden, not gone
         ended = self.placing.place(frame, left, seen, self.tracks, self.zones.visits)
         ground = self.ground.place(seen, ts, frame.size) if self.ground else None
         events = self.zones.update(seen if ground is None else ground, ts)
@@ -302,7 +333,7 @@ class CameraPipeline:
         for track_id in ended:
             observations += self._end_track(track_id)
             self.placed.pop(track_id, None)
-        gone = [
+        lost = [
             t
             for t in self.tracks.values()
             if t.track_id not in seen
@@ -311,10 +342,14 @@ class CameraPipeline:
                 or t.misses >= self.settings.stationary_misses
             )
         ]
-        for track in gone:
-            del self.tracks[track.track_id]
+        gone = [t.track_id for t in lost if not self.hold.keep(t, ts)]
+        self.stats.tracks_held += len(lost) - len(gone)
+        for track_id in [*gone, *self.hold.expired(ts)]:
+            if self.tracks.pop(track_id, None) is None:
+                continue
+            self.hold.release(track_id)
             self.stats.tracks_ended += 1
-            observations += self._end_track(track.track_id)
+            observations += self._end_track(track_id)
         interval = timedelta(seconds=self.settings.emit_interval_s)
         observations += self.observer.inside(self.zones, interval)
         self._emit(observations)

@@ -36,6 +36,18 @@ class TrackState:
     moved: bool = False
     """Its footprint has travelled since it was first seen (see `MOVED_SHARE`)."""
     origin: tuple[float, float] | None = None
+    still_since: datetime | None = None
+    """Since when its footprint has stayed within `MOVED_SHARE` of its box height of
+    `still_at` (detectors/camera_hold.py holds still vehicles that are hidden)."""
+    still_at: tuple[float, float] | None = None
+
+    def settle(self, box: tuple[float, float, float, float], ts: datetime) -> None:
+        x, y = footprint(box)
+        if self.still_at is not None:
+            x0, y0 = self.still_at
+            if np.hypot(x - x0, y - y0) < MOVED_SHARE * (box[3] - box[1]):
+                return
+        self.still_at, self.still_since = (x, y), ts
 
     def travel(self, box: tuple[float, float, float, float]) -> None:
         x1, y1 = footprint(box)
@@ -65,6 +77,10 @@ class CameraStats:
     carried: int = 0
     tracks_started: int = 0
     tracks_ended: int = 0
+    tracks_held: int = 0
+    """Still subjects lost and held where they stood (detectors/camera_hold.py)."""
+    tracks_reclaimed: int = 0
+    """Held tracks that came back under a new tracker id and took their own back."""
     observations: int = 0
     errors: Counter[str] = field(default_factory=Counter)
     detect_ms: float = 0.0

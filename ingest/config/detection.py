@@ -116,6 +116,11 @@ class CameraDetect(Strict):
     """Full-frame checks in a row that miss a stationary track before it ends."""
     lost_s: Finite = Field(2.0, gt=0, le=600)
     """A moving track unseen for this long has left."""
+    occlusion_hold_s: Finite = Field(30.0, ge=0, le=600)
+    """A still subject of `hold_subjects` that is lost (hidden by a passing bus) stays where it
+    stood this long, and a track of its kind that reappears there takes its id back; 0: off.
+    Fixed cameras only (detectors/camera_hold.py)."""
+    hold_subjects: list[str] = ["car", "truck", "bus", "van", "motorcycle", "bicycle"]  # noqa: RUF012
     zone_margin_px: Finite = Field(12.0, ge=0)
     """Hysteresis: a footprint must leave the polygon by this much before it has left."""
     zone_exit_s: Finite = Field(1.0, ge=0)

@@ -272,3 +272,68 @@ def test_the_van_is_one_vehicle(coco: YoloDetector, vtest: Path) -> None:
         if c >= 0.35 and covers(tuple(box), VAN)
     ]
     assert len(on_van) == 1, on_van
+
+
+def _occluded(frame, t0: float, t1: float):
+    """The frame with a changing grey texture over the van from t0 to t1 s (a vehicle passing
+    in front of it, as the motion gate sees one)."""
+    import dataclasses
+
+    t = (frame.ts - START).total_seconds()
+    if not t0 <= t < t1:
+        return frame
+    image = frame.image.copy()
+    x1, y1, x2, y2 = VAN
+    rng = np.random.default_rng(int(t * 10))
+    patch = rng.integers(60, 200, size=(y2 - y1 + 10, x2 - x1 + 10, 1), dtype=np.uint8)
+    image[y1 - 5 : y2 + 5, x1 - 5 : x2 + 5] = patch
+    return dataclasses.replace(frame, image=image)
+
+
+def _kerb_run(tmp_path: Path, coco: YoloDetector, vtest: Path, **detect: object) -> tuple:
+    device, config = camera(vtest, [no_parking(KERB)], fps=5, redetect_s=5, **detect)
+    run = Run(rule_copy(tmp_path, "no-parking-vehicle.yaml", "30s", config), config)
+    pipeline = CameraPipeline(device, config, run, detector=coco)
+    frames = FileFrames(vtest, device.id, START, fps=5)
+    pipeline.reset(frames.fps)
+    last = START
+    for frame in frames:
+        frame = _occluded(frame, 25.0, 40.0)
+        pipeline.ring.add(frame)
+        pipeline.process(frame)
+        last = frame.ts
+    pipeline.finish(last)
+    van = [
+        o
+        for o in run.observations
+        if o.zone_id == "no-parking" and o.frame is not None and covers(o.frame.box, VAN)
+    ]
+    return run, pipeline, van
+
+
+def test_a_parked_van_hidden_for_15_s_stays_one_subject_and_one_case(
+    tmp_path: Path, coco: YoloDetector, vtest: Path
+) -> None:
+    """vtest's van, the motion gate on (as shipped), hidden from 25 s to 40 s: its track is
+    held where it stood and taken back when it shows again, so it is one subject, its case
+    (dwell 30 s) opens once, and nothing clears it before the clip ends."""
+    run, pipeline, van = _kerb_run(tmp_path, coco, vtest)
+    assert {o.subject_id for o in van} == {van[0].subject_id}
+    assert [o.state for o in van if o.state != "inside"] == ["enter", "exit"]
+    assert van[-1].last_seen >= START + timedelta(seconds=79)  # the exit is the clip's end
+    cases = [v for v in run.violations if v.subject_id == van[0].subject_id]
+    assert len(cases) == 1 and cases[0].opened_at == START + timedelta(seconds=30)
+    assert pipeline.stats.tracks_held >= 1 and pipeline.stats.tracks_reclaimed >= 1
+    assert all(c.cleared_at >= START + timedelta(seconds=79) for c in run.engine.clearances())
+
+
+def test_without_the_hold_the_hidden_van_leaves_and_comes_back_as_another(
+    tmp_path: Path, coco: YoloDetector, vtest: Path
+) -> None:
+    """The same clip with `occlusion_hold_s: 0`: what the hold prevents (its track ends while
+    it is hidden and its visit is closed; it comes back under another id)."""
+    _, pipeline, van = _kerb_run(tmp_path, coco, vtest, occlusion_hold_s=0)
+    assert len({o.subject_id for o in van}) >= 2
+    first = [o for o in van if o.subject_id == van[0].subject_id]
+    assert first[-1].state == "exit" and first[-1].last_seen < START + timedelta(seconds=40)
+    assert pipeline.stats.tracks_held == 0
