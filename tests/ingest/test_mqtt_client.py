@@ -81,6 +81,16 @@ def test_raw_publishes_properties_and_acks_many(mosquitto: Mosquitto) -> None:
     receiver.client.ack_many([*qos1[:400], message.mid])
     wait_until(lambda: not receiver.client._out_packet, what="the acks written")
     receiver.close()
+    # the broker reads a connection's bytes in order: once it has seen this one end, it has
+    # taken the acks before it. Reconnecting sooner races them: the session takeover may close
+    # the old socket with the acks still unread, and all 600 come back.
+    wait_until(
+        lambda: any(
+            f"Client raw-receiver {end}" in mosquitto.log()
+            for end in ("disconnected", "closed its connection")
+        ),
+        what="the broker to see the first connection end",
+    )
     again = Receiver(mosquitto)
     try:
         wait_until(lambda: len(again.raw) == 200, what="the 200 unacknowledged, redelivered")
