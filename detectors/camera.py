@@ -283,8 +283,8 @@ class CameraPipeline:
             track_id = self.hold.identity(box.track_id)
             state = self.tracks.get(track_id)
             ref = FrameRef(self.device.id, frame.index, ts, box.box, box.conf)
+            subject = subject_of.get(box.class_id, str(box.class_id))
             if state is None and real:
-                subject = subject_of.get(box.class_id, str(box.class_id))
                 held = self.hold.reclaim(box.track_id, subject, box.box, self.tracks)
                 if held is not None:
                     track_id, state = held, self.tracks[held]
@@ -299,7 +299,7 @@ class CameraPipeline:
             if state is None:
                 state = TrackState(
                     track_id,
-                    subject_of.get(box.class_id, str(box.class_id)),
+                    subject,
                     box.class_id,
                     ts,
                     ts,

@@ -5,8 +5,9 @@ lost after `lost_s` and, when the bus has gone, the car comes back under a new t
 this hold the camera would report the car as gone (its case cleared) and then as a new subject
 (a second case after the dwell). Here a track of a `hold_subjects` kind that stood still for
 `STILL_S` before it was lost is *held* for `occlusion_hold_s`: it stays where it stood (its zone
-visits go on), and a new track of the same class that appears where it stood (box IoU at least
-`REID_IOU`) takes its id back. A held track nobody reclaims ends when its hold runs out.
+visits go on), and a new track of any held kind that appears where it stood (box IoU at least
+`REID_IOU`; a van is a car in one frame and a truck in the next) takes its id back, as does a
+full-frame detection there. A held track nobody reclaims ends when its hold runs out.
 
 Fixed cameras only: a drone's pixels move with the drone, so where a track stood in the image
 says nothing after the drone has moved.
@@ -53,9 +54,7 @@ class OcclusionHold:
         """A track the tracker just started: the still subject it is (whose id it takes from
         now on), or None. A held track needs `REID_IOU` of its box; a still one the pipeline
         carries (nothing moved over it) `SAME_IOU`: the tracker then holds two tracks for one
-        parked car, one restarted from the carried box and one from a detection. Any held kind
-        may come back as
-        any other (a van is a car in one frame and a truck in the next)."""
+        parked car, one restarted from the carried box and one from a detection."""
         if not self.hold or subject not in self.subjects:
             return None
         candidates = [
@@ -71,13 +70,12 @@ class OcclusionHold:
         track_id = candidates[best].track_id
         if ious[best] < (REID_IOU if track_id in self.held else SAME_IOU):
             return None
-        self.held.pop(track_id, None)
-        self._aliases[tracker_id] = track_id
+        self.alias(tracker_id, track_id)
         return track_id
 
     def alias(self, tracker_id: int, track_id: int) -> None:
-        """The tracker started `tracker_id` from the box the pipeline carried for `track_id`
-        (its own track had been dropped): it is that track."""
+        """`tracker_id` is `track_id` from now on (it was started from the box the pipeline
+        carried for it, or where it stood); no longer held."""
         self.held.pop(track_id, None)
         self._aliases[tracker_id] = track_id
 
@@ -101,9 +99,7 @@ class OcclusionHold:
     def keep(self, track: TrackState, ts: datetime) -> bool:
         """A track about to be let go: True (and held from now) when it is a still subject of a
         held kind."""
-        if not self.hold or track.subject not in self.subjects:
-            return False
-        if not _still(track):
+        if not self.hold or track.subject not in self.subjects or not _still(track):
             return False
         self.held[track.track_id] = ts
         return True

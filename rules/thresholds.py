@@ -135,6 +135,7 @@ class Thresholds:
             "out_of_order": 0,
             "episodes": 0,
             "restore_skipped": 0,
+            "restore_failed": 0,
         }
 
     def configure(self, thresholds: Iterable[Threshold]) -> None:

@@ -33,6 +33,7 @@ from ingest.config.broker import Partition
 from ingest.journal import Journal
 from ingest.journal_merge import WorkerJournals
 from ingest.mqtt_consumer import BrokerRefused
+from streetwatch.journal_retention import DAY_S
 
 log = logging.getLogger("streetwatch.ingest_workers")
 
@@ -115,7 +116,7 @@ class IngestWorkers:
         self._thread: threading.Thread | None = None
         self._lock = threading.Lock()
         keep = config.storage.journal_keep_days
-        self._keep_s = None if keep is None else keep * 86_400.0
+        self._keep_s = None if keep is None else keep * DAY_S
         self._pruned_at = time.monotonic()
 
     def _status_path(self, index: int) -> Path:

@@ -30,6 +30,6 @@ def load_thresholds(thresholds: Thresholds, path: Path) -> bool:
         return False
     except (OSError, ValueError, TypeError, KeyError) as exc:
         log.warning("threshold state %s not restored: %s", path, exc)
-        thresholds.stats["restore_failed"] = thresholds.stats.get("restore_failed", 0) + 1
+        thresholds.stats["restore_failed"] += 1
         return False
     return True
